@@ -1,4 +1,73 @@
-//! Hearth's signaling server (placeholder module list while the server is assembled).
+//! Hearth's signaling server: rooms, presence, SDP/ICE relay and chat over WebSocket, with
+//! health and metrics endpoints.
+//!
+//! # Running it
+//! The library entry is [`run`]: give it a bound listener, a [`Config`] and a future that
+//! resolves when the server should stop. It serves until then, tells every client, drains, and
+//! returns.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hearth_signal::ServerError> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! println!("listening on {}", listener.local_addr()?);
+//! hearth_signal::run(listener, hearth_signal::Config::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`hub`]: the rooms as a sans-IO state machine (all the rules; no sockets, no clock).
+//! - `server`: the I/O around the hub: accept loop, HTTP endpoints, WebSocket connections.
+//! - [`auth`]: JWT room tokens, room passwords, TURN credentials.
+//! - [`config`]: defaults, TOML file, environment, flags.
+//! - [`metrics`]: Prometheus metrics.
+
 pub mod auth;
+pub mod config;
 pub mod hub;
+pub mod metrics;
 pub mod rate;
+mod server;
+mod tls;
+
+pub use config::{Config, TlsFiles};
+pub use metrics::Metrics;
+
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Binding or accepting failed. Not retryable without a change (address in use, permissions).
+    #[error("network error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The TLS certificate or key could not be used.
+    #[error("TLS setup failed: {message}")]
+    Tls { message: String },
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+}
+
+/// Serve on `listener` until `shutdown` resolves, then tell clients, drain and return.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    run_with_metrics(listener, config, Arc::new(Metrics::new()), shutdown).await
+}
+
+/// [`run`], exporting into the given metrics (so an embedding program can read them).
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    server::serve(listener, config, metrics, shutdown).await
+}

@@ -1,0 +1,436 @@
+//! Server configuration: defaults, then an optional TOML file, then environment variables, then
+//! command-line flags (each later source overrides the earlier ones).
+
+use crate::auth::{JoinAuth, TurnConfig};
+use crate::hub::HubConfig;
+use clap::Parser;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default listen address: loopback only, so a server started by accident is not exposed.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// Everything [`crate::run`] needs besides the listener.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Room rules (room size, history, grace period, auth, ICE servers).
+    pub hub: HubConfig,
+    /// Open WebSocket connections at most; further upgrades get HTTP 503.
+    pub max_connections: usize,
+    /// Largest message (and frame) in bytes; a larger one closes the connection with 1009.
+    pub max_message_bytes: usize,
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
+    /// How often the server pings each connection.
+    pub heartbeat_interval: Duration,
+    /// A connection silent for this long is closed as dead.
+    pub heartbeat_timeout: Duration,
+    /// Messages queued for one slow client before it is disconnected.
+    pub send_queue: usize,
+    /// Browser origins allowed to connect; empty allows all.
+    pub allowed_origins: Vec<String>,
+    pub tls: Option<TlsFiles>,
+    /// How long shutdown waits for connections to flush and close.
+    pub drain_timeout: Duration,
+    /// Told to clients in the `shutdown` message.
+    pub shutdown_retry_after: Duration,
+}
+
+/// PEM files for wss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hub: HubConfig::default(),
+            max_connections: 20_000,
+            max_message_bytes: 64 * 1024,
+            rate_per_sec: 50,
+            rate_burst: 200,
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(30),
+            send_queue: 512,
+            allowed_origins: Vec::new(),
+            tls: None,
+            drain_timeout: Duration::from_secs(5),
+            shutdown_retry_after: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Configuration errors, each saying which setting is wrong and why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("invalid setting {setting}: {message}")]
+    Invalid { setting: &'static str, message: String },
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// Hearth's signaling server: rooms, presence, SDP/ICE relay and chat over WebSocket.
+///
+/// Every option can also be set with the environment variable shown, or in a TOML config file
+/// (`--config`) under the same name with underscores (e.g. `max_room_size = 8`). Flags override
+/// the environment, which overrides the file.
+#[derive(Debug, Parser, Default)]
+#[command(name = "hearth-signal", version, about, long_about)]
+pub struct Cli {
+    /// Address to listen on, HOST:PORT. Port 0 picks a free port; the bound address is printed.
+    /// [default: 127.0.0.1:7878]
+    #[arg(long, env = "HEARTH_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+
+    /// TOML config file.
+    #[arg(long, env = "HEARTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Peers per room (mesh calls get heavy beyond 8). [default: 8]
+    #[arg(long, env = "HEARTH_MAX_ROOM_SIZE")]
+    pub max_room_size: Option<usize>,
+
+    /// Open WebSocket connections at most. [default: 20000]
+    #[arg(long, env = "HEARTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Largest message in bytes; larger ones close the connection with code 1009. [default: 65536]
+    #[arg(long, env = "HEARTH_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+
+    /// Messages per second per connection. [default: 50]
+    #[arg(long, env = "HEARTH_RATE_PER_SEC")]
+    pub rate_per_sec: Option<u32>,
+
+    /// Burst size of the per-connection rate limit. [default: 200]
+    #[arg(long, env = "HEARTH_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+
+    /// Room chat messages a late joiner receives. [default: 100]
+    #[arg(long, env = "HEARTH_HISTORY")]
+    pub history: Option<usize>,
+
+    /// Seconds a dropped session may be resumed with its resume token. [default: 30]
+    #[arg(long, env = "HEARTH_RESUME_GRACE_SECS")]
+    pub resume_grace_secs: Option<u64>,
+
+    /// Seconds between server pings. [default: 10]
+    #[arg(long, env = "HEARTH_HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<u64>,
+
+    /// Seconds of silence after which a connection is closed as dead. [default: 30]
+    #[arg(long, env = "HEARTH_HEARTBEAT_TIMEOUT_SECS")]
+    pub heartbeat_timeout_secs: Option<u64>,
+
+    /// Allowed browser Origin (repeat, or comma-separate in the env var). Empty allows any.
+    /// Clients that send no Origin header (native apps) are always allowed.
+    #[arg(long = "allowed-origin", env = "HEARTH_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Require HS256 JWT room tokens signed with this secret (prefer the env var or a file).
+    #[arg(long, env = "HEARTH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Read the JWT secret from this file.
+    #[arg(long, env = "HEARTH_JWT_SECRET_FILE", value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// Clock leeway in seconds for JWT exp/nbf. [default: 30]
+    #[arg(long, env = "HEARTH_JWT_LEEWAY_SECS")]
+    pub jwt_leeway_secs: Option<u64>,
+
+    /// STUN URL to announce (repeat).
+    #[arg(long = "stun-url", env = "HEARTH_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+
+    /// TURN URL to announce with time-limited credentials (repeat).
+    #[arg(long = "turn-url", env = "HEARTH_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+
+    /// Shared secret with the TURN server (coturn static-auth-secret).
+    #[arg(long, env = "HEARTH_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
+    /// Read the TURN secret from this file.
+    #[arg(long, env = "HEARTH_TURN_SECRET_FILE", value_name = "FILE")]
+    pub turn_secret_file: Option<PathBuf>,
+
+    /// Lifetime of TURN credentials in seconds. [default: 600]
+    #[arg(long, env = "HEARTH_TURN_TTL_SECS")]
+    pub turn_ttl_secs: Option<u64>,
+
+    /// TLS certificate chain (PEM) for wss; needs --tls-key.
+    #[arg(long, env = "HEARTH_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for wss.
+    #[arg(long, env = "HEARTH_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Seconds shutdown waits for connections to close. [default: 5]
+    #[arg(long, env = "HEARTH_DRAIN_SECS")]
+    pub drain_secs: Option<u64>,
+
+    /// Log format. [default: text]
+    #[arg(long, env = "HEARTH_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter, e.g. "info" or "hearth_signal=debug". [default: info]
+    #[arg(long, env = "HEARTH_LOG")]
+    pub log: Option<String>,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub max_room_size: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_message_bytes: Option<usize>,
+    pub rate_per_sec: Option<u32>,
+    pub rate_burst: Option<u32>,
+    pub history: Option<usize>,
+    pub resume_grace_secs: Option<u64>,
+    pub heartbeat_secs: Option<u64>,
+    pub heartbeat_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    pub jwt_secret: Option<String>,
+    pub jwt_secret_file: Option<PathBuf>,
+    pub jwt_leeway_secs: Option<u64>,
+    #[serde(default)]
+    pub stun_urls: Vec<String>,
+    #[serde(default)]
+    pub turn_urls: Vec<String>,
+    pub turn_secret: Option<String>,
+    pub turn_secret_file: Option<PathBuf>,
+    pub turn_ttl_secs: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub drain_secs: Option<u64>,
+    pub log_format: Option<LogFormat>,
+    pub log: Option<String>,
+}
+
+/// The resolved settings of the binary.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub config: Config,
+    pub log_format: LogFormat,
+    pub log: String,
+}
+
+fn read_secret(inline: Option<String>, file: Option<PathBuf>, setting: &'static str) -> Result<Option<Vec<u8>>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(invalid(setting, "give the secret inline or as a file, not both")),
+        (Some(s), None) => Ok(Some(s.into_bytes())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile { path, source })?;
+            Ok(Some(text.trim_end_matches(['\r', '\n']).as_bytes().to_vec()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+impl Cli {
+    /// Resolve flags (and environment, already merged by clap) over the config file over defaults.
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let file = match &self.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let pick_vec = |cli: Vec<String>, file: Vec<String>| if cli.is_empty() { file } else { cli };
+
+        let max_room_size = self.max_room_size.or(file.max_room_size).unwrap_or(d.hub.max_room_size);
+        let max_message_bytes = self.max_message_bytes.or(file.max_message_bytes).unwrap_or(d.max_message_bytes);
+        let rate_per_sec = self.rate_per_sec.or(file.rate_per_sec).unwrap_or(d.rate_per_sec);
+        let rate_burst = self.rate_burst.or(file.rate_burst).unwrap_or(d.rate_burst);
+        let heartbeat_interval = self.heartbeat_secs.or(file.heartbeat_secs).map_or(d.heartbeat_interval, secs);
+        let heartbeat_timeout =
+            self.heartbeat_timeout_secs.or(file.heartbeat_timeout_secs).map_or(d.heartbeat_timeout, secs);
+
+        if max_room_size == 0 {
+            return Err(invalid("max_room_size", "must be at least 1"));
+        }
+        if max_message_bytes < 1024 {
+            return Err(invalid("max_message_bytes", "must be at least 1024 (an SDP needs a few KiB)"));
+        }
+        if rate_per_sec == 0 || rate_burst == 0 {
+            return Err(invalid("rate_per_sec / rate_burst", "must be at least 1"));
+        }
+        if heartbeat_interval.is_zero() || heartbeat_timeout <= heartbeat_interval {
+            return Err(invalid(
+                "heartbeat_secs / heartbeat_timeout_secs",
+                "the interval must be positive and shorter than the timeout",
+            ));
+        }
+
+        let jwt_secret = read_secret(
+            self.jwt_secret.or(file.jwt_secret),
+            self.jwt_secret_file.or(file.jwt_secret_file),
+            "jwt_secret",
+        )?;
+        let auth = match jwt_secret {
+            Some(secret) if secret.len() < 16 => {
+                return Err(invalid("jwt_secret", "must be at least 16 bytes long"));
+            }
+            Some(secret) => JoinAuth::Jwt {
+                secret,
+                leeway_secs: self.jwt_leeway_secs.or(file.jwt_leeway_secs).unwrap_or(30),
+            },
+            None => JoinAuth::Open,
+        };
+        let turn_urls = pick_vec(self.turn_urls, file.turn_urls);
+        let turn_secret = read_secret(
+            self.turn_secret.or(file.turn_secret),
+            self.turn_secret_file.or(file.turn_secret_file),
+            "turn_secret",
+        )?;
+        let turn = match (turn_urls.is_empty(), turn_secret) {
+            (true, None) => None,
+            (true, Some(_)) => return Err(invalid("turn_secret", "is set but no turn_urls are")),
+            (false, None) => return Err(invalid("turn_urls", "need turn_secret to make credentials")),
+            (false, Some(secret)) => Some(TurnConfig {
+                urls: turn_urls,
+                secret,
+                ttl_secs: self.turn_ttl_secs.or(file.turn_ttl_secs).unwrap_or(600),
+            }),
+        };
+        let tls = match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(invalid("tls_cert / tls_key", "give both or neither")),
+        };
+
+        let hub = HubConfig {
+            max_room_size,
+            history_len: self.history.or(file.history).unwrap_or(d.hub.history_len),
+            resume_grace: self.resume_grace_secs.or(file.resume_grace_secs).map_or(d.hub.resume_grace, secs),
+            auth,
+            stun_urls: pick_vec(self.stun_urls, file.stun_urls),
+            turn,
+            ..d.hub.clone()
+        };
+        let config = Config {
+            hub,
+            max_connections: self.max_connections.or(file.max_connections).unwrap_or(d.max_connections),
+            max_message_bytes,
+            rate_per_sec,
+            rate_burst,
+            heartbeat_interval,
+            heartbeat_timeout,
+            allowed_origins: pick_vec(self.allowed_origins, file.allowed_origins),
+            tls,
+            drain_timeout: self.drain_secs.or(file.drain_secs).map_or(d.drain_timeout, secs),
+            ..d
+        };
+        Ok(Settings {
+            listen: self.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            config,
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            log: self.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+        let cli = Cli::try_parse_from(std::iter::once("hearth-signal").chain(args.iter().copied()))
+            .map_err(|e| invalid("args", e.to_string()))?;
+        cli.resolve()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.listen, DEFAULT_LISTEN);
+        assert_eq!(s.config.hub.max_room_size, 8);
+        assert_eq!(s.config.max_message_bytes, 65536);
+        assert_eq!(s.config.hub.resume_grace, Duration::from_secs(30));
+        assert!(matches!(s.config.hub.auth, JoinAuth::Open));
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn example_file_parses_and_flags_override_it() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/hearth-signal.example.toml");
+        let s = parse(&["--config", example]).unwrap();
+        assert_eq!(s.listen, "0.0.0.0:7878");
+        assert_eq!(s.config.hub.max_room_size, 8);
+        let s = parse(&["--config", example, "--max-room-size", "4", "--listen", "127.0.0.1:0"]).unwrap();
+        assert_eq!(s.config.hub.max_room_size, 4);
+        assert_eq!(s.listen, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn file_with_unknown_key_is_refused() {
+        let dir = std::env::temp_dir().join(format!("hearth-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "max_rom_size = 3\n").unwrap();
+        let err = parse(&["--config", path.to_str().unwrap()]).unwrap_err();
+        assert!(err.to_string().contains("max_rom_size"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_settings_are_refused() {
+        assert!(parse(&["--tls-cert", "a.pem"]).is_err());
+        assert!(parse(&["--turn-url", "turn:127.0.0.1:3478"]).is_err());
+        assert!(parse(&["--jwt-secret", "short"]).is_err());
+        assert!(parse(&["--max-room-size", "0"]).is_err());
+        assert!(parse(&["--heartbeat-secs", "30", "--heartbeat-timeout-secs", "10"]).is_err());
+        let ok = parse(&["--turn-url", "turn:127.0.0.1:3478", "--turn-secret", "s3cret"]).unwrap();
+        assert_eq!(ok.config.hub.turn.unwrap().ttl_secs, 600);
+        let ok = parse(&["--jwt-secret", "0123456789abcdef"]).unwrap();
+        assert!(matches!(ok.config.hub.auth, JoinAuth::Jwt { leeway_secs: 30, .. }));
+    }
+
+    #[test]
+    fn origins_are_comma_separated() {
+        let s = parse(&["--allowed-origin", "https://a.example,https://b.example"]).unwrap();
+        assert_eq!(s.config.allowed_origins, ["https://a.example", "https://b.example"]);
+    }
+}

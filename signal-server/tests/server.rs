@@ -1,0 +1,607 @@
+//! Integration tests: a real hearth-signal on 127.0.0.1:0 and real WebSocket clients.
+
+mod common;
+
+use common::*;
+use futures_util::SinkExt;
+use hearth_proto::{
+    close_code, CallOutcome, ClientMessage, ErrorCode, IceCandidate, Join, LeaveReason, MediaState, PeerId, Resume,
+    ServerMessage,
+};
+use hearth_signal::auth::{JoinAuth, TurnConfig};
+use hearth_signal::Config;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+fn config() -> Config {
+    Config::default()
+}
+
+fn chat(text: &str) -> ClientMessage {
+    ClientMessage::Chat { text: text.into(), to: None }
+}
+
+fn chat_seq(m: &ServerMessage) -> Option<(u64, String)> {
+    match m {
+        ServerMessage::Chat { message } => Some((message.seq, message.text.clone())),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn health_ready_metrics_and_unknown_paths() {
+    let s = TestServer::start(config()).await;
+    assert_eq!(http_get(s.addr, "/healthz").await, (200, "ok\n".into()));
+    assert_eq!(http_get(s.addr, "/readyz").await, (200, "ready\n".into()));
+    let (status, body) = http_get(s.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("hearth_connections "), "{body}");
+    assert_eq!(http_get(s.addr, "/nope").await.0, 404);
+    // A plain GET on /ws is not an upgrade.
+    assert_eq!(http_get(s.addr, "/ws").await.0, 426);
+}
+
+#[tokio::test]
+async fn three_peers_relay_reaches_only_the_addressee() {
+    let s = TestServer::start(config()).await;
+    let (mut a, wa) = s.joined("r", "Ada").await;
+    let (mut b, wb) = s.joined("r", "Bob").await;
+    let (mut c, wc) = s.joined("r", "Cy").await;
+    assert_eq!(wc.peers.len(), 2);
+    let joined = a.recv().await;
+    assert!(matches!(joined, ServerMessage::PeerJoined { ref peer } if peer.id == wb.peer_id && peer.name == "Bob"));
+    a.recv().await; // Cy joined
+    b.recv().await; // Cy joined
+
+    a.send(&ClientMessage::Offer { to: wb.peer_id.clone(), sdp: "v=0 offer".into() }).await;
+    assert_eq!(b.recv().await, ServerMessage::Offer { from: wa.peer_id.clone(), sdp: "v=0 offer".into() });
+    b.send(&ClientMessage::Answer { to: wa.peer_id.clone(), sdp: "v=0 answer".into() }).await;
+    assert_eq!(a.recv().await, ServerMessage::Answer { from: wb.peer_id.clone(), sdp: "v=0 answer".into() });
+    let cand = IceCandidate {
+        candidate: "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_mline_index: Some(0),
+    };
+    a.send(&ClientMessage::IceCandidate { to: wb.peer_id.clone(), candidate: Some(cand.clone()) }).await;
+    assert_eq!(b.recv().await, ServerMessage::IceCandidate { from: wa.peer_id.clone(), candidate: Some(cand) });
+    // Cy saw none of it.
+    c.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn private_chat_reaches_only_sender_and_addressee() {
+    let s = TestServer::start(config()).await;
+    let (mut a, _) = s.joined("r", "Ada").await;
+    let (mut b, wb) = s.joined("r", "Bob").await;
+    let (mut c, _) = s.joined("r", "Cy").await;
+    a.recv().await;
+    a.recv().await;
+    b.recv().await;
+    a.send(&ClientMessage::Chat { text: "psst".into(), to: Some(wb.peer_id.clone()) }).await;
+    for client in [&mut a, &mut b] {
+        match client.recv().await {
+            ServerMessage::Chat { message } => {
+                assert_eq!(message.text, "psst");
+                assert_eq!(message.to.as_ref(), Some(&wb.peer_id));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    c.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn room_chat_reaches_every_member_once_in_order_and_late_joiners_get_history() {
+    let s = TestServer::start(config()).await;
+    let (mut a, _) = s.joined("r", "Ada").await;
+    let (mut b, _) = s.joined("r", "Bob").await;
+    let (mut other, _) = s.joined("elsewhere", "Zed").await;
+    a.recv().await; // Bob joined
+    for i in 0..20 {
+        let sender = if i % 2 == 0 { &mut a } else { &mut b };
+        sender.send(&chat(&format!("m{i}"))).await;
+    }
+    for client in [&mut a, &mut b] {
+        let mut got = Vec::new();
+        while got.len() < 20 {
+            got.push(client.recv_until(|m| chat_seq(m)).await);
+        }
+        let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+        client.expect_silence(Duration::from_millis(100)).await;
+    }
+    other.expect_silence(Duration::from_millis(100)).await;
+    let (_late, w) = s.joined("r", "Late").await;
+    assert_eq!(w.history.len(), 20);
+    assert_eq!(w.history[0].text, "m0");
+    assert!(w.history.iter().all(|m| m.from_name == "Ada" || m.from_name == "Bob"));
+}
+
+#[tokio::test]
+async fn history_bound_is_configurable() {
+    let mut cfg = config();
+    cfg.hub.history_len = 5;
+    let s = TestServer::start(cfg).await;
+    let (mut a, _) = s.joined("r", "Ada").await;
+    for i in 0..12 {
+        a.send(&chat(&format!("m{i}"))).await;
+    }
+    for _ in 0..12 {
+        a.recv().await;
+    }
+    let (_b, w) = s.joined("r", "Bob").await;
+    let seqs: Vec<u64> = w.history.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [8, 9, 10, 11, 12]);
+}
+
+#[tokio::test]
+async fn room_full_and_rooms_removed_when_empty() {
+    let mut cfg = config();
+    cfg.hub.max_room_size = 2;
+    let s = TestServer::start(cfg).await;
+    let (mut a, _) = s.joined("r", "A").await;
+    let (mut b, _) = s.joined("r", "B").await;
+    let mut c = s.client().await;
+    c.send(&ClientMessage::Join(Join::new("r", "C"))).await;
+    match c.recv().await {
+        ServerMessage::Error { code, message, .. } => {
+            assert_eq!(code, ErrorCode::RoomFull);
+            assert!(message.contains("full"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    c.ping(1).await;
+    assert_eq!(metric(&s.metrics_text().await, "hearth_rooms"), 1.0);
+    a.send(&ClientMessage::Leave).await;
+    b.send(&ClientMessage::Leave).await;
+    // Once both have left, the room is gone and C can create it afresh.
+    a.ping(2).await;
+    b.ping(3).await;
+    let w = c.join("r", "C").await;
+    assert!(w.peers.is_empty());
+    assert!(w.history.is_empty());
+}
+
+#[tokio::test]
+async fn bad_input_gets_errors_and_the_connection_stays_usable() {
+    let s = TestServer::start(config()).await;
+    let (mut a, _) = s.joined("r", "Ada").await;
+    let cases: &[(&str, ErrorCode)] = &[
+        ("{not json", ErrorCode::MalformedJson),
+        ("", ErrorCode::MalformedJson),
+        ("[1,2,3]", ErrorCode::MissingType),
+        (r#"{"room":"r"}"#, ErrorCode::MissingType),
+        (r#"{"type":"teleport"}"#, ErrorCode::UnknownType),
+        (r#"{"type":"chat","text":42}"#, ErrorCode::InvalidMessage),
+        (r#"{"type":"offer","to":"x"}"#, ErrorCode::InvalidMessage),
+        (r#"{"type":"ping","nonce":-1}"#, ErrorCode::InvalidMessage),
+        (r#"{"type":"chat","text":"   "}"#, ErrorCode::InvalidField),
+        (r#"{"type":"offer","to":"nobody","sdp":"v=0"}"#, ErrorCode::PeerNotFound),
+        (r#"{"type":"chat","text":"hi","to":"nobody"}"#, ErrorCode::PeerNotFound),
+        (r#"{"type":"join","protocol":1,"room":"r","name":"again"}"#, ErrorCode::AlreadyJoined),
+    ];
+    for (i, (input, code)) in cases.iter().enumerate() {
+        a.send_raw(input).await;
+        match a.recv().await {
+            ServerMessage::Error { code: got, message, .. } => {
+                assert_eq!(got, *code, "input {input:?}: {message}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("input {input:?}: expected error, got {other:?}"),
+        }
+        a.ping(i as u64).await;
+    }
+    a.ws.send(Message::Binary(vec![1u8, 2, 3].into())).await.unwrap();
+    assert_eq!(a.expect_error().await, ErrorCode::MalformedJson);
+    a.ping(100).await;
+    let text = s.metrics_text().await;
+    assert_eq!(metric(&text, r#"hearth_errors_total{code="malformed_json"}"#), 3.0);
+    assert_eq!(metric(&text, r#"hearth_errors_total{code="peer_not_found"}"#), 2.0);
+}
+
+#[tokio::test]
+async fn messages_before_join_and_version_mismatch() {
+    let s = TestServer::start(config()).await;
+    let mut c = s.client().await;
+    c.send(&chat("hello?")).await;
+    assert_eq!(c.expect_error().await, ErrorCode::NotJoined);
+    let mut j = Join::new("r", "A");
+    j.protocol = 99;
+    c.send(&ClientMessage::Join(j)).await;
+    match c.recv().await {
+        ServerMessage::Error { code, message, .. } => {
+            assert_eq!(code, ErrorCode::VersionMismatch);
+            assert!(message.contains("protocol 1") && message.contains("99"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    c.join("r", "A").await;
+}
+
+#[tokio::test]
+async fn oversized_message_closes_with_1009() {
+    let mut cfg = config();
+    cfg.max_message_bytes = 4096;
+    let s = TestServer::start(cfg).await;
+    let (mut a, _) = s.joined("r", "A").await;
+    a.send(&chat(&"x".repeat(3000))).await;
+    assert!(a.recv_until(|m| chat_seq(m)).await.1.len() == 3000);
+    let big = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(5000));
+    a.send_raw(&big).await;
+    match a.event().await {
+        Event::Closed(Some(frame)) => assert_eq!(u16::from(frame.code), close_code::TOO_BIG),
+        Event::Closed(None) => panic!("closed without a close frame"),
+        Event::Msg(m) => panic!("expected close, got {m:?}"),
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_drops_with_one_error_and_recovers() {
+    let mut cfg = config();
+    cfg.rate_per_sec = 10;
+    cfg.rate_burst = 5;
+    let s = TestServer::start(cfg).await;
+    let mut c = s.client().await;
+    for n in 0..20 {
+        c.send(&ClientMessage::Ping { nonce: n }).await;
+    }
+    let mut pongs = 0;
+    let mut limited = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(300), c.ws.next_text()).await {
+            Ok(Some(ServerMessage::Pong { .. })) => pongs += 1,
+            Ok(Some(ServerMessage::Error { code: ErrorCode::RateLimited, .. })) => limited += 1,
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => break,
+        }
+    }
+    assert!((5..=7).contains(&pongs), "pongs {pongs}");
+    assert_eq!(limited, 1, "one rate_limited error per second");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    c.ping(99).await;
+    assert!(metric(&s.metrics_text().await, "hearth_rate_limited_total") >= 13.0);
+}
+
+trait NextText {
+    async fn next_text(&mut self) -> Option<ServerMessage>;
+}
+
+impl NextText for tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    async fn next_text(&mut self) -> Option<ServerMessage> {
+        use futures_util::StreamExt;
+        loop {
+            match self.next().await? {
+                Ok(Message::Text(t)) => return hearth_proto::decode_server(&t).ok(),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn max_connections_refuses_upgrades_with_503() {
+    let mut cfg = config();
+    cfg.max_connections = 2;
+    let s = TestServer::start(cfg).await;
+    let mut a = s.client().await;
+    let _b = s.client().await;
+    let err = tokio_tungstenite::connect_async(s.url()).await.unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+    a.ping(1).await;
+    drop(a);
+    // The slot frees once the server sees the close.
+    let mut ok = false;
+    for _ in 0..50 {
+        if tokio_tungstenite::connect_async(s.url()).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "a freed slot was not reused");
+    assert!(metric(&s.metrics_text().await, r#"hearth_upgrades_refused_total{reason="server_full"}"#) >= 1.0);
+}
+
+fn upgrade_request(origin: Option<&str>) -> String {
+    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{origin}\r\n"
+    )
+}
+
+#[tokio::test]
+async fn origin_allow_list() {
+    let mut cfg = config();
+    cfg.allowed_origins = vec!["https://meet.example.org".into()];
+    let s = TestServer::start(cfg).await;
+    let status = status_line(s.addr, &upgrade_request(Some("https://evil.example.com"))).await;
+    assert_eq!(status, 403);
+    // Upgrades answer 101 and keep the socket open, so read just the status line.
+    for origin in [Some("https://meet.example.org"), None] {
+        let status = status_line(s.addr, &upgrade_request(origin)).await;
+        assert_eq!(status, 101, "origin {origin:?}");
+    }
+}
+
+async fn status_line(addr: std::net::SocketAddr, req: &str) -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).await.unwrap();
+    line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn dropped_client_resumes_with_same_peer_id_and_missed_messages() {
+    let s = TestServer::start(config()).await;
+    let (mut a, wa) = s.joined("r", "Ada").await;
+    let (b, wb) = s.joined("r", "Bob").await;
+    a.recv().await; // Bob joined
+    drop(b); // The TCP connection vanishes without a close frame.
+    assert_eq!(a.recv().await, ServerMessage::PeerReconnecting { peer_id: wb.peer_id.clone() });
+    a.send(&chat("while you were away")).await;
+    a.send(&ClientMessage::Chat { text: "private".into(), to: Some(wb.peer_id.clone()) }).await;
+    a.send(&ClientMessage::Offer { to: wb.peer_id.clone(), sdp: "v=0 restart".into() }).await;
+    a.recv().await;
+    a.recv().await;
+
+    let mut b2 = s.client().await;
+    let mut j = Join::new("r", "Bob");
+    j.resume = Some(Resume { token: wb.resume_token.clone(), last_seq: 0 });
+    let w = b2.join_with(j).await;
+    assert!(w.resumed);
+    assert_eq!(w.peer_id, wb.peer_id);
+    let texts: Vec<&str> = w.history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["while you were away", "private"]);
+    assert_eq!(b2.recv().await, ServerMessage::Offer { from: wa.peer_id.clone(), sdp: "v=0 restart".into() });
+    assert_eq!(a.recv().await, ServerMessage::PeerReconnected { peer_id: wb.peer_id.clone() });
+    a.send(&chat("welcome back")).await;
+    assert_eq!(b2.recv_until(|m| chat_seq(m)).await, (3, "welcome back".into()));
+    let text = s.metrics_text().await;
+    assert_eq!(metric(&text, r#"hearth_joins_total{kind="resume"}"#), 1.0);
+}
+
+#[tokio::test]
+async fn peer_that_never_returns_is_reported_left_after_grace() {
+    let mut cfg = config();
+    cfg.hub.resume_grace = Duration::from_millis(300);
+    let s = TestServer::start(cfg).await;
+    let (mut a, _) = s.joined("r", "Ada").await;
+    let (b, wb) = s.joined("r", "Bob").await;
+    a.recv().await;
+    drop(b);
+    assert_eq!(a.recv().await, ServerMessage::PeerReconnecting { peer_id: wb.peer_id.clone() });
+    let started = std::time::Instant::now();
+    assert_eq!(a.recv().await, ServerMessage::PeerLeft { peer_id: wb.peer_id.clone(), reason: LeaveReason::Timeout });
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let mut b2 = s.client().await;
+    let mut j = Join::new("r", "Bob");
+    j.resume = Some(Resume { token: wb.resume_token, last_seq: 0 });
+    b2.send(&ClientMessage::Join(j)).await;
+    assert_eq!(b2.expect_error().await, ErrorCode::ResumeFailed);
+}
+
+#[tokio::test]
+async fn dead_socket_is_detected_by_heartbeat() {
+    let mut cfg = config();
+    cfg.heartbeat_interval = Duration::from_millis(100);
+    cfg.heartbeat_timeout = Duration::from_millis(400);
+    let s = TestServer::start(cfg).await;
+    let (mut a, _) = s.joined("r", "Ada").await;
+    // A raw client that completes the handshake, joins, then goes silent: it never reads, so it
+    // never answers the server's pings.
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut raw = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    raw.write_all(upgrade_request(None).as_bytes()).await.unwrap();
+    let mut reader = BufReader::new(&mut raw);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    raw.write_all(&masked_text_frame(r#"{"type":"join","protocol":1,"room":"r","name":"Ghost"}"#)).await.unwrap();
+    let ghost = a
+        .recv_until(|m| match m {
+            ServerMessage::PeerJoined { peer } => Some(peer.id.clone()),
+            _ => None,
+        })
+        .await;
+    let started = std::time::Instant::now();
+    let reconnecting = a
+        .recv_until(|m| match m {
+            ServerMessage::PeerReconnecting { peer_id } => Some(peer_id.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(reconnecting, ghost);
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    drop(raw);
+}
+
+/// One masked client text frame (payload < 126 bytes).
+fn masked_text_frame(text: &str) -> Vec<u8> {
+    let payload = text.as_bytes();
+    assert!(payload.len() < 126);
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![0x81, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[tokio::test]
+async fn room_password_is_enforced() {
+    let s = TestServer::start(config()).await;
+    let mut a = s.client().await;
+    let mut j = Join::new("locked", "A");
+    j.password = Some("hunter2".into());
+    a.join_with(j.clone()).await;
+    let mut b = s.client().await;
+    b.send(&ClientMessage::Join(Join::new("locked", "B"))).await;
+    assert_eq!(b.expect_error().await, ErrorCode::PasswordRequired);
+    let mut wrong = Join::new("locked", "B");
+    wrong.password = Some("nope".into());
+    b.send(&ClientMessage::Join(wrong)).await;
+    assert_eq!(b.expect_error().await, ErrorCode::WrongPassword);
+    j.name = "B".into();
+    b.join_with(j).await;
+    let text = s.metrics_text().await;
+    assert_eq!(metric(&text, r#"hearth_auth_rejected_total{code="wrong_password"}"#), 1.0);
+    assert_eq!(metric(&text, r#"hearth_auth_rejected_total{code="password_required"}"#), 1.0);
+}
+
+#[tokio::test]
+async fn jwt_room_tokens() {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let mut cfg = config();
+    cfg.hub.auth = JoinAuth::Jwt { secret: secret.to_vec(), leeway_secs: 0 };
+    let s = TestServer::start(cfg).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let sign = |claims: serde_json::Value, key: &[u8]| encode(&Header::default(), &claims, &EncodingKey::from_secret(key)).unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let alg_none = format!(
+        "{}.{}.",
+        b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        b64.encode(format!(r#"{{"room":"r","exp":{}}}"#, now + 600))
+    );
+    let cases = [
+        (None, ErrorCode::TokenRequired),
+        (Some(sign(serde_json::json!({"room": "r", "exp": now - 10}), secret)), ErrorCode::TokenExpired),
+        (Some(sign(serde_json::json!({"room": "r", "exp": now + 600, "nbf": now + 300}), secret)), ErrorCode::TokenNotYetValid),
+        (Some(sign(serde_json::json!({"room": "other", "exp": now + 600}), secret)), ErrorCode::TokenWrongRoom),
+        (Some(sign(serde_json::json!({"room": "r", "exp": now + 600}), b"wrong-key-wrong-key-wrong-key!!!")), ErrorCode::TokenInvalid),
+        (Some(alg_none), ErrorCode::TokenInvalid),
+    ];
+    let mut c = s.client().await;
+    for (token, code) in cases {
+        let mut j = Join::new("r", "A");
+        j.token = token;
+        c.send(&ClientMessage::Join(j)).await;
+        assert_eq!(c.expect_error().await, code);
+    }
+    let mut j = Join::new("r", "ignored");
+    j.token = Some(sign(serde_json::json!({"room": "r", "name": "Ada (verified)", "exp": now + 600}), secret));
+    let w = c.join_with(j).await;
+    assert_eq!(w.name, "Ada (verified)");
+    let text = s.metrics_text().await;
+    assert_eq!(metric(&text, r#"hearth_auth_rejected_total{code="token_invalid"}"#), 2.0);
+}
+
+#[tokio::test]
+async fn welcome_carries_turn_credentials() {
+    let mut cfg = config();
+    cfg.hub.stun_urls = vec!["stun:127.0.0.1:3478".into()];
+    cfg.hub.turn = Some(TurnConfig { urls: vec!["turn:127.0.0.1:3478?transport=udp".into()], secret: b"north".to_vec(), ttl_secs: 600 });
+    let s = TestServer::start(cfg).await;
+    let (_a, w) = s.joined("r", "A").await;
+    assert_eq!(w.ice_servers.len(), 2);
+    let turn = &w.ice_servers[1];
+    let username = turn.username.clone().unwrap();
+    let (expiry, user) = username.split_once(':').unwrap();
+    assert_eq!(user, w.peer_id.as_str());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!((now + 590..=now + 610).contains(&expiry));
+    let (_, expected) = hearth_signal::auth::turn_credentials(b"north", user, expiry);
+    assert_eq!(turn.credential.as_deref(), Some(expected.as_str()));
+}
+
+#[tokio::test]
+async fn media_state_reactions_hands_and_call_reports() {
+    let s = TestServer::start(config()).await;
+    let (mut a, wa) = s.joined("r", "A").await;
+    let (mut b, wb) = s.joined("r", "B").await;
+    a.recv().await;
+    let state = MediaState { audio_muted: true, video_off: true, screen_sharing: false };
+    a.send(&ClientMessage::MediaState { state }).await;
+    assert_eq!(b.recv().await, ServerMessage::MediaState { peer_id: wa.peer_id.clone(), state });
+    a.send(&ClientMessage::RaiseHand { raised: true }).await;
+    assert_eq!(b.recv().await, ServerMessage::RaiseHand { peer_id: wa.peer_id.clone(), raised: true });
+    a.send(&ClientMessage::Reaction { emoji: "👏".into() }).await;
+    assert!(matches!(b.recv().await, ServerMessage::Reaction { from, emoji, .. } if from == wa.peer_id && emoji == "👏"));
+    b.send(&ClientMessage::CallReport { peer: wa.peer_id.clone(), outcome: CallOutcome::Connected, connect_ms: Some(80) }).await;
+    a.send(&ClientMessage::CallReport { peer: wb.peer_id.clone(), outcome: CallOutcome::Failed, connect_ms: None }).await;
+    b.ping(1).await;
+    a.recv_until(|m| matches!(m, ServerMessage::Reaction { .. }).then_some(())).await;
+    a.ping(2).await;
+    let text = s.metrics_text().await;
+    assert_eq!(metric(&text, r#"hearth_call_outcomes_total{outcome="connected"}"#), 1.0);
+    assert_eq!(metric(&text, r#"hearth_call_outcomes_total{outcome="failed"}"#), 1.0);
+    assert_eq!(metric(&text, "hearth_call_connect_seconds_count"), 1.0);
+    assert_eq!(metric(&text, r#"hearth_messages_total{type="media_state"}"#), 1.0);
+    assert_eq!(metric(&text, r#"hearth_joins_total{kind="fresh"}"#), 2.0);
+    assert_eq!(metric(&text, "hearth_peers"), 2.0);
+    let c = PeerId::from("x");
+    assert_ne!(c, wa.peer_id);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_tells_clients_and_returns() {
+    let mut s = TestServer::start(config()).await;
+    let (mut a, _) = s.joined("r", "A").await;
+    let mut idle = s.client().await;
+    s.stop();
+    for c in [&mut a, &mut idle] {
+        assert!(matches!(c.recv().await, ServerMessage::Shutdown { retry_after_ms: 2000, .. }));
+        match c.event().await {
+            Event::Closed(Some(f)) => assert_eq!(u16::from(f.code), close_code::GOING_AWAY),
+            other => panic!("expected close 1001, got {:?}", matches!(other, Event::Msg(_))),
+        }
+    }
+    let result = tokio::time::timeout(Duration::from_secs(3), &mut s.task).await.expect("run() did not return");
+    assert!(result.unwrap().is_ok());
+    // The listener is gone.
+    assert!(tokio::net::TcpStream::connect(s.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn tls_wss_works() {
+    let dir = std::env::temp_dir().join(format!("hearth-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut cfg = config();
+    cfg.tls = Some(hearth_signal::TlsFiles { cert: cert_path, key: key_path });
+    let s = TestServer::start(cfg).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let client_cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_cfg));
+    let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let tls = connector
+        .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{}/ws", s.addr.port()), tls).await.unwrap();
+    ws.send(Message::Text(hearth_proto::encode(&ClientMessage::Ping { nonce: 5 }).into())).await.unwrap();
+    use futures_util::StreamExt;
+    let reply = ws.next().await.unwrap().unwrap();
+    assert!(reply.to_text().unwrap().contains(r#""nonce":5"#));
+    // Plain ws on a TLS port fails instead of hanging.
+    assert!(tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(s.url())).await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn bad_tls_files_are_a_clear_error() {
+    let mut cfg = config();
+    cfg.tls = Some(hearth_signal::TlsFiles { cert: "/nonexistent/cert.pem".into(), key: "/nonexistent/key.pem".into() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = hearth_signal::run(listener, cfg, std::future::pending()).await.unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+}
