@@ -402,20 +402,53 @@ impl fmt::Display for ErrorCode {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     Welcome(Welcome),
-    PeerJoined { peer: PeerInfo },
-    PeerLeft { peer_id: PeerId, reason: LeaveReason },
+    PeerJoined {
+        peer: PeerInfo,
+    },
+    PeerLeft {
+        peer_id: PeerId,
+        reason: LeaveReason,
+    },
     /// The peer's connection dropped; it keeps its place for the grace period.
-    PeerReconnecting { peer_id: PeerId },
+    PeerReconnecting {
+        peer_id: PeerId,
+    },
     /// The peer resumed its session after `peer_reconnecting`.
-    PeerReconnected { peer_id: PeerId },
-    Offer { from: PeerId, sdp: String },
-    Answer { from: PeerId, sdp: String },
-    IceCandidate { from: PeerId, candidate: Option<IceCandidate> },
-    MediaState { peer_id: PeerId, state: MediaState },
-    Chat { message: ChatMessage },
-    Reaction { from: PeerId, emoji: String, ts_ms: u64 },
-    RaiseHand { peer_id: PeerId, raised: bool },
-    Pong { nonce: u64, server_time_ms: u64 },
+    PeerReconnected {
+        peer_id: PeerId,
+    },
+    Offer {
+        from: PeerId,
+        sdp: String,
+    },
+    Answer {
+        from: PeerId,
+        sdp: String,
+    },
+    IceCandidate {
+        from: PeerId,
+        candidate: Option<IceCandidate>,
+    },
+    MediaState {
+        peer_id: PeerId,
+        state: MediaState,
+    },
+    Chat {
+        message: ChatMessage,
+    },
+    Reaction {
+        from: PeerId,
+        emoji: String,
+        ts_ms: u64,
+    },
+    RaiseHand {
+        peer_id: PeerId,
+        raised: bool,
+    },
+    Pong {
+        nonce: u64,
+        server_time_ms: u64,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -424,7 +457,10 @@ pub enum ServerMessage {
         ref_type: Option<String>,
     },
     /// The server is going away; reconnect after `retry_after_ms` (to this or another server).
-    Shutdown { reason: String, retry_after_ms: u64 },
+    Shutdown {
+        reason: String,
+        retry_after_ms: u64,
+    },
 }
 
 impl ServerMessage {
@@ -451,11 +487,7 @@ impl ServerMessage {
 
     /// Shorthand for an error message.
     pub fn error(code: ErrorCode, message: impl Into<String>, ref_type: Option<&str>) -> Self {
-        ServerMessage::Error {
-            code,
-            message: message.into(),
-            ref_type: ref_type.map(str::to_owned),
-        }
+        ServerMessage::Error { code, message: message.into(), ref_type: ref_type.map(str::to_owned) }
     }
 }
 
@@ -553,10 +585,7 @@ fn classify(text: &str, known: &[&str], err: serde_json::Error) -> DecodeError {
     if !known.contains(&type_name) {
         return DecodeError::UnknownType(truncate(type_name, 64));
     }
-    DecodeError::InvalidMessage {
-        type_name: type_name.to_owned(),
-        detail: err.to_string(),
-    }
+    DecodeError::InvalidMessage { type_name: type_name.to_owned(), detail: err.to_string() }
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
@@ -571,4 +600,5 @@ pub fn encode<T: Serialize>(msg: &T) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

@@ -111,20 +111,14 @@ fn decode_errors_are_classified() {
     assert_eq!(decode_client("[1,2]"), Err(DecodeError::MissingType));
     assert_eq!(decode_client(r#"{"type":5}"#), Err(DecodeError::MissingType));
     assert_eq!(decode_client(r#"{"room":"x"}"#), Err(DecodeError::MissingType));
-    assert_eq!(
-        decode_client(r#"{"type":"teleport"}"#),
-        Err(DecodeError::UnknownType("teleport".into()))
-    );
+    assert_eq!(decode_client(r#"{"type":"teleport"}"#), Err(DecodeError::UnknownType("teleport".into())));
     let err = decode_client(r#"{"type":"join","protocol":"one","room":"r","name":"n"}"#).unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidMessage);
     assert_eq!(err.type_name(), Some("join"));
     let err = decode_client(r#"{"type":"chat"}"#).unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidMessage);
     // A server message type is not a client message type.
-    assert_eq!(
-        decode_client(r#"{"type":"welcome"}"#),
-        Err(DecodeError::UnknownType("welcome".into()))
-    );
+    assert_eq!(decode_client(r#"{"type":"welcome"}"#), Err(DecodeError::UnknownType("welcome".into())));
 }
 
 #[test]
@@ -223,14 +217,28 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
 
 fn chat_message() -> impl Strategy<Value = ChatMessage> {
     (text(), any::<u64>(), any::<u64>(), peer(), text(), proptest::option::of(peer()), text()).prop_map(
-        |(id, seq, ts_ms, from, from_name, to, text)| ChatMessage { id, seq, ts_ms, from, from_name, to, text },
+        |(id, seq, ts_ms, from, from_name, to, text)| ChatMessage {
+            id,
+            seq,
+            ts_ms,
+            from,
+            from_name,
+            to,
+            text,
+        },
     )
 }
 
 fn peer_info() -> impl Strategy<Value = PeerInfo> {
-    (peer(), text(), media(), any::<bool>(), any::<bool>()).prop_map(|(id, name, media, hand_raised, reconnecting)| {
-        PeerInfo { id, name, media, hand_raised, reconnecting }
-    })
+    (peer(), text(), media(), any::<bool>(), any::<bool>()).prop_map(
+        |(id, name, media, hand_raised, reconnecting)| PeerInfo {
+            id,
+            name,
+            media,
+            hand_raised,
+            reconnecting,
+        },
+    )
 }
 
 fn server_message() -> impl Strategy<Value = ServerMessage> {
@@ -259,7 +267,12 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                     resume_token,
                     resume_grace_ms: 30_000,
                     resumed,
-                    limits: ServerLimits { max_message_bytes: 65536, max_room_size: 8, rate_per_sec: 20, rate_burst: 60 },
+                    limits: ServerLimits {
+                        max_message_bytes: 65536,
+                        max_room_size: 8,
+                        rate_per_sec: 20,
+                        rate_burst: 60,
+                    },
                 })
             }),
         peer_info().prop_map(|peer| ServerMessage::PeerJoined { peer }),
@@ -271,12 +284,21 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         (peer(), candidate()).prop_map(|(from, candidate)| ServerMessage::IceCandidate { from, candidate }),
         (peer(), media()).prop_map(|(peer_id, state)| ServerMessage::MediaState { peer_id, state }),
         chat_message().prop_map(|message| ServerMessage::Chat { message }),
-        (peer(), text(), any::<u64>()).prop_map(|(from, emoji, ts_ms)| ServerMessage::Reaction { from, emoji, ts_ms }),
+        (peer(), text(), any::<u64>()).prop_map(|(from, emoji, ts_ms)| ServerMessage::Reaction {
+            from,
+            emoji,
+            ts_ms
+        }),
         (peer(), any::<bool>()).prop_map(|(peer_id, raised)| ServerMessage::RaiseHand { peer_id, raised }),
-        (any::<u64>(), any::<u64>()).prop_map(|(nonce, server_time_ms)| ServerMessage::Pong { nonce, server_time_ms }),
-        (text(), proptest::option::of(text()))
-            .prop_map(|(message, r)| ServerMessage::Error { code: ErrorCode::RoomFull, message, ref_type: r }),
-        (text(), any::<u64>()).prop_map(|(reason, retry_after_ms)| ServerMessage::Shutdown { reason, retry_after_ms }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(nonce, server_time_ms)| ServerMessage::Pong { nonce, server_time_ms }),
+        (text(), proptest::option::of(text())).prop_map(|(message, r)| ServerMessage::Error {
+            code: ErrorCode::RoomFull,
+            message,
+            ref_type: r
+        }),
+        (text(), any::<u64>())
+            .prop_map(|(reason, retry_after_ms)| ServerMessage::Shutdown { reason, retry_after_ms }),
     ]
 }
 

@@ -37,10 +37,7 @@ impl ValidationError {
 }
 
 fn bad(field: &'static str, problem: impl Into<String>) -> ValidationError {
-    ValidationError {
-        field,
-        problem: problem.into(),
-    }
+    ValidationError { field, problem: problem.into() }
 }
 
 /// A visible, single-line text: not blank, at most `max` characters, no control characters.
@@ -101,9 +98,7 @@ impl ClientMessage {
     pub fn validate(&self) -> Result<(), ValidationError> {
         match self {
             ClientMessage::Join(j) => join(j),
-            ClientMessage::Leave | ClientMessage::Ping { .. } | ClientMessage::RaiseHand { .. } => {
-                Ok(())
-            }
+            ClientMessage::Leave | ClientMessage::Ping { .. } | ClientMessage::RaiseHand { .. } => Ok(()),
             ClientMessage::MediaState { .. } => Ok(()),
             ClientMessage::Offer { to, sdp } | ClientMessage::Answer { to, sdp } => {
                 peer_id("to", to)?;
@@ -124,10 +119,7 @@ impl ClientMessage {
                     return Err(bad("text", "must not be empty"));
                 }
                 if text.chars().count() > Limits::CHAT_TEXT_MAX {
-                    return Err(bad(
-                        "text",
-                        format!("must be at most {} characters", Limits::CHAT_TEXT_MAX),
-                    ));
+                    return Err(bad("text", format!("must be at most {} characters", Limits::CHAT_TEXT_MAX)));
                 }
                 Ok(())
             }

@@ -53,10 +53,7 @@ pub struct AuthError {
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> AuthError {
-    AuthError {
-        code,
-        message: message.into(),
-    }
+    AuthError { code, message: message.into() }
 }
 
 /// Verify a room token for `room` at `now_unix_secs`.
@@ -81,9 +78,7 @@ pub fn verify_room_token(
         use jsonwebtoken::errors::ErrorKind;
         let why = match e.kind() {
             ErrorKind::InvalidSignature => "its signature does not match this server's secret",
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                "only HS256 tokens are accepted"
-            }
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "only HS256 tokens are accepted",
             ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => {
                 "its claims must include a string \"room\" and a numeric \"exp\""
             }
@@ -93,10 +88,7 @@ pub fn verify_room_token(
     })?;
     let claims = data.claims;
     if claims.exp.saturating_add(leeway_secs) <= now_unix_secs {
-        return Err(refuse(
-            ErrorCode::TokenExpired,
-            "the room token has expired; ask for a new one",
-        ));
+        return Err(refuse(ErrorCode::TokenExpired, "the room token has expired; ask for a new one"));
     }
     if let Some(nbf) = claims.nbf
         && nbf > now_unix_secs.saturating_add(leeway_secs)
@@ -159,11 +151,7 @@ pub fn ice_servers(
 ) -> Vec<IceServer> {
     let mut servers = Vec::new();
     if !stun_urls.is_empty() {
-        servers.push(IceServer {
-            urls: stun_urls.to_vec(),
-            username: None,
-            credential: None,
-        });
+        servers.push(IceServer { urls: stun_urls.to_vec(), username: None, credential: None });
     }
     if let Some(turn) = turn.filter(|t| !t.urls.is_empty()) {
         let (username, credential) =
@@ -178,6 +166,7 @@ pub fn ice_servers(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use jsonwebtoken::{EncodingKey, Header, encode};
@@ -256,11 +245,8 @@ mod tests {
 
     #[test]
     fn ice_servers_carry_ttl_expiry() {
-        let turn = TurnConfig {
-            urls: vec!["turn:127.0.0.1:3478".into()],
-            secret: b"s".to_vec(),
-            ttl_secs: 600,
-        };
+        let turn =
+            TurnConfig { urls: vec!["turn:127.0.0.1:3478".into()], secret: b"s".to_vec(), ttl_secs: 600 };
         let servers = ice_servers(&["stun:127.0.0.1:3478".into()], Some(&turn), "p1", 1000);
         assert_eq!(servers.len(), 2);
         assert_eq!(servers[0].username, None);

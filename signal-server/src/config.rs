@@ -85,10 +85,7 @@ pub enum ConfigError {
 }
 
 fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        setting,
-        message: message.into(),
-    }
+    ConfigError::Invalid { setting, message: message.into() }
 }
 
 /// Hearth's signaling server: rooms, presence, SDP/ICE relay and chat over WebSocket.
@@ -244,12 +241,17 @@ pub struct Settings {
     pub log: String,
 }
 
-fn read_secret(inline: Option<String>, file: Option<PathBuf>, setting: &'static str) -> Result<Option<Vec<u8>>, ConfigError> {
+fn read_secret(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    setting: &'static str,
+) -> Result<Option<Vec<u8>>, ConfigError> {
     match (inline, file) {
         (Some(_), Some(_)) => Err(invalid(setting, "give the secret inline or as a file, not both")),
         (Some(s), None) => Ok(Some(s.into_bytes())),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile { path, source })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile { path, source })?;
             Ok(Some(text.trim_end_matches(['\r', '\n']).as_bytes().to_vec()))
         }
         (None, None) => Ok(None),
@@ -271,10 +273,12 @@ impl Cli {
         let pick_vec = |cli: Vec<String>, file: Vec<String>| if cli.is_empty() { file } else { cli };
 
         let max_room_size = self.max_room_size.or(file.max_room_size).unwrap_or(d.hub.max_room_size);
-        let max_message_bytes = self.max_message_bytes.or(file.max_message_bytes).unwrap_or(d.max_message_bytes);
+        let max_message_bytes =
+            self.max_message_bytes.or(file.max_message_bytes).unwrap_or(d.max_message_bytes);
         let rate_per_sec = self.rate_per_sec.or(file.rate_per_sec).unwrap_or(d.rate_per_sec);
         let rate_burst = self.rate_burst.or(file.rate_burst).unwrap_or(d.rate_burst);
-        let heartbeat_interval = self.heartbeat_secs.or(file.heartbeat_secs).map_or(d.heartbeat_interval, secs);
+        let heartbeat_interval =
+            self.heartbeat_secs.or(file.heartbeat_secs).map_or(d.heartbeat_interval, secs);
         let heartbeat_timeout =
             self.heartbeat_timeout_secs.or(file.heartbeat_timeout_secs).map_or(d.heartbeat_timeout, secs);
 
@@ -363,17 +367,14 @@ impl Cli {
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
+    toml::from_str(&text)
+        .map_err(|e| ConfigError::ParseFile { path: path.to_owned(), message: e.to_string() })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

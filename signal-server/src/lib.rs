@@ -53,6 +53,25 @@ pub enum ServerError {
     Config(#[from] config::ConfigError),
 }
 
+/// Bind a listener for [`run`] with a deep accept queue (4096), so bursts of connections are
+/// not dropped and retried a second later as with the usual backlog of 128. Port 0 picks a free
+/// port. Accepts `HOST:PORT` and resolves host names.
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last_err = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket =
+            if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(4096)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr} resolves to no address"))
+    }))
+}
+
 /// Serve on `listener` until `shutdown` resolves, then tell clients, drain and return.
 pub async fn run(
     listener: TcpListener,

@@ -8,12 +8,17 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Cli::parse().resolve()?;
-    let filter = EnvFilter::try_new(&settings.log).with_context(|| format!("invalid log filter {:?}", settings.log))?;
+    let filter = EnvFilter::try_new(&settings.log)
+        .with_context(|| format!("invalid log filter {:?}", settings.log))?;
     match settings.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Text => {
+            tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init()
+        }
+        LogFormat::Json => {
+            tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init()
+        }
     }
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
+    let listener = hearth_signal::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;

@@ -46,8 +46,7 @@ impl Metrics {
         let rate_limited = Counter::default();
         let upgrades_refused = Family::<Label, Counter>::default();
         let call_outcomes = Family::<Label, Counter>::default();
-        let call_connect_seconds =
-            Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        let call_connect_seconds = Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         registry.register("connections", "Open WebSocket connections", connections.clone());
         registry.register(
             "connections_accepted",
@@ -107,6 +106,7 @@ impl Metrics {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

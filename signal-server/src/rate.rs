@@ -14,12 +14,7 @@ impl TokenBucket {
     /// A full bucket.
     pub fn new(rate_per_sec: u32, burst: u32, now: Instant) -> Self {
         let burst = f64::from(burst.max(1));
-        TokenBucket {
-            rate_per_sec: f64::from(rate_per_sec),
-            burst,
-            tokens: burst,
-            last: now,
-        }
+        TokenBucket { rate_per_sec: f64::from(rate_per_sec), burst, tokens: burst, last: now }
     }
 
     /// Take one token if there is one.
@@ -60,6 +55,7 @@ impl Throttle {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -82,9 +78,7 @@ mod tests {
     fn bucket_over_one_second_matches_rate() {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(50, 1, t0);
-        let passed = (1..=1000)
-            .filter(|i| b.try_take(t0 + Duration::from_millis(*i)))
-            .count();
+        let passed = (1..=1000).filter(|i| b.try_take(t0 + Duration::from_millis(*i))).count();
         assert!((49..=51).contains(&passed), "{passed}");
     }
 

@@ -7,31 +7,31 @@
 //! channel, the hub answers through each connection's bounded queue; a connection whose queue is
 //! full is dropped (it may resume) rather than slowing everyone else.
 
+use crate::ServerError;
 use crate::config::Config;
 use crate::hub::{ConnId, Hub, Output};
 use crate::metrics::Metrics;
 use crate::rate::{Throttle, TokenBucket};
-use crate::ServerError;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use hearth_proto::{close_code, decode_client, encode, ClientMessage, ErrorCode, ServerMessage};
-use http::{header, Method, Request, Response, StatusCode};
+use hearth_proto::{ClientMessage, ErrorCode, ServerMessage, close_code, decode_client, encode};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 /// What a connection task tells the hub task.
 #[derive(Debug)]
@@ -159,7 +159,12 @@ fn unix_ms() -> u64 {
 }
 
 /// The task that owns the hub: it applies events in arrival order and routes outputs.
-async fn hub_loop(mut hub: Hub, mut rx: mpsc::Receiver<HubEvent>, metrics: SharedMetrics, retry_after: Duration) {
+async fn hub_loop(
+    mut hub: Hub,
+    mut rx: mpsc::Receiver<HubEvent>,
+    metrics: SharedMetrics,
+    retry_after: Duration,
+) {
     let mut queues: HashMap<ConnId, mpsc::Sender<Outbound>> = HashMap::new();
     let mut batch = Vec::with_capacity(64);
     let mut draining = false;
@@ -320,7 +325,9 @@ fn route_http(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
             let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             r
         }
@@ -338,9 +345,7 @@ fn route_http(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
 
 fn header_has_token(req: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
     req.headers().get_all(name).iter().any(|v| {
-        v.to_str()
-            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            .unwrap_or(false)
+        v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))).unwrap_or(false)
     })
 }
 
@@ -350,8 +355,15 @@ fn refuse(shared: &Shared, status: StatusCode, reason: &'static str, body: &'sta
 }
 
 fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
-    if !header_has_token(&req, header::CONNECTION, "upgrade") || !header_has_token(&req, header::UPGRADE, "websocket") {
-        return refuse(&shared, StatusCode::UPGRADE_REQUIRED, "not_websocket", "this endpoint speaks WebSocket only\n");
+    if !header_has_token(&req, header::CONNECTION, "upgrade")
+        || !header_has_token(&req, header::UPGRADE, "websocket")
+    {
+        return refuse(
+            &shared,
+            StatusCode::UPGRADE_REQUIRED,
+            "not_websocket",
+            "this endpoint speaks WebSocket only\n",
+        );
     }
     if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
         return refuse(&shared, StatusCode::BAD_REQUEST, "bad_version", "Sec-WebSocket-Version must be 13\n");
@@ -373,14 +385,24 @@ fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
         return refuse(&shared, StatusCode::SERVICE_UNAVAILABLE, "draining", "server is shutting down\n");
     }
     let Ok(permit) = shared.ws_permits.clone().try_acquire_owned() else {
-        return refuse(&shared, StatusCode::SERVICE_UNAVAILABLE, "server_full", "server_full: too many connections, retry later\n");
+        return refuse(
+            &shared,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_full",
+            "server_full: too many connections, retry later\n",
+        );
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(shared.ws_config)).await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(shared.ws_config),
+                )
+                .await;
                 serve_ws(ws, conn, shared, permit).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
@@ -398,14 +420,15 @@ fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
 }
 
 fn close_frame(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: Utf8Bytes::from_static(reason),
-    }))
+    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from_static(reason) }))
 }
 
-async fn serve_ws<S>(mut ws: WebSocketStream<S>, conn: ConnId, shared: Arc<Shared>, permit: OwnedSemaphorePermit)
-where
+async fn serve_ws<S>(
+    mut ws: WebSocketStream<S>,
+    conn: ConnId,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let _alive = shared.alive.clone();

@@ -1,7 +1,7 @@
 //! TLS (wss) with rustls from PEM files.
 
-use crate::config::TlsFiles;
 use crate::ServerError;
+use crate::config::TlsFiles;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;

@@ -1,15 +1,17 @@
 //! Integration tests: a real hearth-signal on 127.0.0.1:0 and real WebSocket clients.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use common::*;
 use futures_util::SinkExt;
 use hearth_proto::{
-    close_code, CallOutcome, ClientMessage, ErrorCode, IceCandidate, Join, LeaveReason, MediaState, PeerId, Resume,
-    ServerMessage,
+    CallOutcome, ClientMessage, ErrorCode, IceCandidate, Join, LeaveReason, MediaState, PeerId, Resume,
+    ServerMessage, close_code,
 };
-use hearth_signal::auth::{JoinAuth, TurnConfig};
 use hearth_signal::Config;
+use hearth_signal::auth::{JoinAuth, TurnConfig};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -49,7 +51,9 @@ async fn three_peers_relay_reaches_only_the_addressee() {
     let (mut c, wc) = s.joined("r", "Cy").await;
     assert_eq!(wc.peers.len(), 2);
     let joined = a.recv().await;
-    assert!(matches!(joined, ServerMessage::PeerJoined { ref peer } if peer.id == wb.peer_id && peer.name == "Bob"));
+    assert!(
+        matches!(joined, ServerMessage::PeerJoined { ref peer } if peer.id == wb.peer_id && peer.name == "Bob")
+    );
     a.recv().await; // Cy joined
     b.recv().await; // Cy joined
 
@@ -63,7 +67,10 @@ async fn three_peers_relay_reaches_only_the_addressee() {
         sdp_mline_index: Some(0),
     };
     a.send(&ClientMessage::IceCandidate { to: wb.peer_id.clone(), candidate: Some(cand.clone()) }).await;
-    assert_eq!(b.recv().await, ServerMessage::IceCandidate { from: wa.peer_id.clone(), candidate: Some(cand) });
+    assert_eq!(
+        b.recv().await,
+        ServerMessage::IceCandidate { from: wa.peer_id.clone(), candidate: Some(cand) }
+    );
     // Cy saw none of it.
     c.expect_silence(Duration::from_millis(200)).await;
 }
@@ -104,7 +111,7 @@ async fn room_chat_reaches_every_member_once_in_order_and_late_joiners_get_histo
     for client in [&mut a, &mut b] {
         let mut got = Vec::new();
         while got.len() < 20 {
-            got.push(client.recv_until(|m| chat_seq(m)).await);
+            got.push(client.recv_until(chat_seq).await);
         }
         let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
         assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
@@ -225,7 +232,7 @@ async fn oversized_message_closes_with_1009() {
     let s = TestServer::start(cfg).await;
     let (mut a, _) = s.joined("r", "A").await;
     a.send(&chat(&"x".repeat(3000))).await;
-    assert!(a.recv_until(|m| chat_seq(m)).await.1.len() == 3000);
+    assert!(a.recv_until(chat_seq).await.1.len() == 3000);
     let big = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(5000));
     a.send_raw(&big).await;
     match a.event().await {
@@ -266,7 +273,9 @@ trait NextText {
     async fn next_text(&mut self) -> Option<ServerMessage>;
 }
 
-impl NextText for tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+impl NextText
+    for tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>
+{
     async fn next_text(&mut self) -> Option<ServerMessage> {
         use futures_util::StreamExt;
         loop {
@@ -359,7 +368,7 @@ async fn dropped_client_resumes_with_same_peer_id_and_missed_messages() {
     assert_eq!(b2.recv().await, ServerMessage::Offer { from: wa.peer_id.clone(), sdp: "v=0 restart".into() });
     assert_eq!(a.recv().await, ServerMessage::PeerReconnected { peer_id: wb.peer_id.clone() });
     a.send(&chat("welcome back")).await;
-    assert_eq!(b2.recv_until(|m| chat_seq(m)).await, (3, "welcome back".into()));
+    assert_eq!(b2.recv_until(chat_seq).await, (3, "welcome back".into()));
     let text = s.metrics_text().await;
     assert_eq!(metric(&text, r#"hearth_joins_total{kind="resume"}"#), 1.0);
 }
@@ -375,7 +384,10 @@ async fn peer_that_never_returns_is_reported_left_after_grace() {
     drop(b);
     assert_eq!(a.recv().await, ServerMessage::PeerReconnecting { peer_id: wb.peer_id.clone() });
     let started = std::time::Instant::now();
-    assert_eq!(a.recv().await, ServerMessage::PeerLeft { peer_id: wb.peer_id.clone(), reason: LeaveReason::Timeout });
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::PeerLeft { peer_id: wb.peer_id.clone(), reason: LeaveReason::Timeout }
+    );
     assert!(started.elapsed() >= Duration::from_millis(250));
     let mut b2 = s.client().await;
     let mut j = Join::new("r", "Bob");
@@ -405,7 +417,9 @@ async fn dead_socket_is_detected_by_heartbeat() {
             break;
         }
     }
-    raw.write_all(&masked_text_frame(r#"{"type":"join","protocol":1,"room":"r","name":"Ghost"}"#)).await.unwrap();
+    raw.write_all(&masked_text_frame(r#"{"type":"join","protocol":1,"room":"r","name":"Ghost"}"#))
+        .await
+        .unwrap();
     let ghost = a
         .recv_until(|m| match m {
             ServerMessage::PeerJoined { peer } => Some(peer.id.clone()),
@@ -464,7 +478,9 @@ async fn jwt_room_tokens() {
     cfg.hub.auth = JoinAuth::Jwt { secret: secret.to_vec(), leeway_secs: 0 };
     let s = TestServer::start(cfg).await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let sign = |claims: serde_json::Value, key: &[u8]| encode(&Header::default(), &claims, &EncodingKey::from_secret(key)).unwrap();
+    let sign = |claims: serde_json::Value, key: &[u8]| {
+        encode(&Header::default(), &claims, &EncodingKey::from_secret(key)).unwrap()
+    };
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let alg_none = format!(
@@ -475,9 +491,21 @@ async fn jwt_room_tokens() {
     let cases = [
         (None, ErrorCode::TokenRequired),
         (Some(sign(serde_json::json!({"room": "r", "exp": now - 10}), secret)), ErrorCode::TokenExpired),
-        (Some(sign(serde_json::json!({"room": "r", "exp": now + 600, "nbf": now + 300}), secret)), ErrorCode::TokenNotYetValid),
-        (Some(sign(serde_json::json!({"room": "other", "exp": now + 600}), secret)), ErrorCode::TokenWrongRoom),
-        (Some(sign(serde_json::json!({"room": "r", "exp": now + 600}), b"wrong-key-wrong-key-wrong-key!!!")), ErrorCode::TokenInvalid),
+        (
+            Some(sign(serde_json::json!({"room": "r", "exp": now + 600, "nbf": now + 300}), secret)),
+            ErrorCode::TokenNotYetValid,
+        ),
+        (
+            Some(sign(serde_json::json!({"room": "other", "exp": now + 600}), secret)),
+            ErrorCode::TokenWrongRoom,
+        ),
+        (
+            Some(sign(
+                serde_json::json!({"room": "r", "exp": now + 600}),
+                b"wrong-key-wrong-key-wrong-key!!!",
+            )),
+            ErrorCode::TokenInvalid,
+        ),
         (Some(alg_none), ErrorCode::TokenInvalid),
     ];
     let mut c = s.client().await;
@@ -488,7 +516,8 @@ async fn jwt_room_tokens() {
         assert_eq!(c.expect_error().await, code);
     }
     let mut j = Join::new("r", "ignored");
-    j.token = Some(sign(serde_json::json!({"room": "r", "name": "Ada (verified)", "exp": now + 600}), secret));
+    j.token =
+        Some(sign(serde_json::json!({"room": "r", "name": "Ada (verified)", "exp": now + 600}), secret));
     let w = c.join_with(j).await;
     assert_eq!(w.name, "Ada (verified)");
     let text = s.metrics_text().await;
@@ -499,7 +528,11 @@ async fn jwt_room_tokens() {
 async fn welcome_carries_turn_credentials() {
     let mut cfg = config();
     cfg.hub.stun_urls = vec!["stun:127.0.0.1:3478".into()];
-    cfg.hub.turn = Some(TurnConfig { urls: vec!["turn:127.0.0.1:3478?transport=udp".into()], secret: b"north".to_vec(), ttl_secs: 600 });
+    cfg.hub.turn = Some(TurnConfig {
+        urls: vec!["turn:127.0.0.1:3478?transport=udp".into()],
+        secret: b"north".to_vec(),
+        ttl_secs: 600,
+    });
     let s = TestServer::start(cfg).await;
     let (_a, w) = s.joined("r", "A").await;
     assert_eq!(w.ice_servers.len(), 2);
@@ -526,9 +559,21 @@ async fn media_state_reactions_hands_and_call_reports() {
     a.send(&ClientMessage::RaiseHand { raised: true }).await;
     assert_eq!(b.recv().await, ServerMessage::RaiseHand { peer_id: wa.peer_id.clone(), raised: true });
     a.send(&ClientMessage::Reaction { emoji: "👏".into() }).await;
-    assert!(matches!(b.recv().await, ServerMessage::Reaction { from, emoji, .. } if from == wa.peer_id && emoji == "👏"));
-    b.send(&ClientMessage::CallReport { peer: wa.peer_id.clone(), outcome: CallOutcome::Connected, connect_ms: Some(80) }).await;
-    a.send(&ClientMessage::CallReport { peer: wb.peer_id.clone(), outcome: CallOutcome::Failed, connect_ms: None }).await;
+    assert!(
+        matches!(b.recv().await, ServerMessage::Reaction { from, emoji, .. } if from == wa.peer_id && emoji == "👏")
+    );
+    b.send(&ClientMessage::CallReport {
+        peer: wa.peer_id.clone(),
+        outcome: CallOutcome::Connected,
+        connect_ms: Some(80),
+    })
+    .await;
+    a.send(&ClientMessage::CallReport {
+        peer: wb.peer_id.clone(),
+        outcome: CallOutcome::Failed,
+        connect_ms: None,
+    })
+    .await;
     b.ping(1).await;
     a.recv_until(|m| matches!(m, ServerMessage::Reaction { .. }).then_some(())).await;
     a.ping(2).await;
@@ -556,7 +601,8 @@ async fn graceful_shutdown_tells_clients_and_returns() {
             other => panic!("expected close 1001, got {:?}", matches!(other, Event::Msg(_))),
         }
     }
-    let result = tokio::time::timeout(Duration::from_secs(3), &mut s.task).await.expect("run() did not return");
+    let result =
+        tokio::time::timeout(Duration::from_secs(3), &mut s.task).await.expect("run() did not return");
     assert!(result.unwrap().is_ok());
     // The listener is gone.
     assert!(tokio::net::TcpStream::connect(s.addr).await.is_err());
@@ -577,30 +623,39 @@ async fn tls_wss_works() {
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
-    let client_cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let client_cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_cfg));
     let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    let tls = connector
-        .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{}/ws", s.addr.port()), tls).await.unwrap();
+    let tls =
+        connector.connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("wss://localhost:{}/ws", s.addr.port()), tls).await.unwrap();
     ws.send(Message::Text(hearth_proto::encode(&ClientMessage::Ping { nonce: 5 }).into())).await.unwrap();
     use futures_util::StreamExt;
     let reply = ws.next().await.unwrap().unwrap();
     assert!(reply.to_text().unwrap().contains(r#""nonce":5"#));
     // Plain ws on a TLS port fails instead of hanging.
-    assert!(tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(s.url())).await.unwrap().is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(s.url()))
+            .await
+            .unwrap()
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn bad_tls_files_are_a_clear_error() {
     let mut cfg = config();
-    cfg.tls = Some(hearth_signal::TlsFiles { cert: "/nonexistent/cert.pem".into(), key: "/nonexistent/key.pem".into() });
+    cfg.tls = Some(hearth_signal::TlsFiles {
+        cert: "/nonexistent/cert.pem".into(),
+        key: "/nonexistent/key.pem".into(),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = hearth_signal::run(listener, cfg, std::future::pending()).await.unwrap_err();
     assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");

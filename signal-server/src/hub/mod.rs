@@ -29,8 +29,8 @@
 
 use crate::auth::{self, JoinAuth, TurnConfig};
 use hearth_proto::{
-    CallOutcome, ChatMessage, ClientMessage, ErrorCode, Join, LeaveReason, MediaState, PeerId,
-    PeerInfo, PROTOCOL_VERSION, ServerLimits, ServerMessage, Welcome,
+    CallOutcome, ChatMessage, ClientMessage, ErrorCode, Join, LeaveReason, MediaState, PROTOCOL_VERSION,
+    PeerId, PeerInfo, ServerLimits, ServerMessage, Welcome,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -82,6 +82,9 @@ impl Default for HubConfig {
 }
 
 /// What the driver must do.
+// Outputs live only between `message()` and `poll_output()`; boxing the big welcome would cost
+// an allocation on every delivery instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Send `msg` to each connection in `to`, in order after every earlier output.
@@ -201,11 +204,7 @@ impl Hub {
         }
         session.conn = None;
         if self.cfg.resume_grace.is_zero() || self.draining {
-            let reason = if self.draining {
-                LeaveReason::ServerShutdown
-            } else {
-                LeaveReason::Timeout
-            };
+            let reason = if self.draining { LeaveReason::ServerShutdown } else { LeaveReason::Timeout };
             self.remove_session(&peer, reason);
             return;
         }
@@ -232,13 +231,7 @@ impl Hub {
         self.draining = true;
         let mut to: Vec<ConnId> = self.conns.keys().copied().collect();
         to.sort();
-        self.deliver(
-            to,
-            ServerMessage::Shutdown {
-                reason: reason.to_owned(),
-                retry_after_ms,
-            },
-        );
+        self.deliver(to, ServerMessage::Shutdown { reason: reason.to_owned(), retry_after_ms });
     }
 
     /// A message arrived on `conn`.
@@ -440,7 +433,12 @@ impl Hub {
             );
         };
         let Some(session) = self.sessions.get_mut(&peer) else {
-            return self.error(conn, ErrorCode::ResumeFailed, "this session no longer exists; join afresh", "join");
+            return self.error(
+                conn,
+                ErrorCode::ResumeFailed,
+                "this session no longer exists; join afresh",
+                "join",
+            );
         };
         if session.room != room {
             return self.error(
@@ -469,13 +467,7 @@ impl Hub {
         let history = self
             .rooms
             .get(room)
-            .map(|r| {
-                r.log
-                    .iter()
-                    .filter(|m| m.seq > last_seq && visible_to(m, &peer))
-                    .cloned()
-                    .collect()
-            })
+            .map(|r| r.log.iter().filter(|m| m.seq > last_seq && visible_to(m, &peer)).cloned().collect())
             .unwrap_or_default();
         let welcome = self.welcome(now, &peer, history, true);
         self.deliver(vec![conn], welcome);
@@ -487,22 +479,27 @@ impl Hub {
         }
     }
 
-    fn welcome(&mut self, now: Instant, peer: &PeerId, history: Vec<ChatMessage>, resumed: bool) -> ServerMessage {
+    fn welcome(
+        &mut self,
+        now: Instant,
+        peer: &PeerId,
+        history: Vec<ChatMessage>,
+        resumed: bool,
+    ) -> ServerMessage {
         let Some(s) = self.sessions.get(peer) else {
             return ServerMessage::error(ErrorCode::Internal, "session vanished during join", Some("join"));
         };
         let peers = self
             .rooms
             .get(&s.room)
-            .map(|r| {
-                r.members
-                    .iter()
-                    .filter(|p| *p != peer)
-                    .filter_map(|p| self.peer_info(p))
-                    .collect()
-            })
+            .map(|r| r.members.iter().filter(|p| *p != peer).filter_map(|p| self.peer_info(p)).collect())
             .unwrap_or_default();
-        let ice_servers = auth::ice_servers(&self.cfg.stun_urls, self.cfg.turn.as_ref(), peer.as_str(), self.unix_ms(now) / 1000);
+        let ice_servers = auth::ice_servers(
+            &self.cfg.stun_urls,
+            self.cfg.turn.as_ref(),
+            peer.as_str(),
+            self.unix_ms(now) / 1000,
+        );
         ServerMessage::Welcome(Welcome {
             protocol: PROTOCOL_VERSION,
             room: s.room.clone(),
@@ -686,7 +683,9 @@ fn not_in_room(peer: &PeerId) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod proptests;

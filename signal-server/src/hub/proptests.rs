@@ -94,7 +94,11 @@ impl World {
         match *op {
             Op::Join { client, room } => {
                 let c = self.open(client);
-                self.hub.message(self.now, c, ClientMessage::Join(Join::new(ROOMS[room], format!("c{client}"))));
+                self.hub.message(
+                    self.now,
+                    c,
+                    ClientMessage::Join(Join::new(ROOMS[room], format!("c{client}"))),
+                );
             }
             Op::Leave { client } => {
                 if let Some(c) = self.clients[client].conn {
@@ -192,7 +196,11 @@ impl World {
                 self.note_chat(client, &w.peer_id, m)?;
             }
             for p in &w.peers {
-                prop_assert_eq!(self.peer_room.get(&p.id), Some(&w.room), "welcome lists a peer of another room");
+                prop_assert_eq!(
+                    self.peer_room.get(&p.id),
+                    Some(&w.room),
+                    "welcome lists a peer of another room"
+                );
             }
             return Ok(());
         }
@@ -254,7 +262,8 @@ impl World {
             let Some(session) = self.hub.sessions.get(peer) else { continue };
             prop_assert!(session.conn.is_some(), "a resumable session stayed unresumed");
             let expected = self.expected.get(peer).cloned().unwrap_or_default();
-            let got: BTreeSet<u64> = self.received.get(peer).map(|v| v.iter().copied().collect()).unwrap_or_default();
+            let got: BTreeSet<u64> =
+                self.received.get(peer).map(|v| v.iter().copied().collect()).unwrap_or_default();
             let missing: Vec<_> = expected.difference(&got).collect();
             prop_assert!(missing.is_empty(), "{} missed room chat {:?}", peer, missing);
         }

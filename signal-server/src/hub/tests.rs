@@ -183,10 +183,7 @@ fn relay_goes_only_to_the_addressed_peer_in_the_same_room() {
     let x = h.join(4, "other", "X");
     h.inbox.clear();
     h.send(1, ClientMessage::Offer { to: b.peer_id.clone(), sdp: "v=0".into() });
-    assert_eq!(
-        h.take(2),
-        vec![ServerMessage::Offer { from: a.peer_id.clone(), sdp: "v=0".into() }]
-    );
+    assert_eq!(h.take(2), vec![ServerMessage::Offer { from: a.peer_id.clone(), sdp: "v=0".into() }]);
     assert!(h.take(3).is_empty());
     assert!(h.take(1).is_empty());
     // Another room's peer is not reachable.
@@ -198,7 +195,11 @@ fn relay_goes_only_to_the_addressed_peer_in_the_same_room() {
     assert_eq!(h.take_error(1), ErrorCode::PeerNotFound);
     h.send(1, ClientMessage::IceCandidate { to: PeerId::from("nobody"), candidate: None });
     assert_eq!(h.take_error(1), ErrorCode::PeerNotFound);
-    let cand = IceCandidate { candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host".into(), sdp_mid: None, sdp_mline_index: Some(0) };
+    let cand = IceCandidate {
+        candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host".into(),
+        sdp_mid: None,
+        sdp_mline_index: Some(0),
+    };
     h.send(3, ClientMessage::IceCandidate { to: a.peer_id.clone(), candidate: Some(cand.clone()) });
     assert_eq!(h.take(1), vec![ServerMessage::IceCandidate { from: c.peer_id, candidate: Some(cand) }]);
 }
@@ -214,7 +215,9 @@ fn private_chat_reaches_only_sender_and_addressee() {
     let to_a = h.take(1);
     let to_b = h.take(2);
     assert_eq!(to_a, to_b);
-    assert!(matches!(&to_b[..], [ServerMessage::Chat { message }] if message.to.as_ref() == Some(&b.peer_id) && message.text == "psst"));
+    assert!(
+        matches!(&to_b[..], [ServerMessage::Chat { message }] if message.to.as_ref() == Some(&b.peer_id) && message.text == "psst")
+    );
     assert!(h.take(3).is_empty());
     // A late joiner's history has room chat only.
     h.send(1, chat("public"));
@@ -305,7 +308,10 @@ fn grace_period_expiry_removes_the_peer() {
     h.advance(Duration::from_millis(29_999));
     assert!(h.take(1).is_empty());
     h.advance(Duration::from_millis(1));
-    assert_eq!(h.take(1), vec![ServerMessage::PeerLeft { peer_id: b.peer_id.clone(), reason: LeaveReason::Timeout }]);
+    assert_eq!(
+        h.take(1),
+        vec![ServerMessage::PeerLeft { peer_id: b.peer_id.clone(), reason: LeaveReason::Timeout }]
+    );
     assert_eq!(h.hub.peer_count(), 1);
     assert_eq!(h.hub.poll_timeout(), None);
     // A late resume fails clearly.
@@ -398,10 +404,8 @@ fn password_locks_the_room() {
 #[test]
 fn jwt_auth_requires_a_valid_token_and_takes_its_name() {
     use jsonwebtoken::{EncodingKey, Header, encode};
-    let cfg = HubConfig {
-        auth: JoinAuth::Jwt { secret: b"k".to_vec(), leeway_secs: 0 },
-        ..HubConfig::default()
-    };
+    let cfg =
+        HubConfig { auth: JoinAuth::Jwt { secret: b"k".to_vec(), leeway_secs: 0 }, ..HubConfig::default() };
     let mut h = Harness::new(cfg);
     let now_s = 1_800_000_000u64;
     let tok = |room: &str, exp: u64| {
@@ -460,9 +464,15 @@ fn call_reports_are_emitted_for_room_peers_only() {
     h.join(1, "r", "A");
     let b = h.join(2, "r", "B");
     h.inbox.clear();
-    h.send(1, ClientMessage::CallReport { peer: b.peer_id, outcome: CallOutcome::Connected, connect_ms: Some(42) });
+    h.send(
+        1,
+        ClientMessage::CallReport { peer: b.peer_id, outcome: CallOutcome::Connected, connect_ms: Some(42) },
+    );
     assert_eq!(h.reports, vec![(CallOutcome::Connected, Some(42))]);
-    h.send(1, ClientMessage::CallReport { peer: PeerId::from("x"), outcome: CallOutcome::Failed, connect_ms: None });
+    h.send(
+        1,
+        ClientMessage::CallReport { peer: PeerId::from("x"), outcome: CallOutcome::Failed, connect_ms: None },
+    );
     assert_eq!(h.take_error(1), ErrorCode::PeerNotFound);
     assert_eq!(h.reports.len(), 1);
 }
@@ -485,7 +495,11 @@ fn shutdown_tells_everyone_and_refuses_joins() {
 #[test]
 fn welcome_carries_turn_credentials_and_limits() {
     let cfg = HubConfig {
-        turn: Some(TurnConfig { urls: vec!["turn:127.0.0.1:3478".into()], secret: b"s".to_vec(), ttl_secs: 600 }),
+        turn: Some(TurnConfig {
+            urls: vec!["turn:127.0.0.1:3478".into()],
+            secret: b"s".to_vec(),
+            ttl_secs: 600,
+        }),
         ..HubConfig::default()
     };
     let mut h = Harness::new(cfg);

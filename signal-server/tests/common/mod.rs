@@ -1,5 +1,5 @@
 //! A real server on 127.0.0.1:0 and real WebSocket clients for the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use futures_util::{SinkExt, StreamExt};
 use hearth_proto::{ClientMessage, ErrorCode, Join, ServerMessage, Welcome, decode_server, encode};
@@ -88,10 +88,13 @@ impl Client {
     /// The next server message or close, skipping pings.
     pub async fn event(&mut self) -> Event {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for the server");
+            let frame =
+                tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for the server");
             match frame {
                 Some(Ok(Message::Text(t))) => {
-                    return Event::Msg(decode_server(&t).unwrap_or_else(|e| panic!("server sent undecodable {t}: {e}")));
+                    return Event::Msg(
+                        decode_server(&t).unwrap_or_else(|e| panic!("server sent undecodable {t}: {e}")),
+                    );
                 }
                 Some(Ok(Message::Close(f))) => return Event::Closed(f),
                 Some(Ok(_)) => continue,
@@ -148,11 +151,12 @@ impl Client {
     /// Round trip a ping: proves the connection is still usable.
     pub async fn ping(&mut self, nonce: u64) {
         self.send(&ClientMessage::Ping { nonce }).await;
-        let got = self.recv_until(|m| match m {
-            ServerMessage::Pong { nonce, .. } => Some(*nonce),
-            _ => None,
-        })
-        .await;
+        let got = self
+            .recv_until(|m| match m {
+                ServerMessage::Pong { nonce, .. } => Some(*nonce),
+                _ => None,
+            })
+            .await;
         assert_eq!(got, nonce);
     }
 }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what Hearth needs to build and test on Debian/Ubuntu, when it is missing.
+# Idempotent and quiet when everything is there. Run as root (CI) or with sudo available.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config cmake nasm clang libclang-dev   # opus (cmake), openh264 (nasm), bindgen
+  libssl-dev libasound2-dev libv4l-dev                       # cpal (ALSA), nokhwa (V4L2)
+  libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev              # screen capture (X11)
+  pulseaudio pulseaudio-utils                                # headless audio (null sink)
+  xvfb xauth x11-utils                                       # headless X screen
+  iproute2 iptables procps                                   # network namespaces, netem
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust from https://rustup.rs" >&2
+  exit 1
+fi
