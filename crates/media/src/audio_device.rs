@@ -1,0 +1,327 @@
+//! Microphones and speakers through cpal (PulseAudio or ALSA on Linux, CoreAudio, WASAPI).
+//!
+//! Device ids are cpal's stable ids (`pulseaudio:vsink.monitor`, `alsa:default`, ...). Devices
+//! that cannot do 48 kHz mono are opened at their own rate and channel count and converted.
+
+use crate::device::{DeviceInfo, DeviceKind};
+use crate::frame::{AudioFrame, FRAME_SAMPLES, FRAME_US, SAMPLE_RATE, now_us};
+use crate::mixer::Mixer;
+use crate::source::AudioSource;
+use crate::MediaError;
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn device_error(kind: DeviceKind, id: Option<&str>, message: impl Into<String>) -> MediaError {
+    MediaError::Device { kind, id: id.map(str::to_owned), message: message.into() }
+}
+
+fn host() -> cpal::Host {
+    cpal::default_host()
+}
+
+fn id_of(d: &cpal::Device) -> String {
+    d.id().map(|i| i.to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+fn name_of(d: &cpal::Device) -> String {
+    d.description().map(|desc| desc.name().to_string()).unwrap_or_else(|_| id_of(d))
+}
+
+/// Microphones (`input == true`) or speakers.
+pub fn list(input: bool) -> Result<Vec<DeviceInfo>, MediaError> {
+    let kind = if input { DeviceKind::Microphone } else { DeviceKind::Speaker };
+    let host = host();
+    let default_id = if input { host.default_input_device() } else { host.default_output_device() }.map(|d| id_of(&d));
+    let devices = if input { host.input_devices().map(|d| d.collect::<Vec<_>>()) } else { host.output_devices().map(|d| d.collect()) }
+        .map_err(|e| device_error(kind, None, format!("cannot list {kind}s: {e}")))?;
+    Ok(devices
+        .iter()
+        // Devices that cannot report a usable configuration cannot be opened either.
+        .filter(|d| if input { d.default_input_config().is_ok() } else { d.default_output_config().is_ok() })
+        .map(|d| {
+            let id = id_of(d);
+            DeviceInfo { is_default: Some(&id) == default_id.as_ref(), name: name_of(d), id, kind }
+        })
+        .collect())
+}
+
+fn find(kind: DeviceKind, id: Option<&str>) -> Result<cpal::Device, MediaError> {
+    let host = host();
+    let input = kind == DeviceKind::Microphone;
+    match id {
+        None => if input { host.default_input_device() } else { host.default_output_device() }
+            .ok_or_else(|| device_error(kind, None, format!("no {kind} found; connect one or choose another in settings"))),
+        Some(id) => {
+            let parsed: cpal::DeviceId =
+                id.parse().map_err(|e| device_error(kind, Some(id), format!("not a device id: {e}")))?;
+            host.device_by_id(&parsed)
+                .ok_or_else(|| device_error(kind, Some(id), format!("{kind} {id} is not connected; pick another")))
+        }
+    }
+}
+
+/// Open a stream config: 48 kHz mono if the device takes it, else its default.
+fn stream_config(kind: DeviceKind, dev: &cpal::Device) -> Result<cpal::StreamConfig, MediaError> {
+    let input = kind == DeviceKind::Microphone;
+    let supports_48k_mono = if input {
+        dev.supported_input_configs().map(|mut c| c.any(|r| fits(&r))).unwrap_or(false)
+    } else {
+        dev.supported_output_configs().map(|mut c| c.any(|r| fits(&r))).unwrap_or(false)
+    };
+    if supports_48k_mono {
+        return Ok(cpal::StreamConfig {
+            channels: 1,
+            sample_rate: SAMPLE_RATE,
+            buffer_size: cpal::BufferSize::Fixed(FRAME_SAMPLES as u32),
+        });
+    }
+    let default = if input { dev.default_input_config() } else { dev.default_output_config() }
+        .map_err(|e| device_error(kind, Some(&id_of(dev)), format!("the {kind} reports no usable format: {e}")))?;
+    Ok(cpal::StreamConfig { channels: default.channels(), sample_rate: default.sample_rate(), buffer_size: cpal::BufferSize::Default })
+}
+
+fn fits(r: &cpal::SupportedStreamConfigRange) -> bool {
+    r.channels() == 1
+        && r.sample_format() == cpal::SampleFormat::F32
+        && r.min_sample_rate() <= SAMPLE_RATE
+        && r.max_sample_rate() >= SAMPLE_RATE
+}
+
+/// Linear resampler from any rate to 48 kHz (good enough for speech from odd devices; most
+/// devices run at 48 kHz and skip it).
+#[derive(Debug)]
+struct Resampler {
+    step: f64,
+    pos: f64,
+    last: f32,
+}
+
+impl Resampler {
+    fn new(from_rate: u32) -> Resampler {
+        Resampler { step: f64::from(from_rate) / f64::from(SAMPLE_RATE), pos: 0.0, last: 0.0 }
+    }
+
+    fn process(&mut self, input: &[f32], out: &mut Vec<f32>) {
+        if (self.step - 1.0).abs() < f64::EPSILON {
+            out.extend_from_slice(input);
+            return;
+        }
+        // pos is measured from the sample before input[0] (self.last).
+        while self.pos < input.len() as f64 {
+            let i = self.pos.floor() as usize;
+            let frac = (self.pos - i as f64) as f32;
+            let a = if i == 0 { self.last } else { input[i - 1] };
+            let b = input[i];
+            out.push(a + (b - a) * frac);
+            self.pos += self.step;
+        }
+        self.pos -= input.len() as f64;
+        if let Some(&l) = input.last() {
+            self.last = l;
+        }
+    }
+}
+
+enum MicEvent {
+    Samples(Vec<f32>),
+    Error(String),
+}
+
+/// A microphone delivering 20 ms frames. Open it on the thread that captures from it.
+pub struct Microphone {
+    _stream: cpal::Stream,
+    rx: Receiver<MicEvent>,
+    pending: Vec<f32>,
+    name: String,
+}
+
+impl std::fmt::Debug for Microphone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Microphone").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Microphone {
+    /// Open microphone `id` (None: the system default).
+    pub fn open(id: Option<&str>) -> Result<Microphone, MediaError> {
+        let kind = DeviceKind::Microphone;
+        let dev = find(kind, id)?;
+        let name = name_of(&dev);
+        let config = stream_config(kind, &dev)?;
+        let channels = usize::from(config.channels.max(1));
+        let mut resampler = Resampler::new(config.sample_rate);
+        let (tx, rx): (Sender<MicEvent>, _) = bounded(256);
+        let err_tx = tx.clone();
+        let mut mono = Vec::new();
+        let stream = dev
+            .build_input_stream::<f32, _, _>(
+                config,
+                move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                    mono.clear();
+                    mono.extend(data.chunks(channels).map(|c| c.iter().sum::<f32>() / channels as f32));
+                    let mut out = Vec::with_capacity(mono.len() + 8);
+                    resampler.process(&mono, &mut out);
+                    // A full queue means nobody is reading; dropping is all we can do here.
+                    let _ = tx.try_send(MicEvent::Samples(out));
+                },
+                move |e: cpal::Error| {
+                    let _ = err_tx.try_send(MicEvent::Error(e.to_string()));
+                },
+                None,
+            )
+            .map_err(|e| device_error(kind, id, format!("cannot open the microphone: {e}. It may be in use, or access was denied")))?;
+        stream.play().map_err(|e| device_error(kind, id, format!("the microphone would not start: {e}")))?;
+        Ok(Microphone { _stream: stream, rx, pending: Vec::with_capacity(4 * FRAME_SAMPLES), name })
+    }
+}
+
+impl AudioSource for Microphone {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn capture(&mut self, frame: &mut AudioFrame) -> Result<(), MediaError> {
+        while self.pending.len() < FRAME_SAMPLES {
+            // PulseAudio takes ~2 s to open a monitor source the first time.
+            match self.rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(MicEvent::Samples(s)) => self.pending.extend_from_slice(&s),
+                Ok(MicEvent::Error(e)) => {
+                    return Err(device_error(DeviceKind::Microphone, Some(&self.name), format!("the microphone failed: {e}")));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(device_error(DeviceKind::Microphone, Some(&self.name), "the microphone delivered no audio for 5 s"));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(device_error(DeviceKind::Microphone, Some(&self.name), "the microphone stream ended"));
+                }
+            }
+        }
+        frame.samples.clear();
+        frame.samples.extend(self.pending.drain(..FRAME_SAMPLES).map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16));
+        // The last sample arrived just now; the first one a frame earlier.
+        frame.capture_us = now_us().saturating_sub(FRAME_US);
+        Ok(())
+    }
+}
+
+/// A speaker playing what a [`Mixer`] mixes. The device stream lives on a thread of its own
+/// (cpal streams are not `Send` everywhere); dropping the `Speaker` stops it.
+#[derive(Debug)]
+pub struct Speaker {
+    stop: Option<Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    name: String,
+}
+
+impl Speaker {
+    /// Open speaker `id` (None: the system default) and start playing `mixer`.
+    pub fn open(id: Option<&str>, mixer: Arc<Mixer>) -> Result<Speaker, MediaError> {
+        let (ready_tx, ready_rx) = bounded::<Result<String, MediaError>>(1);
+        let (stop_tx, stop_rx) = bounded::<()>(1);
+        let id_owned = id.map(str::to_owned);
+        let thread = std::thread::Builder::new()
+            .name("hearth-speaker".into())
+            .spawn(move || {
+                let id = id_owned.as_deref();
+                let opened = (|| {
+                    let kind = DeviceKind::Speaker;
+                    let dev = find(kind, id)?;
+                    let name = name_of(&dev);
+                    let config = stream_config(kind, &dev)?;
+                    let channels = usize::from(config.channels.max(1));
+                    let rate = config.sample_rate;
+                    let mut mono = Vec::new();
+                    let mut resampled = Vec::new();
+                    // Output at another rate: pull 48 kHz and resample to the device rate.
+                    let mut resampler = Resampler { step: f64::from(SAMPLE_RATE) / f64::from(rate), pos: 0.0, last: 0.0 };
+                    let stream = dev
+                        .build_output_stream::<f32, _, _>(
+                            config,
+                            move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
+                                let frames = data.len() / channels;
+                                if rate == SAMPLE_RATE {
+                                    mono.resize(frames, 0.0);
+                                    mixer.pull(&mut mono);
+                                } else {
+                                    let need = (frames as f64 * f64::from(SAMPLE_RATE) / f64::from(rate)).ceil() as usize;
+                                    let mut src = vec![0.0f32; need];
+                                    mixer.pull(&mut src);
+                                    resampled.clear();
+                                    resampler.process(&src, &mut resampled);
+                                    resampled.resize(frames, 0.0);
+                                    std::mem::swap(&mut mono, &mut resampled);
+                                }
+                                for (chunk, s) in data.chunks_mut(channels).zip(mono.iter()) {
+                                    chunk.fill(*s);
+                                }
+                            },
+                            |e: cpal::Error| tracing::warn!(error = %e, "speaker stream error"),
+                            None,
+                        )
+                        .map_err(|e| device_error(kind, id, format!("cannot open the speaker: {e}")))?;
+                    stream.play().map_err(|e| device_error(kind, id, format!("the speaker would not start: {e}")))?;
+                    Ok((stream, name))
+                })();
+                match opened {
+                    Ok((stream, name)) => {
+                        let _ = ready_tx.send(Ok(name));
+                        let _ = stop_rx.recv();
+                        drop(stream);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| device_error(DeviceKind::Speaker, id, format!("cannot start the audio thread: {e}")))?;
+        let name = ready_rx
+            .recv()
+            .map_err(|_| device_error(DeviceKind::Speaker, id, "the audio thread ended while opening the speaker"))??;
+        Ok(Speaker { stop: Some(stop_tx), thread: Some(thread), name })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resampler_keeps_rate_and_shape() {
+        let mut r = Resampler::new(44_100);
+        let input: Vec<f32> = (0..44_100).map(|i| (i as f32 / 44_100.0 * 440.0 * std::f32::consts::TAU).sin()).collect();
+        let mut out = Vec::new();
+        for chunk in input.chunks(441) {
+            r.process(chunk, &mut out);
+        }
+        assert!((47_990..=48_010).contains(&out.len()), "{}", out.len());
+        // Same tone: zero crossings per second ~ 880.
+        let crossings = out.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+        assert!((870..=890).contains(&crossings), "{crossings}");
+        let mut same = Resampler::new(48_000);
+        let mut o = Vec::new();
+        same.process(&[0.1, 0.2], &mut o);
+        assert_eq!(o, [0.1, 0.2]);
+    }
+
+    #[test]
+    fn unknown_device_ids_are_clear_errors() {
+        let err = find(DeviceKind::Microphone, Some("bogus")).unwrap_err();
+        assert!(err.to_string().contains("not a device id"), "{err}");
+    }
+}

@@ -1,0 +1,190 @@
+//! A reordering buffer for RTP-sequenced items that adds no delay when packets arrive in order.
+//!
+//! In-order items come out at once. When a sequence number is missing, later items are held for
+//! at most `max_wait` (or until `max_held` are waiting) for it to arrive (late or retransmitted);
+//! then the gap is given up as lost and playout continues. Items older than what was already
+//! released are dropped as late. Time is passed in.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// What comes out of the buffer, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released<T> {
+    Item { seq: u64, item: T },
+    /// `count` sequence numbers starting at `first` were given up as lost.
+    Lost { first: u64, count: u64 },
+}
+
+/// Counters since creation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReorderStats {
+    pub received: u64,
+    pub released: u64,
+    pub lost: u64,
+    /// Arrived after a later item, but in time to be released in order.
+    pub reordered: u64,
+    /// Arrived too late (after its slot was released or given up) or duplicated; dropped.
+    pub late: u64,
+}
+
+#[derive(Debug)]
+pub struct ReorderBuffer<T> {
+    max_wait: Duration,
+    max_held: usize,
+    /// Extended (unwrapped) sequence number expected next.
+    next: Option<u64>,
+    /// Highest extended sequence number seen, for unwrapping.
+    highest: Option<u64>,
+    held: BTreeMap<u64, (T, Instant)>,
+    stats: ReorderStats,
+}
+
+impl<T> ReorderBuffer<T> {
+    pub fn new(max_wait: Duration, max_held: usize) -> Self {
+        ReorderBuffer { max_wait, max_held: max_held.max(1), next: None, highest: None, held: BTreeMap::new(), stats: ReorderStats::default() }
+    }
+
+    pub fn stats(&self) -> ReorderStats {
+        self.stats
+    }
+
+    /// Unwrap a 16-bit sequence number next to the highest one seen (the first one is offset
+    /// by 2^16 so a step back from it cannot go below zero).
+    fn extend(&self, seq: u16) -> u64 {
+        match self.highest {
+            None => u64::from(seq) + (1 << 16),
+            Some(h) => {
+                let delta = i64::from(seq.wrapping_sub(h as u16) as i16);
+                (h as i64 + delta).max(0) as u64
+            }
+        }
+    }
+
+    /// Add an item with its RTP sequence number.
+    pub fn push(&mut self, seq: u16, item: T, now: Instant) {
+        self.stats.received += 1;
+        let ext = self.extend(seq);
+        let next = *self.next.get_or_insert(ext);
+        if ext < next || self.held.contains_key(&ext) {
+            self.stats.late += 1;
+            return;
+        }
+        if self.highest.is_some_and(|h| ext < h) {
+            self.stats.reordered += 1;
+        }
+        self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+        self.held.insert(ext, (item, now));
+    }
+
+    /// The next released item or gap, if any is ready at `now`.
+    pub fn pop(&mut self, now: Instant) -> Option<Released<T>> {
+        let next = self.next?;
+        if let Some((item, _)) = self.held.remove(&next) {
+            self.next = Some(next + 1);
+            self.stats.released += 1;
+            return Some(Released::Item { seq: next, item });
+        }
+        let (&first_held, &(_, arrived)) = self.held.iter().next()?;
+        let waited_out = now.saturating_duration_since(arrived) >= self.max_wait;
+        if waited_out || self.held.len() > self.max_held {
+            let count = first_held - next;
+            self.stats.lost += count;
+            self.next = Some(first_held);
+            return Some(Released::Lost { first: next, count });
+        }
+        None
+    }
+
+    /// When a held item will be given up waiting for, if anything is held.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.held.values().next().map(|(_, arrived)| *arrived + self.max_wait)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn drain<T>(b: &mut ReorderBuffer<T>, now: Instant) -> Vec<Released<T>> {
+        std::iter::from_fn(|| b.pop(now)).collect()
+    }
+
+    #[test]
+    fn in_order_items_come_out_immediately() {
+        let t = Instant::now();
+        let mut b = ReorderBuffer::new(Duration::from_millis(40), 16);
+        for s in 65530u16..=65535 {
+            b.push(s, s, t);
+            assert!(matches!(b.pop(t), Some(Released::Item { item, .. }) if item == s));
+        }
+        for s in 0u16..3 {
+            b.push(s, s, t);
+            assert!(matches!(b.pop(t), Some(Released::Item { item, .. }) if item == s), "across the wrap");
+        }
+        assert_eq!(b.stats().lost, 0);
+    }
+
+    #[test]
+    fn reordered_within_wait_is_fixed_and_gap_is_lost_after_wait() {
+        let t = Instant::now();
+        let mut b = ReorderBuffer::new(Duration::from_millis(40), 16);
+        b.push(10, 'a', t);
+        b.push(12, 'c', t);
+        assert_eq!(drain(&mut b, t), vec![Released::Item { seq: 65546, item: 'a' }]);
+        b.push(11, 'b', t + Duration::from_millis(5));
+        let out: Vec<char> = drain(&mut b, t).into_iter().filter_map(|r| match r { Released::Item { item, .. } => Some(item), _ => None }).collect();
+        assert_eq!(out, ['b', 'c']);
+        assert_eq!(b.stats().reordered, 1);
+        // 13 never comes.
+        b.push(14, 'e', t);
+        assert!(b.pop(t + Duration::from_millis(39)).is_none());
+        assert_eq!(b.deadline(), Some(t + Duration::from_millis(40)));
+        assert_eq!(b.pop(t + Duration::from_millis(40)), Some(Released::Lost { first: 65549, count: 1 }));
+        assert!(matches!(b.pop(t + Duration::from_millis(40)), Some(Released::Item { item: 'e', .. })));
+        // 13 finally arrives: late.
+        b.push(13, 'd', t);
+        assert!(b.pop(t).is_none());
+        assert_eq!(b.stats().late, 1);
+    }
+
+    #[test]
+    fn too_many_held_forces_progress() {
+        let t = Instant::now();
+        let mut b = ReorderBuffer::new(Duration::from_secs(10), 2);
+        b.push(0, 0, t);
+        b.pop(t);
+        for s in 2..6u16 {
+            b.push(s, s, t);
+        }
+        assert_eq!(b.pop(t), Some(Released::Lost { first: 65537, count: 1 }));
+    }
+
+    proptest! {
+        /// Whatever the arrival order, released items are strictly increasing and every item is
+        /// either released, reported lost, or counted late.
+        #[test]
+        fn releases_in_order(order in proptest::sample::subsequence((0u16..200).collect::<Vec<_>>(), 100..200).prop_shuffle(), start in any::<u16>()) {
+            let t = Instant::now();
+            let mut b = ReorderBuffer::new(Duration::from_millis(30), 64);
+            let mut out = Vec::new();
+            for (i, s) in order.iter().enumerate() {
+                b.push(start.wrapping_add(*s), *s, t + Duration::from_millis(i as u64));
+                out.extend(drain(&mut b, t + Duration::from_millis(i as u64)));
+            }
+            out.extend(drain(&mut b, t + Duration::from_secs(5)));
+            let mut last = None;
+            for r in &out {
+                if let Released::Item { seq, .. } = r {
+                    prop_assert!(last.is_none_or(|l| *seq > l));
+                    last = Some(*seq);
+                }
+            }
+            let st = b.stats();
+            prop_assert_eq!(st.received, order.len() as u64);
+            prop_assert_eq!(st.released + st.late, st.received);
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Synthetic sources: a moving test pattern stamped with frame number and capture time, and
+//! audio carrying wall-clock tone bursts. They pace themselves in real time like devices do.
+
+use crate::frame::{AudioFrame, FRAME_SAMPLES, FRAME_US, VideoFrame, now_us};
+use crate::marker::{VideoStamp, render_bursts, write_stamp};
+use crate::source::{AudioSource, SourceInfo, VideoKind, VideoSource};
+use crate::MediaError;
+use std::time::{Duration, Instant};
+
+/// Sleeps until each tick of a fixed-rate schedule; if late, it does not try to catch up with
+/// a burst of frames but restarts the schedule from now.
+#[derive(Debug)]
+pub struct Pacer {
+    period: Duration,
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    pub fn new(period: Duration) -> Pacer {
+        Pacer { period, next: None }
+    }
+
+    /// Sleep until the next tick; returns immediately for the first one.
+    pub fn wait(&mut self) {
+        let now = Instant::now();
+        let next = match self.next {
+            None => now,
+            Some(t) if t + self.period < now => now, // more than a period late: resync
+            Some(t) => t,
+        };
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        self.next = Some(next + self.period);
+    }
+}
+
+/// A moving test pattern: a scrolling colour gradient with a bouncing box, stamped with a
+/// [`VideoStamp`] in the top-left corner. Generating a 720p frame costs about a memcpy.
+#[derive(Debug)]
+pub struct TestPattern {
+    width: u32,
+    height: u32,
+    fps: f32,
+    kind: VideoKind,
+    frame_no: u32,
+    /// Background planes twice as wide, scrolled through by offset.
+    bg_y: Vec<u8>,
+    bg_u: Vec<u8>,
+    bg_v: Vec<u8>,
+    pacer: Pacer,
+    paced: bool,
+}
+
+impl TestPattern {
+    /// A camera-like pattern at `width`x`height` and `fps`.
+    pub fn new(width: u32, height: u32, fps: f32) -> TestPattern {
+        Self::with_kind(width, height, fps, VideoKind::Camera)
+    }
+
+    /// A screen-like pattern (sharper content, usually lower frame rate).
+    pub fn screen(width: u32, height: u32, fps: f32) -> TestPattern {
+        Self::with_kind(width, height, fps, VideoKind::Screen)
+    }
+
+    fn with_kind(width: u32, height: u32, fps: f32, kind: VideoKind) -> TestPattern {
+        let (width, height) = (width.max(16).next_multiple_of(2), height.max(16).next_multiple_of(2));
+        let (w2, h) = (2 * width as usize, height as usize);
+        let mut bg_y = vec![0u8; w2 * h];
+        for y in 0..h {
+            for x in 0..w2 {
+                let stripes = if kind == VideoKind::Screen && (x / 40 + y / 40) % 2 == 0 { 40 } else { 0 };
+                bg_y[y * w2 + x] = (48 + ((x * 3 + y) % 160) as u32 + stripes).min(235) as u8;
+            }
+        }
+        let (cw2, ch) = (w2 / 2, h / 2);
+        let mut bg_u = vec![0u8; cw2 * ch];
+        let mut bg_v = vec![0u8; cw2 * ch];
+        for y in 0..ch {
+            for x in 0..cw2 {
+                bg_u[y * cw2 + x] = (64 + (x * 128 / cw2)) as u8;
+                bg_v[y * cw2 + x] = (64 + (y * 128 / ch.max(1))) as u8;
+            }
+        }
+        let fps = if fps > 0.0 { fps } else { 30.0 };
+        TestPattern {
+            width,
+            height,
+            fps,
+            kind,
+            frame_no: 0,
+            bg_y,
+            bg_u,
+            bg_v,
+            pacer: Pacer::new(Duration::from_secs_f32(1.0 / fps)),
+            paced: true,
+        }
+    }
+
+    /// Produce frames as fast as asked (benchmarks of the codec path), not in real time.
+    pub fn unpaced(mut self) -> Self {
+        self.paced = false;
+        self
+    }
+
+    /// Draw frame number `n` into `frame` (no pacing, no stamp).
+    pub fn draw(&self, n: u32, frame: &mut VideoFrame) {
+        frame.resize(self.width, self.height);
+        let (w, h) = (self.width as usize, self.height as usize);
+        let shift = (n as usize * 4) % w;
+        let (y, u, v) = frame.planes_mut();
+        for row in 0..h {
+            let src = row * 2 * w + shift;
+            y[row * w..(row + 1) * w].copy_from_slice(&self.bg_y[src..src + w]);
+        }
+        let (cw, ch) = (w / 2, h / 2);
+        for row in 0..ch {
+            let src = row * 2 * cw + shift / 2;
+            u[row * cw..(row + 1) * cw].copy_from_slice(&self.bg_u[src..src + cw]);
+            v[row * cw..(row + 1) * cw].copy_from_slice(&self.bg_v[src..src + cw]);
+        }
+        // A bouncing box.
+        let size = (h / 5).max(8);
+        let span_x = w.saturating_sub(size).max(1);
+        let span_y = h.saturating_sub(size).max(1);
+        let t = n as usize * 6;
+        let bx = if (t / span_x) % 2 == 0 { t % span_x } else { span_x - t % span_x };
+        let by = if ((t / 2) / span_y) % 2 == 0 { (t / 2) % span_y } else { span_y - (t / 2) % span_y };
+        for row in by..by + size {
+            y[row * w + bx..row * w + bx + size].fill(200);
+        }
+        for row in by / 2..(by + size) / 2 {
+            u[row * cw + bx / 2..row * cw + (bx + size) / 2].fill(60);
+            v[row * cw + bx / 2..row * cw + (bx + size) / 2].fill(200);
+        }
+    }
+}
+
+impl VideoSource for TestPattern {
+    fn info(&self) -> SourceInfo {
+        SourceInfo {
+            name: match self.kind {
+                VideoKind::Camera => "synthetic test pattern".into(),
+                VideoKind::Screen => "synthetic screen".into(),
+            },
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+            kind: self.kind,
+        }
+    }
+
+    fn capture(&mut self, frame: &mut VideoFrame) -> Result<(), MediaError> {
+        if self.paced {
+            self.pacer.wait();
+        }
+        self.draw(self.frame_no, frame);
+        frame.capture_us = now_us();
+        write_stamp(frame, VideoStamp { frame: self.frame_no, capture_us: frame.capture_us });
+        self.frame_no = self.frame_no.wrapping_add(1);
+        Ok(())
+    }
+}
+
+/// Audio with wall-clock tone bursts (see [`crate::marker`]). Frames are emitted when their last
+/// sample is due, like a device delivers them.
+#[derive(Debug, Default)]
+pub struct ToneBursts {
+    next_start_us: Option<u64>,
+}
+
+impl ToneBursts {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl AudioSource for ToneBursts {
+    fn name(&self) -> String {
+        "synthetic tone bursts".into()
+    }
+
+    fn capture(&mut self, frame: &mut AudioFrame) -> Result<(), MediaError> {
+        let now = now_us();
+        // Frames cover aligned 20 ms windows of the wall clock.
+        let start = match self.next_start_us {
+            Some(s) if s + 2 * FRAME_US >= now => s,
+            _ => (now / FRAME_US) * FRAME_US, // first frame, or too late: resync
+        };
+        let due = start + FRAME_US;
+        let now = now_us();
+        if due > now {
+            std::thread::sleep(Duration::from_micros(due - now));
+        }
+        frame.samples.resize(FRAME_SAMPLES, 0);
+        render_bursts(start, &mut frame.samples);
+        frame.capture_us = start;
+        self.next_start_us = Some(due);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::marker::read_stamp;
+
+    #[test]
+    fn pattern_moves_and_is_stamped() {
+        let mut p = TestPattern::new(640, 360, 30.0).unpaced();
+        let mut a = VideoFrame::new(2, 2);
+        let mut b = VideoFrame::new(2, 2);
+        p.capture(&mut a).unwrap();
+        p.capture(&mut b).unwrap();
+        assert_eq!((a.width, a.height), (640, 360));
+        assert_ne!(a.data, b.data);
+        assert_eq!(read_stamp(&a.view()).unwrap().frame, 0);
+        assert_eq!(read_stamp(&b.view()).unwrap().frame, 1);
+        assert!(b.capture_us >= a.capture_us);
+    }
+
+    #[test]
+    fn pattern_is_paced_in_real_time() {
+        let mut p = TestPattern::new(320, 180, 50.0);
+        let mut f = VideoFrame::new(2, 2);
+        let t = Instant::now();
+        for _ in 0..6 {
+            p.capture(&mut f).unwrap();
+        }
+        let e = t.elapsed();
+        assert!(e >= Duration::from_millis(95) && e < Duration::from_millis(400), "{e:?}");
+    }
+
+    #[test]
+    fn tone_bursts_are_aligned_frames() {
+        let mut s = ToneBursts::new();
+        let mut f = AudioFrame::default();
+        s.capture(&mut f).unwrap();
+        let first = f.capture_us;
+        s.capture(&mut f).unwrap();
+        assert_eq!(f.capture_us, first + FRAME_US);
+        assert_eq!(f.capture_us % FRAME_US, 0);
+        assert_eq!(f.samples.len(), FRAME_SAMPLES);
+    }
+}
