@@ -287,9 +287,9 @@ mod tests {
         let slots: Vec<u64> = found.iter().map(|b| b.slot - 1_000_000).collect();
         assert_eq!(slots, [1, 2, 3, 4, 5]);
         for b in &found {
-            // The onset sample is the first of a frame captured at the slot start; it is
-            // available 35 ms later.
-            assert_eq!(b.latency_us, 35_000, "{b:?}");
+            // Frames start 10 ms before each slot boundary, so the onset sits 10 ms into a frame
+            // that becomes available 35 ms after the frame's start: 25 ms after the onset.
+            assert_eq!(b.latency_us, 25_000, "{b:?}");
         }
     }
 
