@@ -1,0 +1,265 @@
+//! H.264 with OpenH264 (Constrained Baseline, one access unit per frame, Annex-B out).
+
+use crate::CodecError;
+use hearth_media::{I420View, Plane, VideoFrame, VideoKind};
+use openh264::decoder::{Decoder, DecoderConfig, Flush};
+use openh264::encoder::{
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
+    UsageType,
+};
+use openh264::formats::YUVSource;
+use openh264::{OpenH264API, Timestamp};
+
+/// Encoder settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoEncoderConfig {
+    pub bitrate_bps: u32,
+    pub max_fps: f32,
+    pub kind: VideoKind,
+    /// A keyframe at least every this many frames (0: only when asked).
+    pub keyframe_interval: u32,
+}
+
+impl VideoEncoderConfig {
+    /// Sensible defaults for a source of this size and kind.
+    pub fn for_source(width: u32, height: u32, fps: f32, kind: VideoKind) -> Self {
+        let pixels = u64::from(width) * u64::from(height);
+        // ~0.07 bits per pixel per frame at 30 fps for camera content; screens need less motion
+        // budget but sharper detail.
+        let per_frame = (pixels as f64 * 0.07) as u64;
+        let bitrate = (per_frame as f64 * f64::from(fps.max(1.0))).clamp(150_000.0, 4_000_000.0) as u32;
+        VideoEncoderConfig { bitrate_bps: bitrate, max_fps: fps.max(1.0), kind, keyframe_interval: 0 }
+    }
+}
+
+/// One encoded access unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedVideo {
+    /// Annex-B bytes (start codes), SPS+PPS+IDR on keyframes.
+    pub data: Vec<u8>,
+    pub keyframe: bool,
+    pub width: u32,
+    pub height: u32,
+    pub capture_us: u64,
+}
+
+struct FrameSource<'a>(&'a VideoFrame);
+
+impl YUVSource for FrameSource<'_> {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.0.width as usize, self.0.height as usize)
+    }
+    fn strides(&self) -> (usize, usize, usize) {
+        let w = self.0.width as usize;
+        (w, w / 2, w / 2)
+    }
+    fn y(&self) -> &[u8] {
+        let v = self.0.view();
+        v.y.data
+    }
+    fn u(&self) -> &[u8] {
+        let v = self.0.view();
+        v.u.data
+    }
+    fn v(&self) -> &[u8] {
+        let v = self.0.view();
+        v.v.data
+    }
+}
+
+/// An H.264 encoder. Frames may change size; the encoder follows (with a keyframe).
+pub struct H264Encoder {
+    enc: Encoder,
+    config: VideoEncoderConfig,
+    keyframe_requested: bool,
+    frames: u64,
+}
+
+impl std::fmt::Debug for H264Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H264Encoder").field("config", &self.config).field("frames", &self.frames).finish()
+    }
+}
+
+fn encoder_config(c: &VideoEncoderConfig) -> EncoderConfig {
+    EncoderConfig::new()
+        .bitrate(BitRate::from_bps(c.bitrate_bps))
+        .max_frame_rate(FrameRate::from_hz(c.max_fps))
+        .rate_control_mode(RateControlMode::Bitrate)
+        // OpenH264 drops frames at 720p to hold the bitrate unless told not to; a dropped frame
+        // is a visible stall, a slightly high bitrate is not.
+        .skip_frames(false)
+        .num_threads(1)
+        .complexity(Complexity::Low)
+        // Keyframes only when asked (a peer joined or lost one): a scene-change IDR costs 10x a
+        // P frame and makes every peer's bitrate spike.
+        .scene_change_detect(false)
+        .usage_type(match c.kind {
+            VideoKind::Camera => UsageType::CameraVideoRealTime,
+            VideoKind::Screen => UsageType::ScreenContentRealTime,
+        })
+        .intra_frame_period(IntraFramePeriod::from_num_frames(c.keyframe_interval))
+}
+
+impl H264Encoder {
+    pub fn new(config: VideoEncoderConfig) -> Result<H264Encoder, CodecError> {
+        let enc = Encoder::with_api_config(OpenH264API::from_source(), encoder_config(&config))
+            .map_err(|e| CodecError::Init(format!("H.264 encoder: {e}")))?;
+        Ok(H264Encoder { enc, config, keyframe_requested: true, frames: 0 })
+    }
+
+    pub fn config(&self) -> VideoEncoderConfig {
+        self.config
+    }
+
+    /// The next frame will be a keyframe (a peer joined, or sent PLI/FIR).
+    pub fn request_keyframe(&mut self) {
+        self.keyframe_requested = true;
+    }
+
+    /// Change the target bitrate (rebuilds the encoder; the next frame is a keyframe).
+    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), CodecError> {
+        if bps == self.config.bitrate_bps {
+            return Ok(());
+        }
+        self.config.bitrate_bps = bps;
+        *self = H264Encoder::new(self.config)?;
+        Ok(())
+    }
+
+    /// Encode one frame. `None` when the encoder produced nothing for it (skipped).
+    pub fn encode(&mut self, frame: &VideoFrame) -> Result<Option<EncodedVideo>, CodecError> {
+        if frame.width % 2 != 0 || frame.height % 2 != 0 || frame.width < 16 || frame.height < 16 {
+            return Err(CodecError::BadInput(format!("frame size {}x{} must be even and at least 16x16", frame.width, frame.height)));
+        }
+        if std::mem::take(&mut self.keyframe_requested) {
+            self.enc.force_intra_frame();
+        }
+        let ts = Timestamp::from_millis(frame.capture_us / 1000);
+        let bs = self.enc.encode_at(&FrameSource(frame), ts).map_err(|e| CodecError::Encode(e.to_string()))?;
+        self.frames += 1;
+        let keyframe = matches!(bs.frame_type(), FrameType::IDR | FrameType::I);
+        let data = bs.to_vec();
+        if data.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(EncodedVideo { data, keyframe, width: frame.width, height: frame.height, capture_us: frame.capture_us }))
+    }
+}
+
+/// An H.264 decoder. Not `Send` (OpenH264's decoder handle): keep it on its own thread.
+pub struct H264Decoder {
+    dec: Decoder,
+    /// After an error, P frames are useless until the next keyframe.
+    need_keyframe: bool,
+}
+
+impl std::fmt::Debug for H264Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H264Decoder").field("need_keyframe", &self.need_keyframe).finish()
+    }
+}
+
+/// True if the Annex-B access unit holds an IDR slice (NAL type 5).
+pub fn is_keyframe(annexb: &[u8]) -> bool {
+    crate::annexb::nal_units(annexb).any(|nal| nal.first().is_some_and(|h| h & 0x1f == 5))
+}
+
+impl H264Decoder {
+    pub fn new() -> Result<H264Decoder, CodecError> {
+        let dec = Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new().flush_after_decode(Flush::NoFlush))
+            .map_err(|e| CodecError::Init(format!("H.264 decoder: {e}")))?;
+        Ok(H264Decoder { dec, need_keyframe: true })
+    }
+
+    /// True while frames are refused until a keyframe arrives (ask the sender for one).
+    pub fn needs_keyframe(&self) -> bool {
+        self.need_keyframe
+    }
+
+    /// Decode one access unit and hand the picture to `use_frame` (the decoder's buffer is only
+    /// valid until the next call). `Ok(None)`: nothing to show yet. An error means the stream is
+    /// broken until the next keyframe: request one.
+    pub fn decode<R>(&mut self, annexb: &[u8], use_frame: impl FnOnce(&I420View<'_>) -> R) -> Result<Option<R>, CodecError> {
+        if self.need_keyframe {
+            if !is_keyframe(annexb) {
+                return Err(CodecError::NeedKeyframe);
+            }
+            self.need_keyframe = false;
+        }
+        match self.dec.decode(annexb) {
+            Ok(Some(img)) => {
+                let (w, h) = img.dimensions();
+                let (ys, us, vs) = img.strides();
+                let view = I420View {
+                    width: w as u32,
+                    height: h as u32,
+                    y: Plane { data: img.y(), stride: ys },
+                    u: Plane { data: img.u(), stride: us },
+                    v: Plane { data: img.v(), stride: vs },
+                };
+                Ok(Some(use_frame(&view)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.need_keyframe = true;
+                Err(CodecError::Decode(e.to_string()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use hearth_media::marker::read_stamp;
+    use hearth_media::{TestPattern, VideoSource};
+
+    #[test]
+    fn stamps_survive_encoding_and_keyframes_come_on_request() {
+        let mut src = TestPattern::new(640, 360, 30.0).unpaced();
+        let mut enc = H264Encoder::new(VideoEncoderConfig::for_source(640, 360, 30.0, VideoKind::Camera)).unwrap();
+        let mut dec = H264Decoder::new().unwrap();
+        let mut frame = VideoFrame::new(640, 360);
+        let mut keyframes = Vec::new();
+        for n in 0..60u32 {
+            if n == 40 {
+                enc.request_keyframe();
+            }
+            src.capture(&mut frame).unwrap();
+            let au = enc.encode(&frame).unwrap().unwrap();
+            assert_eq!(is_keyframe(&au.data), au.keyframe);
+            if au.keyframe {
+                keyframes.push(n);
+            }
+            let stamp = dec.decode(&au.data, |img| (img.width, img.height, read_stamp(img))).unwrap().unwrap();
+            assert_eq!((stamp.0, stamp.1), (640, 360));
+            assert_eq!(stamp.2.unwrap().frame, n, "frame {n}");
+        }
+        assert_eq!(keyframes, [0, 40]);
+    }
+
+    #[test]
+    fn decoder_waits_for_keyframe_and_recovers_after_garbage() {
+        let mut src = TestPattern::new(320, 180, 30.0).unpaced();
+        let mut enc = H264Encoder::new(VideoEncoderConfig::for_source(320, 180, 30.0, VideoKind::Screen)).unwrap();
+        let mut frame = VideoFrame::new(320, 180);
+        let mut aus = Vec::new();
+        for _ in 0..3 {
+            src.capture(&mut frame).unwrap();
+            aus.push(enc.encode(&frame).unwrap().unwrap());
+        }
+        let mut dec = H264Decoder::new().unwrap();
+        assert_eq!(dec.decode(&aus[1].data, |_| ()), Err(CodecError::NeedKeyframe));
+        assert!(dec.decode(&aus[0].data, |_| ()).unwrap().is_some());
+        // Garbage that claims to be an IDR slice.
+        let _ = dec.decode(&[0, 0, 0, 1, 0x65, 0xff, 0x00, 0x13], |_| ());
+        assert!(dec.decode(&[0, 0, 0, 1, 0x41, 1, 2, 3], |_| ()).is_err());
+        enc.request_keyframe();
+        src.capture(&mut frame).unwrap();
+        let key = enc.encode(&frame).unwrap().unwrap();
+        assert!(dec.decode(&key.data, |_| ()).unwrap().is_some());
+        assert!(enc.encode(&VideoFrame { width: 15, ..frame.clone() }).is_err());
+    }
+}
