@@ -1,0 +1,156 @@
+use super::*;
+use hearth_proto::ServerLimits;
+
+fn info(id: &str) -> PeerInfo {
+    PeerInfo { id: PeerId::from(id), name: id.to_uppercase(), media: MediaState::default(), hand_raised: false, reconnecting: false }
+}
+
+fn welcome(me: &str, peers: &[&str], resumed: bool) -> ServerMessage {
+    ServerMessage::Welcome(Welcome {
+        protocol: hearth_proto::PROTOCOL_VERSION,
+        room: "r".into(),
+        peer_id: PeerId::from(me),
+        name: me.to_uppercase(),
+        peers: peers.iter().map(|p| info(p)).collect(),
+        ice_servers: vec![],
+        history: vec![],
+        resume_token: "tok".into(),
+        resume_grace_ms: 30_000,
+        resumed,
+        limits: ServerLimits { max_message_bytes: 65536, max_room_size: 8, rate_per_sec: 50, rate_burst: 200 },
+    })
+}
+
+fn drain(c: &mut Call) -> Vec<Action> {
+    std::iter::from_fn(|| c.poll_action()).collect()
+}
+
+fn opens(actions: &[Action]) -> Vec<(String, bool, bool)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::OpenLink { peer, polite, offer } => Some((peer.to_string(), *polite, *offer)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn newcomer_offers_to_everyone_and_existing_members_wait() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    c.join(Join::new("r", "m"));
+    assert!(matches!(drain(&mut c)[..], [Action::Send(ClientMessage::Join(_))]));
+    c.handle_server(t, welcome("m", &["a", "z"], false));
+    let a = drain(&mut c);
+    // "m" < "z": polite towards z; "a" < "m": impolite towards a.
+    assert_eq!(opens(&a), [("a".into(), false, true), ("z".into(), true, true)]);
+    c.handle_server(t, ServerMessage::PeerJoined { peer: info("q") });
+    let a = drain(&mut c);
+    assert_eq!(opens(&a), [("q".into(), true, false)]);
+    assert!(a.contains(&Action::Emit(CallEvent::PeerJoined(info("q")))));
+}
+
+#[test]
+fn leaving_peer_link_is_closed_and_reports_are_sent_once() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    c.handle_server(t, welcome("m", &["a"], false));
+    drain(&mut c);
+    let a = PeerId::from("a");
+    c.link_changed(t + Duration::from_millis(80), &a, LinkState::Connected);
+    let acts = drain(&mut c);
+    assert!(acts.contains(&Action::Send(ClientMessage::CallReport { peer: a.clone(), outcome: CallOutcome::Connected, connect_ms: Some(80) })));
+    c.link_changed(t, &a, LinkState::Disconnected);
+    c.link_changed(t, &a, LinkState::Connected);
+    assert!(!drain(&mut c).iter().any(|x| matches!(x, Action::Send(ClientMessage::CallReport { .. }))));
+    c.handle_server(t, ServerMessage::PeerLeft { peer_id: a.clone(), reason: LeaveReason::Left });
+    let acts = drain(&mut c);
+    assert!(acts.contains(&Action::CloseLink { peer: a.clone() }));
+    assert!(c.peer(&a).is_none());
+}
+
+#[test]
+fn vanished_peer_with_dead_link_is_freed_at_once() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    c.handle_server(t, welcome("m", &["a"], false));
+    let a = PeerId::from("a");
+    c.link_changed(t, &a, LinkState::Connected);
+    drain(&mut c);
+    // Signaling says it is reconnecting while its link is still fine: keep the link.
+    c.handle_server(t, ServerMessage::PeerReconnecting { peer_id: a.clone() });
+    assert!(!drain(&mut c).contains(&Action::CloseLink { peer: a.clone() }));
+    // The link then fails: close it now rather than wait for the grace period.
+    c.link_changed(t, &a, LinkState::Failed);
+    let acts = drain(&mut c);
+    assert!(acts.contains(&Action::CloseLink { peer: a.clone() }));
+    // It did connect once, so no "failed" outcome is reported for this link.
+    assert!(!acts.iter().any(|x| matches!(x, Action::Send(ClientMessage::CallReport { .. }))));
+    // It comes back: the impolite side ("m" > "a") rebuilds the link and offers.
+    c.handle_server(t, ServerMessage::PeerReconnected { peer_id: a.clone() });
+    assert_eq!(opens(&drain(&mut c)), [("a".into(), false, true)]);
+}
+
+#[test]
+fn offer_for_a_failed_link_replaces_it() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    c.handle_server(t, welcome("a", &["m"], false));
+    let m = PeerId::from("m");
+    drain(&mut c);
+    c.link_changed(t, &m, LinkState::Failed);
+    assert!(drain(&mut c).contains(&Action::Send(ClientMessage::CallReport { peer: m.clone(), outcome: CallOutcome::Failed, connect_ms: None })));
+    c.link_changed(t, &m, LinkState::Failed);
+    // "a" is polite towards "m": it does not rebuild itself...
+    assert!(opens(&drain(&mut c)).is_empty());
+    // ...but accepts m's fresh offer on a new link.
+    c.handle_server(t, ServerMessage::Offer { from: m.clone(), sdp: "v=0".into() });
+    let acts = drain(&mut c);
+    assert_eq!(opens(&acts), [("m".into(), true, false)]);
+    assert_eq!(acts.last(), Some(&Action::Signal { peer: m, signal: Signal::Offer("v=0".into()) }));
+}
+
+#[test]
+fn resume_reconciles_membership_and_keeps_live_links() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    c.handle_server(t, welcome("m", &["a", "b"], false));
+    c.link_changed(t, &PeerId::from("a"), LinkState::Connected);
+    c.handle_server(t, ServerMessage::Chat { message: ChatMessage { id: "x".into(), seq: 7, ts_ms: 0, from: PeerId::from("a"), from_name: "A".into(), to: None, text: "hi".into() } });
+    drain(&mut c);
+    let j = c.resume_join().unwrap();
+    assert_eq!(j.resume.as_ref().unwrap().last_seq, 7);
+    assert_eq!(j.resume.unwrap().token, "tok");
+    // While away, b left and c joined.
+    c.handle_server(t, welcome("m", &["a", "c"], true));
+    let acts = drain(&mut c);
+    assert!(acts.contains(&Action::CloseLink { peer: PeerId::from("b") }));
+    assert!(acts.contains(&Action::Emit(CallEvent::PeerLeft { peer_id: PeerId::from("b"), reason: LeaveReason::Timeout })));
+    assert_eq!(opens(&acts), [("c".into(), false, true)], "a's live link is kept");
+}
+
+#[test]
+fn media_state_changes_are_announced_and_echo_ignored() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    c.handle_server(t, welcome("m", &["a"], false));
+    drain(&mut c);
+    let muted = MediaState { audio_muted: true, ..MediaState::default() };
+    c.set_media(muted);
+    c.set_media(muted);
+    assert_eq!(drain(&mut c), vec![Action::Send(ClientMessage::MediaState { state: muted })]);
+    c.handle_server(t, ServerMessage::MediaState { peer_id: PeerId::from("m"), state: muted });
+    assert!(drain(&mut c).is_empty());
+    c.handle_server(t, ServerMessage::MediaState { peer_id: PeerId::from("a"), state: muted });
+    assert_eq!(c.peer(&PeerId::from("a")).unwrap().media, muted);
+}
+
+#[test]
+fn reconnect_delays_grow_and_are_capped() {
+    assert_eq!(reconnect_delay(0, 1.0), Duration::from_millis(250));
+    assert_eq!(reconnect_delay(0, 0.0), Duration::from_millis(125));
+    assert_eq!(reconnect_delay(3, 1.0), Duration::from_millis(2000));
+    assert_eq!(reconnect_delay(30, 1.0), Duration::from_millis(10_000));
+    assert!(reconnect_delay(30, 0.0) >= Duration::from_millis(5_000));
+}
