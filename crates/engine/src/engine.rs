@@ -1,0 +1,503 @@
+//! The engine task: owns the [`Call`], the signaling connection, the local streams and one link
+//! task per peer; turns commands and network events into actions.
+
+use crate::config::{EngineConfig, EngineEvent, PeerStats, TrackKind, VideoSpec};
+use crate::error::EngineError;
+use crate::link::{self, LinkCmd, LinkEnv, LinkHandle, LinkReport};
+use crate::rtc_setup::RtcSettings;
+use crate::send::{MediaClock, SendStream};
+use crate::signal::{self, SignalConn, SignalEvent};
+use hearth_media::{Mixer, Speaker};
+use hearth_proto::{ErrorCode, Join, MediaState, PeerId, ServerMessage};
+use hearth_session::{Action, Call, reconnect_delay};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Commands from the app.
+#[derive(Debug)]
+pub enum Command {
+    SetAudioMuted(bool),
+    SetCameraOn(bool),
+    StartScreenShare(VideoSpec),
+    StopScreenShare,
+    Chat { text: String, to: Option<PeerId> },
+    React(String),
+    RaiseHand(bool),
+    Stats(oneshot::Sender<Vec<PeerStats>>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// A running engine. Dropping it without [`Engine::leave`] still stops everything.
+#[derive(Debug)]
+pub struct Engine {
+    tx: mpsc::UnboundedSender<Command>,
+    task: Option<JoinHandle<()>>,
+    peer_id: PeerId,
+    joined_at_us: u64,
+}
+
+impl Engine {
+    /// Connect, join, and start sending. Returns once the server has welcomed us; events
+    /// (starting with [`CallEvent::Joined`]) arrive on the receiver.
+    pub async fn start(cfg: EngineConfig) -> Result<(Engine, mpsc::UnboundedReceiver<EngineEvent>), EngineError> {
+        let url = signal::normalize_url(&cfg.server_url)?;
+        let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
+        let conn = signal::connect(&url, cfg.connect_timeout, 1, sig_tx.clone()).await?;
+        let mut call = Call::new();
+        let mut join = Join::new(cfg.room.clone(), cfg.name.clone());
+        join.password = cfg.password.clone();
+        join.token = cfg.token.clone();
+        join.media = MediaState {
+            audio_muted: cfg.start_muted || cfg.microphone.is_none(),
+            video_off: cfg.start_camera_off || cfg.camera.is_none(),
+            screen_sharing: false,
+        };
+        call.join(join);
+        let joined_at_us = hearth_media::now_us();
+        while let Some(Action::Send(m)) = call.poll_action() {
+            conn.send(m);
+        }
+        // Wait for the welcome (or a refusal) so the caller learns at once if it cannot join.
+        let deadline = Instant::now() + cfg.connect_timeout;
+        let welcome = loop {
+            let ev = tokio::time::timeout_at(deadline.into(), sig_rx.recv()).await.map_err(|_| EngineError::Connect {
+                url: url.clone(),
+                message: "the server did not answer the join".into(),
+            })?;
+            match ev {
+                Some((_, SignalEvent::Message(m @ ServerMessage::Welcome(_)))) => break m,
+                Some((_, SignalEvent::Message(ServerMessage::Error { code, message, .. }))) => {
+                    return Err(EngineError::JoinRefused { code, message });
+                }
+                Some((_, SignalEvent::Message(_))) => continue,
+                Some((_, SignalEvent::Closed(reason))) => {
+                    return Err(EngineError::Connect { url: url.clone(), message: reason });
+                }
+                None => return Err(EngineError::Connect { url: url.clone(), message: "connection closed".into() }),
+            }
+        };
+        let ServerMessage::Welcome(w) = &welcome else { return Err(EngineError::Stopped) };
+        let peer_id = w.peer_id.clone();
+        let udp_bind = cfg.udp_bind.clone().unwrap_or_else(|| {
+            if signal::is_loopback_url(&url) { vec!["127.0.0.1:0".into()] } else { vec!["0.0.0.0:0".into()] }
+        });
+        let settings = RtcSettings { udp_bind, ice_servers: w.ice_servers.clone(), ice_check_interval: cfg.ice_check_interval };
+
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let (dev_tx, dev_rx) = mpsc::unbounded_channel();
+        let (reconn_tx, reconn_rx) = mpsc::unbounded_channel();
+        let mixer = cfg.speaker.as_ref().map(|_| Arc::new(Mixer::default()));
+        let speaker = match (&cfg.speaker, &mixer) {
+            (Some(id), Some(m)) => match Speaker::open(id.as_deref(), m.clone()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let _ = events_tx.send(EngineEvent::DeviceError { kind: TrackKind::Audio, message: e.to_string() });
+                    None
+                }
+            },
+            _ => None,
+        };
+        let env = LinkEnv {
+            settings,
+            reports: reports_tx,
+            events: events_tx.clone(),
+            deliver_frames: cfg.deliver_frames,
+            mixer: mixer.clone(),
+        };
+        let clock = MediaClock::new();
+        let mut streams = HashMap::new();
+        let label = format!("hearth-{peer_id}");
+        if let Some(spec) = cfg.microphone.clone() {
+            let s = SendStream::new(TrackKind::Audio, label.clone());
+            s.enabled.store(!cfg.start_muted, Ordering::Relaxed);
+            s.start_audio(spec, clock, dev_tx.clone());
+            streams.insert(TrackKind::Audio, s);
+        }
+        if let Some(spec) = cfg.camera.clone() {
+            let s = SendStream::new(TrackKind::Camera, label.clone());
+            if !cfg.start_camera_off {
+                s.start_video(spec, clock, dev_tx.clone());
+            } else {
+                s.enabled.store(false, Ordering::Relaxed);
+            }
+            streams.insert(TrackKind::Camera, s);
+        }
+        let mut core = Core {
+            cfg,
+            url,
+            call,
+            signal: Some(conn),
+            generation: 1,
+            sig_tx,
+            links: HashMap::new(),
+            streams,
+            clock,
+            env,
+            events: events_tx,
+            dev_tx,
+            _speaker: speaker,
+            label,
+            reconnecting: None,
+            reconn_tx,
+            leaving: false,
+            resuming: false,
+        };
+        core.call.handle_server(Instant::now(), welcome);
+        core.drain_actions();
+        let task = tokio::spawn(core.run(cmd_rx, sig_rx, reports_rx, dev_rx, reconn_rx));
+        Ok((Engine { tx: cmd_tx, task: Some(task), peer_id, joined_at_us }, events_rx))
+    }
+
+    /// Our peer id in the room.
+    pub fn peer_id(&self) -> &PeerId {
+        &self.peer_id
+    }
+
+    /// When the join was sent (microseconds since the Unix epoch).
+    pub fn joined_at_us(&self) -> u64 {
+        self.joined_at_us
+    }
+
+    pub fn command(&self, cmd: Command) -> Result<(), EngineError> {
+        self.tx.send(cmd).map_err(|_| EngineError::Stopped)
+    }
+
+    /// A statistics snapshot of every link.
+    pub async fn stats(&self) -> Result<Vec<PeerStats>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Stats(tx))?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Leave the room, close every link, stop every device, and wait for all of it.
+    pub async fn leave(mut self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Leave(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            // Dropped without leave(): ask the task to wind down on its own.
+            let (tx, _rx) = oneshot::channel();
+            let _ = self.tx.send(Command::Leave(tx));
+            drop(t);
+        }
+    }
+}
+
+struct Core {
+    cfg: EngineConfig,
+    url: String,
+    call: Call,
+    signal: Option<SignalConn>,
+    generation: u64,
+    sig_tx: mpsc::UnboundedSender<(u64, SignalEvent)>,
+    links: HashMap<PeerId, LinkHandle>,
+    streams: HashMap<TrackKind, Arc<SendStream>>,
+    clock: MediaClock,
+    env: LinkEnv,
+    events: mpsc::UnboundedSender<EngineEvent>,
+    dev_tx: mpsc::UnboundedSender<EngineEvent>,
+    _speaker: Option<Speaker>,
+    label: String,
+    /// A reconnect attempt in flight, and where it hands over the new connection.
+    reconnecting: Option<JoinHandle<()>>,
+    reconn_tx: mpsc::UnboundedSender<SignalConn>,
+    leaving: bool,
+    /// The current connection was opened to resume: a refused resume falls back to a fresh join.
+    resuming: bool,
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::UnboundedReceiver<Command>,
+        mut sig_rx: mpsc::UnboundedReceiver<(u64, SignalEvent)>,
+        mut reports_rx: mpsc::UnboundedReceiver<LinkReport>,
+        mut dev_rx: mpsc::UnboundedReceiver<EngineEvent>,
+        mut reconn_rx: mpsc::UnboundedReceiver<SignalConn>,
+    ) {
+        let mut leave_reply = None;
+        loop {
+            tokio::select! {
+                cmd = cmd_rx.recv() => match cmd {
+                    None => break,
+                    Some(Command::Leave(reply)) => {
+                        leave_reply = Some(reply);
+                        break;
+                    }
+                    Some(cmd) => self.command(cmd).await,
+                },
+                Some((generation, ev)) = sig_rx.recv() => {
+                    if generation != self.generation {
+                        continue;
+                    }
+                    match ev {
+                        SignalEvent::Message(m) => self.server_message(m),
+                        SignalEvent::Closed(reason) => self.signaling_closed(reason, Duration::ZERO),
+                    }
+                }
+                Some(report) = reports_rx.recv() => match report {
+                    LinkReport::Send(m) => self.send(m),
+                    LinkReport::State { peer, state } => self.call.link_changed(Instant::now(), &peer, state),
+                    LinkReport::Closed { .. } => {}
+                },
+                Some(ev) = dev_rx.recv() => self.device_error(ev),
+                Some(conn) = reconn_rx.recv() => self.reconnected(conn),
+            }
+            self.drain_actions();
+        }
+        self.shutdown().await;
+        if let Some(r) = leave_reply {
+            let _ = r.send(());
+        }
+    }
+
+    fn send(&mut self, m: hearth_proto::ClientMessage) {
+        if let Some(s) = &self.signal {
+            s.send(m);
+        }
+    }
+
+    fn server_message(&mut self, m: ServerMessage) {
+        match &m {
+            ServerMessage::Welcome(_) => {
+                self.resuming = false;
+                let _ = self.events.send(EngineEvent::SignalingRestored);
+            }
+            ServerMessage::Error { code: ErrorCode::ResumeFailed, .. } if self.resuming => {
+                // The session expired while we were away: join afresh.
+                self.resuming = false;
+                let mut join = Join::new(self.cfg.room.clone(), self.cfg.name.clone());
+                join.password = self.cfg.password.clone();
+                join.token = self.cfg.token.clone();
+                join.media = self.call.local_media();
+                self.call.leave();
+                self.call.join(join);
+                return;
+            }
+            ServerMessage::Shutdown { retry_after_ms, .. } => {
+                let delay = Duration::from_millis(*retry_after_ms);
+                self.call.handle_server(Instant::now(), m);
+                // The close follows; reconnect after the delay the server asked for.
+                self.signal = None;
+                self.generation += 1;
+                self.start_reconnect(delay, "the server is restarting");
+                return;
+            }
+            _ => {}
+        }
+        self.call.handle_server(Instant::now(), m);
+    }
+
+    fn signaling_closed(&mut self, reason: String, delay: Duration) {
+        self.signal = None;
+        self.call.signaling_lost();
+        if self.leaving {
+            return;
+        }
+        if !self.cfg.reconnect {
+            let _ = self.events.send(EngineEvent::Ended { reason: format!("lost the signaling server: {reason}") });
+            return;
+        }
+        self.start_reconnect(delay, &reason);
+    }
+
+    fn start_reconnect(&mut self, initial: Duration, reason: &str) {
+        if self.reconnecting.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        tracing::info!(reason, "signaling lost; reconnecting");
+        let _ = self.events.send(EngineEvent::SignalingLost { retry_in: initial.max(reconnect_delay(0, 1.0)) });
+        let url = self.url.clone();
+        let timeout = self.cfg.connect_timeout;
+        let sig_tx = self.sig_tx.clone();
+        self.generation += 1;
+        let generation = self.generation;
+        let reconn = self.reconn_tx.clone();
+        self.reconnecting = Some(tokio::spawn(async move {
+            tokio::time::sleep(initial).await;
+            for attempt in 0u32.. {
+                match signal::connect(&url, timeout, generation, sig_tx.clone()).await {
+                    Ok(conn) => {
+                        let _ = reconn.send(conn);
+                        return;
+                    }
+                    Err(e) => {
+                        let wait = reconnect_delay(attempt, rand::random::<f64>());
+                        tracing::info!(error = %e, ?wait, "reconnect failed");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }));
+    }
+
+    fn reconnected(&mut self, conn: SignalConn) {
+        if conn.generation != self.generation {
+            return;
+        }
+        let join = self.call.resume_join();
+        self.resuming = join.is_some();
+        let join = join.unwrap_or_else(|| {
+            let mut j = Join::new(self.cfg.room.clone(), self.cfg.name.clone());
+            j.password = self.cfg.password.clone();
+            j.token = self.cfg.token.clone();
+            j.media = self.call.local_media();
+            j
+        });
+        conn.send(hearth_proto::ClientMessage::Join(join));
+        self.signal = Some(conn);
+    }
+
+    fn device_error(&mut self, ev: EngineEvent) {
+        if let EngineEvent::DeviceError { kind, .. } = &ev {
+            let mut m = self.call.local_media();
+            match kind {
+                TrackKind::Audio => m.audio_muted = true,
+                TrackKind::Camera => m.video_off = true,
+                TrackKind::Screen => m.screen_sharing = false,
+            }
+            self.call.set_media(m);
+        }
+        let _ = self.events.send(ev);
+    }
+
+    fn active_streams(&self) -> Vec<Arc<SendStream>> {
+        self.streams.values().cloned().collect()
+    }
+
+    fn drain_actions(&mut self) {
+        while let Some(a) = self.call.poll_action() {
+            match a {
+                Action::Send(m) => self.send(m),
+                Action::OpenLink { peer, polite, offer } => {
+                    if let Some(old) = self.links.remove(&peer) {
+                        let _ = old.tx.send(LinkCmd::Close);
+                    }
+                    let handle = link::spawn(peer.clone(), polite, offer, self.active_streams(), self.env.clone());
+                    self.links.insert(peer, handle);
+                }
+                Action::CloseLink { peer } => {
+                    if let Some(old) = self.links.remove(&peer) {
+                        let _ = old.tx.send(LinkCmd::Close);
+                    }
+                }
+                Action::Signal { peer, signal } => {
+                    if let Some(l) = self.links.get(&peer) {
+                        let _ = l.tx.send(LinkCmd::Signal(signal));
+                    }
+                }
+                Action::Emit(e) => {
+                    let _ = self.events.send(EngineEvent::Call(e));
+                }
+            }
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::SetAudioMuted(muted) => {
+                if let Some(s) = self.streams.get(&TrackKind::Audio) {
+                    s.enabled.store(!muted, Ordering::Relaxed);
+                }
+                let mut m = self.call.local_media();
+                m.audio_muted = muted || !self.streams.contains_key(&TrackKind::Audio);
+                self.call.set_media(m);
+            }
+            Command::SetCameraOn(on) => {
+                let spec = self.cfg.camera.clone();
+                if let (Some(s), Some(spec)) = (self.streams.get(&TrackKind::Camera), spec) {
+                    if on {
+                        s.enabled.store(true, Ordering::Relaxed);
+                        if !s.is_capturing() {
+                            s.start_video(spec, self.clock, self.dev_tx.clone());
+                        }
+                    } else {
+                        s.enabled.store(false, Ordering::Relaxed);
+                        s.stop_capture();
+                    }
+                }
+                let mut m = self.call.local_media();
+                m.video_off = !on || !self.streams.contains_key(&TrackKind::Camera);
+                self.call.set_media(m);
+            }
+            Command::StartScreenShare(spec) => {
+                let stream = match self.streams.get(&TrackKind::Screen) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = SendStream::new(TrackKind::Screen, self.label.clone());
+                        self.streams.insert(TrackKind::Screen, s.clone());
+                        for l in self.links.values() {
+                            let _ = l.tx.send(LinkCmd::AddStream(s.clone()));
+                        }
+                        s
+                    }
+                };
+                stream.start_video(spec, self.clock, self.dev_tx.clone());
+                let mut m = self.call.local_media();
+                m.screen_sharing = true;
+                self.call.set_media(m);
+            }
+            Command::StopScreenShare => {
+                if let Some(s) = self.streams.remove(&TrackKind::Screen) {
+                    for l in self.links.values() {
+                        let _ = l.tx.send(LinkCmd::RemoveStream(TrackKind::Screen));
+                    }
+                    s.stop_capture();
+                }
+                let mut m = self.call.local_media();
+                m.screen_sharing = false;
+                self.call.set_media(m);
+            }
+            Command::Chat { text, to } => self.call.chat(text, to),
+            Command::React(emoji) => self.call.react(emoji),
+            Command::RaiseHand(raised) => self.call.raise_hand(raised),
+            Command::Stats(reply) => {
+                let mut out = Vec::new();
+                for (peer, l) in &self.links {
+                    let name = self.call.peer(peer).map(|p| p.name.clone()).unwrap_or_default();
+                    out.push(link::snapshot(&l.shared, name).await);
+                }
+                out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+                let _ = reply.send(out);
+            }
+            Command::Leave(_) => {}
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        self.leaving = true;
+        if let Some(r) = self.reconnecting.take() {
+            r.abort();
+        }
+        self.call.leave();
+        self.drain_actions();
+        for (_, s) in self.streams.drain() {
+            s.stop_capture();
+        }
+        // Wait for links to close their connections (bounded).
+        for (_, l) in self.links.drain() {
+            let _ = l.tx.send(LinkCmd::Close);
+            let _ = tokio::time::timeout(Duration::from_secs(5), l.task).await;
+        }
+        // Let the leave message go out before the socket closes.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.signal = None;
+        let _ = self.events.send(EngineEvent::Ended { reason: "left the call".into() });
+    }
+}
+

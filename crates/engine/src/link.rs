@@ -1,0 +1,403 @@
+//! One peer link: a task owning the peer connection to one remote peer, performing the
+//! negotiator's steps in order, adding and removing our streams, and starting a receiver for
+//! each remote track.
+
+use crate::config::{EngineEvent, PeerStats, TrackKind};
+use crate::receive::{RecvCtx, StreamAcc, run_audio, run_video};
+use crate::rtc_setup::{PcEvent, RtcSettings, candidate_init, new_peer_connection, rtt_from_report};
+use crate::send::{SendStream, Target};
+use hearth_media::Mixer;
+use hearth_proto::{ClientMessage, PeerId};
+use hearth_session::{LinkMeasure, LinkState, Negotiator, SdpKind, Signal, Step, quality};
+use parking_lot::Mutex;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
+use webrtc::rtp_transceiver::RtpSender;
+
+/// Commands to a link task.
+#[derive(Debug)]
+pub enum LinkCmd {
+    Signal(Signal),
+    AddStream(Arc<SendStream>),
+    RemoveStream(TrackKind),
+    Close,
+}
+
+/// What a link task tells the engine.
+#[derive(Debug)]
+pub enum LinkReport {
+    Send(ClientMessage),
+    State { peer: PeerId, state: LinkState },
+    Closed { peer: PeerId },
+}
+
+/// State shared between a link task and the engine (for statistics).
+pub struct LinkShared {
+    pub peer: PeerId,
+    pub opened_at: Instant,
+    pub connected_at: Mutex<Option<Instant>>,
+    pub pc: Mutex<Option<Arc<dyn PeerConnection>>>,
+    pub recv: Mutex<HashMap<TrackKind, Arc<Mutex<StreamAcc>>>>,
+    pub rtt_ms: Mutex<Option<f64>>,
+    /// Packets of ours the peer reports having received, per stream SSRC.
+    pub peer_received: Mutex<HashMap<u32, u64>>,
+    /// (at, bytes sent, bytes received) at the last stats snapshot, for rates.
+    last_bytes: Mutex<Option<(Instant, u64, u64)>>,
+}
+
+impl std::fmt::Debug for LinkShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkShared").field("peer", &self.peer).finish_non_exhaustive()
+    }
+}
+
+/// The engine's handle on a link task.
+#[derive(Debug)]
+pub struct LinkHandle {
+    pub tx: mpsc::UnboundedSender<LinkCmd>,
+    pub shared: Arc<LinkShared>,
+    pub task: JoinHandle<()>,
+}
+
+/// Everything a link needs from its engine.
+#[derive(Clone)]
+pub struct LinkEnv {
+    pub settings: RtcSettings,
+    pub reports: mpsc::UnboundedSender<LinkReport>,
+    pub events: mpsc::UnboundedSender<EngineEvent>,
+    pub deliver_frames: bool,
+    pub mixer: Option<Arc<Mixer>>,
+}
+
+impl std::fmt::Debug for LinkEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkEnv").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// Start a link to `peer`, sending `streams`; offer first if `offer`.
+pub fn spawn(peer: PeerId, polite: bool, offer: bool, streams: Vec<Arc<SendStream>>, env: LinkEnv) -> LinkHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(LinkShared {
+        peer: peer.clone(),
+        opened_at: Instant::now(),
+        connected_at: Mutex::new(None),
+        pc: Mutex::new(None),
+        recv: Mutex::new(HashMap::new()),
+        rtt_ms: Mutex::new(None),
+        peer_received: Mutex::new(HashMap::new()),
+        last_bytes: Mutex::new(None),
+    });
+    let task = tokio::spawn(run(Link { peer, polite, env, shared: shared.clone(), senders: HashMap::new(), neg: Negotiator::new(polite) }, offer, streams, rx));
+    LinkHandle { tx, shared, task }
+}
+
+struct Link {
+    peer: PeerId,
+    polite: bool,
+    env: LinkEnv,
+    shared: Arc<LinkShared>,
+    senders: HashMap<TrackKind, (Arc<dyn RtpSender>, Arc<Target>, Arc<SendStream>)>,
+    neg: Negotiator,
+}
+
+fn link_state(s: RTCPeerConnectionState) -> Option<LinkState> {
+    Some(match s {
+        RTCPeerConnectionState::New | RTCPeerConnectionState::Connecting => LinkState::Connecting,
+        RTCPeerConnectionState::Connected => LinkState::Connected,
+        RTCPeerConnectionState::Disconnected => LinkState::Disconnected,
+        RTCPeerConnectionState::Failed => LinkState::Failed,
+        RTCPeerConnectionState::Closed => LinkState::Closed,
+        _ => return None,
+    })
+}
+
+async fn run(mut link: Link, offer: bool, streams: Vec<Arc<SendStream>>, mut rx: mpsc::UnboundedReceiver<LinkCmd>) {
+    let (pc_tx, mut pc_rx) = mpsc::unbounded_channel();
+    let pc = match new_peer_connection(&link.env.settings, pc_tx).await {
+        Ok(pc) => pc,
+        Err(e) => {
+            tracing::error!(peer = %link.peer, error = %e, "cannot create a peer connection");
+            let _ = link.env.reports.send(LinkReport::State { peer: link.peer.clone(), state: LinkState::Failed });
+            let _ = link.env.reports.send(LinkReport::Closed { peer: link.peer.clone() });
+            return;
+        }
+    };
+    *link.shared.pc.lock() = Some(pc.clone());
+    tracing::debug!(peer = %link.peer, polite = link.polite, offer, "link open");
+    for s in streams {
+        link.add_stream(&pc, s).await;
+    }
+    let mut steps = VecDeque::new();
+    if offer {
+        steps.push_back(link.neg.negotiation_needed());
+    }
+    let mut receivers: Vec<JoinHandle<()>> = Vec::new();
+    loop {
+        link.perform(&pc, &mut steps).await;
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                None | Some(LinkCmd::Close) => break,
+                Some(LinkCmd::Signal(Signal::Offer(sdp))) => steps.push_back(link.neg.remote_description(SdpKind::Offer, sdp)),
+                Some(LinkCmd::Signal(Signal::Answer(sdp))) => steps.push_back(link.neg.remote_description(SdpKind::Answer, sdp)),
+                Some(LinkCmd::Signal(Signal::Candidate(c))) => steps.push_back(link.neg.remote_candidate(c)),
+                Some(LinkCmd::AddStream(s)) => {
+                    link.add_stream(&pc, s).await;
+                    steps.push_back(link.neg.negotiation_needed());
+                }
+                Some(LinkCmd::RemoveStream(kind)) => {
+                    if let Some((sender, _, stream)) = link.senders.remove(&kind) {
+                        stream.detach(&link.peer);
+                        if let Err(e) = pc.remove_track(&sender).await {
+                            tracing::warn!(error = %e, "remove_track failed");
+                        }
+                        steps.push_back(link.neg.negotiation_needed());
+                    }
+                }
+            },
+            ev = pc_rx.recv() => match ev {
+                None => break,
+                Some(PcEvent::Candidate(candidate)) => {
+                    let _ = link.env.reports.send(LinkReport::Send(ClientMessage::IceCandidate { to: link.peer.clone(), candidate }));
+                }
+                Some(PcEvent::State(s)) => {
+                    let Some(state) = link_state(s) else { continue };
+                    if state == LinkState::Connected {
+                        link.shared.connected_at.lock().get_or_insert_with(Instant::now);
+                        // A new viewer needs a keyframe to start decoding.
+                        for (_, _, stream) in link.senders.values() {
+                            stream.request_keyframe();
+                        }
+                    }
+                    let _ = link.env.reports.send(LinkReport::State { peer: link.peer.clone(), state });
+                }
+                Some(PcEvent::Track(track)) => receivers.push(link.start_receiver(track).await),
+            },
+        }
+    }
+    for (_, _, stream) in link.senders.values() {
+        stream.detach(&link.peer);
+    }
+    // Always close: a dropped, unclosed connection leaks its socket and tasks in 0.21.
+    if let Err(e) = pc.close().await {
+        tracing::debug!(error = %e, "close failed");
+    }
+    *link.shared.pc.lock() = None;
+    for r in receivers {
+        // Receivers end when the closed connection's tracks return None; do not wait forever.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), r).await;
+    }
+    let _ = link.env.reports.send(LinkReport::Closed { peer: link.peer.clone() });
+    tracing::debug!(peer = %link.peer, "link closed");
+}
+
+impl Link {
+    async fn add_stream(&mut self, pc: &Arc<dyn PeerConnection>, stream: Arc<SendStream>) {
+        if self.senders.contains_key(&stream.kind) {
+            return;
+        }
+        let target = stream.new_target(&self.peer);
+        let track: Arc<dyn TrackLocal> = target.track.clone();
+        match pc.add_track(track.clone()).await {
+            Ok(sender) => {
+                stream.attach(target.clone());
+                spawn_feedback_listener(track, stream.clone(), self.shared.clone());
+                self.senders.insert(stream.kind, (sender, target, stream));
+            }
+            Err(e) => tracing::error!(error = %e, kind = ?stream.kind, "add_track failed"),
+        }
+    }
+
+    async fn start_receiver(&self, track: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>) -> JoinHandle<()> {
+        let id = track.track_id().await;
+        let is_audio = matches!(track.kind().await, rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio);
+        let kind = TrackKind::from_id(&id).unwrap_or(if is_audio { TrackKind::Audio } else { TrackKind::Camera });
+        let acc = Arc::new(Mutex::new(StreamAcc::default()));
+        acc.lock().stats.kind = Some(kind);
+        self.shared.recv.lock().insert(kind, acc.clone());
+        let ctx = RecvCtx {
+            peer: self.peer.clone(),
+            kind,
+            acc,
+            frames: self.env.deliver_frames.then(|| self.env.events.clone()),
+            mixer: self.env.mixer.clone(),
+        };
+        tracing::debug!(peer = %self.peer, ?kind, "remote track");
+        if kind == TrackKind::Audio { tokio::spawn(run_audio(track, ctx)) } else { tokio::spawn(run_video(track, ctx)) }
+    }
+
+    async fn send_description(&self, pc: &Arc<dyn PeerConnection>, offer: bool) -> Result<(), String> {
+        let desc = if offer { pc.create_offer(None).await } else { pc.create_answer(None).await }.map_err(|e| e.to_string())?;
+        pc.set_local_description(desc).await.map_err(|e| e.to_string())?;
+        let sdp = pc.local_description().await.map(|d| d.sdp).ok_or("no local description after setting it")?;
+        let to = self.peer.clone();
+        let msg = if offer { ClientMessage::Offer { to, sdp } } else { ClientMessage::Answer { to, sdp } };
+        let _ = self.env.reports.send(LinkReport::Send(msg));
+        Ok(())
+    }
+
+    /// Negotiated payload types, once a round completes.
+    async fn refresh_payload_types(&self) {
+        for (sender, target, _) in self.senders.values() {
+            if let Ok(p) = sender.get_parameters().await
+                && let Some(c) = p.rtp_parameters.codecs.first()
+            {
+                target.pt.store(c.payload_type, Ordering::Relaxed);
+            }
+        }
+    }
+
+    async fn perform(&mut self, pc: &Arc<dyn PeerConnection>, steps: &mut VecDeque<Step>) {
+        while let Some(step) = steps.pop_front() {
+            match step {
+                Step::CreateOffer => match self.send_description(pc, true).await {
+                    Ok(()) => self.neg.local_offer_sent(),
+                    Err(e) => {
+                        tracing::warn!(peer = %self.peer, error = %e, "creating an offer failed");
+                        self.neg.local_offer_failed();
+                    }
+                },
+                Step::ApplyRemote { kind, sdp, rollback_first } => {
+                    if rollback_first {
+                        match RTCSessionDescription::rollback(None) {
+                            Ok(rb) => {
+                                if let Err(e) = pc.set_local_description(rb).await {
+                                    tracing::warn!(error = %e, "rollback failed");
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot build a rollback"),
+                        }
+                    }
+                    let desc = match kind {
+                        SdpKind::Offer => RTCSessionDescription::offer(sdp),
+                        SdpKind::Answer => RTCSessionDescription::answer(sdp),
+                    };
+                    let applied = match desc {
+                        Ok(d) => pc.set_remote_description(d).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match applied {
+                        Ok(()) => {
+                            if kind == SdpKind::Answer {
+                                self.refresh_payload_types().await;
+                            }
+                            steps.extend(self.neg.remote_applied(kind));
+                        }
+                        Err(e) => {
+                            tracing::warn!(peer = %self.peer, error = %e, "the peer's session description was refused");
+                            self.neg.remote_failed(kind);
+                        }
+                    }
+                }
+                Step::CreateAnswer => match self.send_description(pc, false).await {
+                    Ok(()) => {
+                        self.refresh_payload_types().await;
+                        steps.extend(self.neg.local_answer_sent());
+                    }
+                    Err(e) => tracing::warn!(peer = %self.peer, error = %e, "creating an answer failed"),
+                },
+                Step::AddCandidates(cands) => {
+                    for c in cands {
+                        let init = c.as_ref().map(candidate_init).unwrap_or_default();
+                        if let Err(e) = pc.add_ice_candidate(init).await {
+                            tracing::debug!(peer = %self.peer, error = %e, "candidate refused");
+                        }
+                    }
+                }
+                Step::Ignore(why) => tracing::trace!(peer = %self.peer, why, "negotiation input ignored"),
+            }
+        }
+    }
+}
+
+/// Reads RTCP about one of our tracks at one peer: keyframe requests, and receiver reports for
+/// RTT and "they receive us".
+fn spawn_feedback_listener(track: Arc<dyn TrackLocal>, stream: Arc<SendStream>, shared: Arc<LinkShared>) {
+    tokio::spawn(async move {
+        while let Some(ev) = track.poll().await {
+            let TrackLocalEvent::OnRtcpPacket(pkts) = ev else { continue };
+            for p in pkts {
+                let a = p.as_any();
+                if a.is::<PictureLossIndication>() || a.is::<FullIntraRequest>() {
+                    stream.request_keyframe();
+                } else if let Some(rr) = a.downcast_ref::<ReceiverReport>() {
+                    for r in rr.reports.iter().filter(|r| r.ssrc == stream.ssrc) {
+                        if let Some(rtt) = rtt_from_report(r.last_sender_report, r.delay) {
+                            *shared.rtt_ms.lock() = Some(rtt);
+                        }
+                        let received = u64::from(r.last_sequence_number).saturating_sub(u64::from(r.total_lost));
+                        shared.peer_received.lock().insert(stream.ssrc, received);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// A statistics snapshot of a link.
+pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
+    let pc = shared.pc.lock().clone();
+    let (mut sent, mut received, mut jitter, mut lost, mut got) = (0u64, 0u64, None::<f64>, 0u64, 0u64);
+    if let Some(pc) = &pc {
+        let report = pc.get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None).await;
+        if let Some(t) = report.transport() {
+            sent = t.bytes_sent;
+            received = t.bytes_received;
+        }
+        for inbound in report.inbound_rtp_streams() {
+            let r = &inbound.received_rtp_stream_stats;
+            let clock = if r.rtp_stream_stats.kind.to_string().contains("audio") { 48_000.0 } else { 90_000.0 };
+            // 0.21 reports jitter in RTP timestamp units.
+            let ms = r.jitter * 1000.0 / clock;
+            jitter = Some(jitter.map_or(ms, |j: f64| j.max(ms)));
+            lost += u64::try_from(r.packets_lost.max(0)).unwrap_or(0);
+            got += r.packets_received;
+        }
+    }
+    let now = Instant::now();
+    let (sent_kbps, received_kbps) = {
+        let mut last = shared.last_bytes.lock();
+        let rates = match *last {
+            Some((t, s, r)) if now > t => {
+                let secs = now.duration_since(t).as_secs_f64();
+                (sent.saturating_sub(s) as f64 * 8.0 / 1000.0 / secs, received.saturating_sub(r) as f64 * 8.0 / 1000.0 / secs)
+            }
+            _ => (0.0, 0.0),
+        };
+        *last = Some((now, sent, received));
+        rates
+    };
+    let recv = shared.recv.lock().clone();
+    let stream = |k: TrackKind| recv.get(&k).map(|a| a.lock().snapshot()).unwrap_or_default();
+    let (audio, camera, screen) = (stream(TrackKind::Audio), stream(TrackKind::Camera), stream(TrackKind::Screen));
+    let connected_at = *shared.connected_at.lock();
+    let rtt_ms = *shared.rtt_ms.lock();
+    let loss_pct = (got + lost > 0).then(|| lost as f64 * 100.0 / (got + lost) as f64);
+    let video_fps = (camera.frames_decoded > 0).then_some(camera.fps);
+    let measure = LinkMeasure { rtt_ms, jitter_ms: jitter, loss_pct, video_fps };
+    PeerStats {
+        peer_id: shared.peer.to_string(),
+        name,
+        connected: connected_at.is_some() && pc.is_some(),
+        connect_ms: connected_at.map(|t| t.duration_since(shared.opened_at).as_secs_f64() * 1000.0),
+        rtt_ms,
+        jitter_ms: jitter,
+        loss_pct,
+        quality: quality(&measure).as_str(),
+        sent_kbps,
+        received_kbps,
+        peer_received_packets: shared.peer_received.lock().values().sum(),
+        audio,
+        camera,
+        screen,
+    }
+}

@@ -1,0 +1,369 @@
+//! The receive side of one remote track: RTP in, reordering without idle delay, frames released
+//! on the marker bit, decoding (video on a thread of its own), in-band marker checks, stats.
+
+use crate::config::{EngineEvent, Latency, StreamStats, TrackKind};
+use bytes::{Bytes, BytesMut};
+use hearth_codec::{CodecError, H264Decoder, OpusDecoder, is_keyframe};
+use hearth_media::marker::{BurstDetector, read_stamp};
+use hearth_media::{Mixer, Released, ReorderBuffer, now_us};
+use hearth_proto::PeerId;
+use parking_lot::Mutex;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+/// How long a gap in video sequence numbers is waited for (a NACK round trip on a LAN, with
+/// NACKs every 20 ms) before the frame is given up.
+const VIDEO_REORDER_WAIT: Duration = Duration::from_millis(80);
+const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(40);
+const MAX_LATENCY_SAMPLES: usize = 200_000;
+const PLI_MIN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Running counters of one received stream; [`StreamAcc::snapshot`] turns them into
+/// [`StreamStats`].
+#[derive(Debug, Default)]
+pub struct StreamAcc {
+    pub stats: StreamStats,
+    latency_us: Vec<u64>,
+    last_marker: Option<u64>,
+    decoded_at: VecDeque<u64>,
+    bytes_at: VecDeque<(u64, u64)>,
+    pub last_packet_at: Option<Instant>,
+}
+
+impl StreamAcc {
+    fn packet(&mut self, bytes: usize) {
+        let now = now_us();
+        self.stats.packets += 1;
+        self.stats.bytes += bytes as u64;
+        self.bytes_at.push_back((now, bytes as u64));
+        while self.bytes_at.front().is_some_and(|(t, _)| now.saturating_sub(*t) > 2_000_000) {
+            self.bytes_at.pop_front();
+        }
+        self.last_packet_at = Some(Instant::now());
+    }
+
+    fn decoded(&mut self, at_us: u64) {
+        self.stats.frames_decoded += 1;
+        self.stats.first_decoded_us.get_or_insert(at_us);
+        self.decoded_at.push_back(at_us);
+        while self.decoded_at.front().is_some_and(|t| at_us.saturating_sub(*t) > 1_000_000) {
+            self.decoded_at.pop_front();
+        }
+    }
+
+    /// A marker with sequence value `n` (frame number or burst slot), captured at `latency_us`
+    /// before now.
+    fn marker(&mut self, n: u64, latency_us: u64, reset_gap: u64) {
+        self.stats.markers += 1;
+        if self.latency_us.len() < MAX_LATENCY_SAMPLES {
+            self.latency_us.push(latency_us);
+        }
+        match self.last_marker {
+            // A big step back is a restarted source (camera off and on), not disorder.
+            Some(last) if n <= last && last - n < reset_gap => {
+                self.stats.frames_out_of_order += 1;
+                return;
+            }
+            Some(last) if n > last => self.stats.frames_lost += n - last - 1,
+            _ => {}
+        }
+        self.last_marker = Some(n);
+    }
+
+    pub fn snapshot(&self) -> StreamStats {
+        let now = now_us();
+        let mut s = self.stats.clone();
+        s.latency = Latency::from_us(&self.latency_us);
+        s.fps = self.decoded_at.iter().filter(|t| now.saturating_sub(**t) <= 1_000_000).count() as f64;
+        let recent: u64 = self.bytes_at.iter().filter(|(t, _)| now.saturating_sub(*t) <= 1_000_000).map(|(_, b)| b).sum();
+        s.bitrate_kbps = recent as f64 * 8.0 / 1000.0;
+        s
+    }
+}
+
+/// Where a receiver reports.
+#[derive(Clone)]
+pub struct RecvCtx {
+    pub peer: PeerId,
+    pub kind: TrackKind,
+    pub acc: Arc<Mutex<StreamAcc>>,
+    /// Decoded frames go here when the app displays them.
+    pub frames: Option<mpsc::UnboundedSender<EngineEvent>>,
+    /// Decoded audio goes here when a speaker plays it.
+    pub mixer: Option<Arc<Mixer>>,
+}
+
+impl std::fmt::Debug for RecvCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvCtx").field("peer", &self.peer).field("kind", &self.kind).finish()
+    }
+}
+
+/// Access units out of RTP: frames are released on their marker bit; after a loss, frames are
+/// dropped until a keyframe (and one is requested).
+#[derive(Debug, Default)]
+struct Assembler {
+    depack: H264Packet,
+    ts: Option<u32>,
+    parts: Vec<Bytes>,
+    wait_keyframe: bool,
+}
+
+enum Assembled {
+    Nothing,
+    Frame(Bytes),
+    /// A loss broke the stream: ask for a keyframe.
+    NeedKeyframe,
+}
+
+impl Assembler {
+    fn push(&mut self, released: Released<rtc::rtp::Packet>) -> Assembled {
+        match released {
+            Released::Lost { .. } => {
+                self.parts.clear();
+                self.ts = None;
+                self.depack = H264Packet::default();
+                self.wait_keyframe = true;
+                Assembled::NeedKeyframe
+            }
+            Released::Item { item: p, .. } => {
+                if self.ts != Some(p.header.timestamp) {
+                    if !self.parts.is_empty() {
+                        // The previous frame never saw its marker: its last packet was lost.
+                        self.parts.clear();
+                        self.depack = H264Packet::default();
+                        self.wait_keyframe = true;
+                    }
+                    self.ts = Some(p.header.timestamp);
+                }
+                self.parts.push(p.payload);
+                if !p.header.marker {
+                    return Assembled::Nothing;
+                }
+                let mut au = BytesMut::new();
+                let mut ok = true;
+                for part in self.parts.drain(..) {
+                    match self.depack.depacketize(&part) {
+                        Ok(b) => au.extend_from_slice(&b),
+                        Err(_) => ok = false,
+                    }
+                }
+                self.ts = None;
+                let au = au.freeze();
+                if !ok {
+                    self.depack = H264Packet::default();
+                    self.wait_keyframe = true;
+                    return Assembled::NeedKeyframe;
+                }
+                if self.wait_keyframe {
+                    if !is_keyframe(&au) {
+                        return Assembled::NeedKeyframe;
+                    }
+                    self.wait_keyframe = false;
+                }
+                Assembled::Frame(au)
+            }
+        }
+    }
+}
+
+async fn send_pli(track: &Arc<dyn TrackRemote>, ssrc: u32, last: &mut Option<Instant>, acc: &Mutex<StreamAcc>) {
+    if last.is_some_and(|t| t.elapsed() < PLI_MIN_INTERVAL) {
+        return;
+    }
+    *last = Some(Instant::now());
+    acc.lock().stats.keyframe_requests += 1;
+    let _ = track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc })]).await;
+}
+
+/// Receive one remote video track until it ends.
+pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
+    let (au_tx, au_rx) = std::sync::mpsc::sync_channel::<Bytes>(8);
+    let (pli_tx, mut pli_rx) = mpsc::unbounded_channel::<()>();
+    let decoder_ctx = ctx.clone();
+    let decoder = std::thread::Builder::new()
+        .name(format!("hearth-dec-{}", ctx.kind.id()))
+        .spawn(move || decode_video(au_rx, decoder_ctx, pli_tx));
+    if let Err(e) = decoder {
+        tracing::error!(error = %e, "cannot start a decoder thread");
+        return;
+    }
+    let mut reorder = ReorderBuffer::new(VIDEO_REORDER_WAIT, 512);
+    let mut asm = Assembler::default();
+    let mut ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+    let mut last_pli = None;
+    loop {
+        let deadline = reorder.deadline();
+        tokio::select! {
+            ev = track.poll() => match ev {
+                None => break,
+                Some(TrackRemoteEvent::OnRtpPacket(p)) => {
+                    ssrc = p.header.ssrc;
+                    ctx.acc.lock().packet(p.payload.len() + 12);
+                    reorder.push(p.header.sequence_number, p, Instant::now());
+                }
+                Some(_) => continue,
+            },
+            () = sleep_until(deadline) => {}
+            Some(()) = pli_rx.recv() => {
+                send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await;
+                continue;
+            }
+        }
+        let now = Instant::now();
+        while let Some(r) = reorder.pop(now) {
+            if let Released::Lost { count, .. } = &r {
+                ctx.acc.lock().stats.packets_lost += count;
+            }
+            match asm.push(r) {
+                Assembled::Nothing => {}
+                Assembled::Frame(au) => {
+                    if au_tx.try_send(au).is_err() {
+                        // The decoder is behind: drop and restart from a keyframe.
+                        asm.wait_keyframe = true;
+                        send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await;
+                    }
+                }
+                Assembled::NeedKeyframe => send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await,
+            }
+        }
+        ctx.acc.lock().stats.packets_late = reorder.stats().late;
+    }
+    // Dropping the sender ends the decoder thread.
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn decode_video(rx: std::sync::mpsc::Receiver<Bytes>, ctx: RecvCtx, pli: mpsc::UnboundedSender<()>) {
+    let mut decoder = match H264Decoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create an H.264 decoder");
+            return;
+        }
+    };
+    for au in rx {
+        let result = decoder.decode(&au, |img| {
+            let at = now_us();
+            let stamp = read_stamp(img);
+            let frame = ctx.frames.as_ref().map(|_| Arc::new(img.to_frame(stamp.map_or(0, |s| s.capture_us))));
+            (at, img.width, img.height, stamp, frame)
+        });
+        match result {
+            Ok(Some((at, w, h, stamp, frame))) => {
+                {
+                    let mut acc = ctx.acc.lock();
+                    acc.decoded(at);
+                    acc.stats.width = w;
+                    acc.stats.height = h;
+                    if let Some(s) = stamp {
+                        acc.marker(u64::from(s.frame), at.saturating_sub(s.capture_us), 30);
+                    }
+                }
+                if let (Some(tx), Some(frame)) = (&ctx.frames, frame) {
+                    let _ = tx.send(EngineEvent::Frame { peer: ctx.peer.clone(), kind: ctx.kind, frame });
+                }
+            }
+            Ok(None) => {}
+            Err(CodecError::NeedKeyframe) => {
+                let _ = pli.send(());
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "video decode error; asking for a keyframe");
+                ctx.acc.lock().stats.decode_errors += 1;
+                let _ = pli.send(());
+            }
+        }
+    }
+}
+
+/// A stable mixer source id for a peer.
+pub fn mixer_source(peer: &PeerId) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    peer.hash(&mut h);
+    h.finish()
+}
+
+/// Receive one remote audio track until it ends.
+pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
+    let mut decoder = match OpusDecoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create an Opus decoder");
+            return;
+        }
+    };
+    let mut reorder = ReorderBuffer::new(AUDIO_REORDER_WAIT, 64);
+    let mut detector = BurstDetector::new();
+    let mut pcm = Vec::new();
+    let mut pending_loss = 0u64;
+    let source = mixer_source(&ctx.peer);
+    loop {
+        let deadline = reorder.deadline();
+        tokio::select! {
+            ev = track.poll() => match ev {
+                None => break,
+                Some(TrackRemoteEvent::OnRtpPacket(p)) => {
+                    ctx.acc.lock().packet(p.payload.len() + 12);
+                    reorder.push(p.header.sequence_number, p, Instant::now());
+                }
+                Some(_) => continue,
+            },
+            () = sleep_until(deadline) => {}
+        }
+        let now = Instant::now();
+        while let Some(r) = reorder.pop(now) {
+            match r {
+                Released::Lost { count, .. } => {
+                    ctx.acc.lock().stats.packets_lost += count;
+                    pending_loss += count;
+                }
+                Released::Item { item: p, .. } => {
+                    // Conceal what was lost before this packet: the last lost frame is rebuilt
+                    // from this packet's FEC data, earlier ones by PLC (at most 100 ms).
+                    let conceal = pending_loss.min(5);
+                    for i in 0..conceal {
+                        let fec = (i + 1 == conceal).then_some(&p.payload[..]);
+                        if decoder.conceal(fec, &mut pcm).is_ok() {
+                            deliver_audio(&ctx, &pcm, source, &mut detector);
+                        }
+                    }
+                    pending_loss = 0;
+                    match decoder.decode(&p.payload, &mut pcm) {
+                        Ok(()) => deliver_audio(&ctx, &pcm, source, &mut detector),
+                        Err(_) => ctx.acc.lock().stats.decode_errors += 1,
+                    }
+                }
+            }
+        }
+        ctx.acc.lock().stats.packets_late = reorder.stats().late;
+    }
+    if let Some(m) = &ctx.mixer {
+        m.remove(source);
+    }
+}
+
+fn deliver_audio(ctx: &RecvCtx, pcm: &[i16], source: u64, detector: &mut BurstDetector) {
+    let at = now_us();
+    if let Some(m) = &ctx.mixer {
+        m.push(source, pcm);
+    }
+    let bursts = detector.push(pcm, at);
+    let mut acc = ctx.acc.lock();
+    acc.decoded(at);
+    for b in bursts {
+        acc.marker(b.slot, b.latency_us, 4);
+    }
+}

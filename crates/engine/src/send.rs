@@ -1,0 +1,351 @@
+//! The send side: one capture-and-encode thread per local source, encoding once whatever the
+//! number of peers, and one task fanning the RTP packets out to every peer's track.
+//!
+//! A [`SendStream`] is the stable identity of a local stream (SSRC, track id, fan-out). Its
+//! capture thread can stop and restart (camera off/on) without touching the peer connections.
+
+use crate::config::{AudioSpec, EngineEvent, TrackKind, VideoSpec};
+use crate::rtc_setup::{H264_PT, OPUS_PT};
+use bytes::Bytes;
+use hearth_codec::{H264Encoder, OpusEncoder, VideoEncoderConfig};
+use hearth_media::{AudioFrame, AudioSource, MediaError, TestPattern, ToneBursts, VideoFrame, VideoSource};
+use hearth_proto::PeerId;
+use parking_lot::Mutex;
+use rtc::rtp::codec::h264::H264Payloader;
+use rtc::rtp::header::Header;
+use rtc::rtp::packetizer::{Packetizer, new_packetizer};
+use rtc::rtp::sequence::{Sequencer, new_random_sequencer};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+
+/// RTP timestamps of all of one engine's streams count from the same (random) epoch, so a
+/// receiver can line up audio and video of one sender (A/V sync) without RTCP sender reports.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaClock {
+    epoch_us: u64,
+}
+
+impl MediaClock {
+    pub fn new() -> MediaClock {
+        // Random so RTP timestamps reveal nothing about wall time.
+        let jitter: u64 = rand::random::<u32>().into();
+        MediaClock { epoch_us: hearth_media::now_us().saturating_sub(jitter * 1000) }
+    }
+
+    pub fn rtp_ts(&self, capture_us: u64, clock_rate: u32) -> u32 {
+        let since = capture_us.saturating_sub(self.epoch_us);
+        ((u128::from(since) * u128::from(clock_rate) / 1_000_000) & 0xffff_ffff) as u32
+    }
+}
+
+impl Default for MediaClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One peer's track for a stream.
+pub struct Target {
+    pub peer: PeerId,
+    pub track: Arc<TrackLocalStaticRTP>,
+    /// The negotiated payload type (the registered one until negotiation says otherwise).
+    pub pt: AtomicU8,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("peer", &self.peer).field("pt", &self.pt).finish_non_exhaustive()
+    }
+}
+
+/// A local stream: identity, fan-out list, keyframe request flag, send counters.
+#[derive(Debug)]
+pub struct SendStream {
+    pub kind: TrackKind,
+    pub ssrc: u32,
+    /// The stream id every track carries (our session's label).
+    pub stream_id: String,
+    targets: Mutex<Vec<Arc<Target>>>,
+    pub keyframe_wanted: AtomicBool,
+    /// Encoded frames sent (for stats).
+    pub frames_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    /// Whether media is sent at all (mute / camera off).
+    pub enabled: AtomicBool,
+    packets_tx: mpsc::Sender<Vec<rtc::rtp::Packet>>,
+    capture: Mutex<Option<Capture>>,
+}
+
+#[derive(Debug)]
+struct Capture {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl SendStream {
+    /// A stream with its fan-out task (spawned on the current runtime).
+    pub fn new(kind: TrackKind, stream_id: String) -> Arc<SendStream> {
+        let (packets_tx, mut packets_rx) = mpsc::channel::<Vec<rtc::rtp::Packet>>(16);
+        let stream = Arc::new(SendStream {
+            kind,
+            ssrc: rand::random::<u32>() | 1,
+            stream_id,
+            targets: Mutex::new(Vec::new()),
+            keyframe_wanted: AtomicBool::new(true),
+            frames_sent: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            enabled: AtomicBool::new(true),
+            packets_tx,
+            capture: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&stream);
+        tokio::spawn(async move {
+            while let Some(batch) = packets_rx.recv().await {
+                let Some(stream) = weak.upgrade() else { break };
+                let targets: Vec<Arc<Target>> = stream.targets.lock().clone();
+                drop(stream);
+                for t in targets {
+                    let pt = t.pt.load(Ordering::Relaxed);
+                    for p in &batch {
+                        let mut p = p.clone();
+                        p.header.payload_type = pt;
+                        // Fails only before the link is up or after it closed: nothing to do.
+                        let _ = t.track.write_rtp(p).await;
+                    }
+                }
+            }
+        });
+        stream
+    }
+
+    /// A new track of this stream for `peer` (add it to that peer's connection).
+    pub fn new_target(&self, peer: &PeerId) -> Arc<Target> {
+        let codec = match self.kind {
+            TrackKind::Audio => crate::rtc_setup::opus_codec(),
+            TrackKind::Camera | TrackKind::Screen => crate::rtc_setup::h264_codec(),
+        };
+        let kind = match self.kind {
+            TrackKind::Audio => rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
+            _ => rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video,
+        };
+        let track = rtc::media_stream::MediaStreamTrack::new(
+            self.stream_id.clone(),
+            self.kind.id().to_owned(),
+            self.kind.id().to_owned(),
+            kind,
+            vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
+                rtp_coding_parameters: rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
+                    ssrc: Some(self.ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        );
+        let pt = if self.kind == TrackKind::Audio { OPUS_PT } else { H264_PT };
+        Arc::new(Target { peer: peer.clone(), track: Arc::new(TrackLocalStaticRTP::new(track)), pt: AtomicU8::new(pt) })
+    }
+
+    /// Start sending to `target` (after its track was added to the connection).
+    pub fn attach(&self, target: Arc<Target>) {
+        self.targets.lock().push(target);
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// Stop sending to `peer`.
+    pub fn detach(&self, peer: &PeerId) {
+        self.targets.lock().retain(|t| &t.peer != peer);
+    }
+
+    pub fn request_keyframe(&self) {
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_capturing(&self) -> bool {
+        self.capture.lock().as_ref().is_some_and(|c| !c.thread.is_finished())
+    }
+
+    /// Stop the capture thread (releasing the device) and wait for it.
+    pub fn stop_capture(&self) {
+        let capture = self.capture.lock().take();
+        if let Some(c) = capture {
+            c.stop.store(true, Ordering::Relaxed);
+            let _ = c.thread.join();
+        }
+    }
+
+    fn send_batch(&self, batch: Vec<rtc::rtp::Packet>, bytes: usize) {
+        self.frames_sent.fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        if self.packets_tx.try_send(batch).is_err() && self.kind != TrackKind::Audio {
+            // The network side is behind: start afresh with a keyframe rather than queue.
+            self.keyframe_wanted.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Start capturing video from `spec` on a new thread. Device errors are reported on `events`.
+    pub fn start_video(self: &Arc<Self>, spec: VideoSpec, clock: MediaClock, events: mpsc::UnboundedSender<EngineEvent>) {
+        self.stop_capture();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stream = Arc::clone(self);
+        let stop_flag = stop.clone();
+        let spawned = std::thread::Builder::new().name(format!("hearth-{}", self.kind.id())).spawn(move || {
+            if let Err(e) = video_loop(&stream, &spec, clock, &stop_flag) {
+                let _ = events.send(EngineEvent::DeviceError { kind: stream.kind, message: e.to_string() });
+            }
+        });
+        match spawned {
+            Ok(thread) => *self.capture.lock() = Some(Capture { stop, thread }),
+            Err(e) => tracing::error!(error = %e, "cannot start a capture thread"),
+        }
+    }
+
+    /// Start capturing audio from `spec` on a new thread.
+    pub fn start_audio(self: &Arc<Self>, spec: AudioSpec, clock: MediaClock, events: mpsc::UnboundedSender<EngineEvent>) {
+        self.stop_capture();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stream = Arc::clone(self);
+        let stop_flag = stop.clone();
+        let spawned = std::thread::Builder::new().name("hearth-audio".into()).spawn(move || {
+            if let Err(e) = audio_loop(&stream, &spec, clock, &stop_flag) {
+                let _ = events.send(EngineEvent::DeviceError { kind: TrackKind::Audio, message: e.to_string() });
+            }
+        });
+        match spawned {
+            Ok(thread) => *self.capture.lock() = Some(Capture { stop, thread }),
+            Err(e) => tracing::error!(error = %e, "cannot start a capture thread"),
+        }
+    }
+}
+
+impl Drop for SendStream {
+    fn drop(&mut self) {
+        if let Some(c) = self.capture.get_mut().take() {
+            c.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn open_video(spec: &VideoSpec) -> Result<Box<dyn VideoSource>, MediaError> {
+    Ok(match spec {
+        VideoSpec::Synthetic { width, height, fps } => Box::new(TestPattern::new(*width, *height, *fps)),
+        VideoSpec::SyntheticScreen { width, height, fps } => Box::new(TestPattern::screen(*width, *height, *fps)),
+        VideoSpec::Camera { id, width, height, fps } => {
+            let id = match id {
+                Some(id) => id.clone(),
+                None => hearth_media::camera::list()?
+                    .into_iter()
+                    .next()
+                    .map(|d| d.id)
+                    .ok_or_else(|| MediaError::Device {
+                        kind: hearth_media::DeviceKind::Camera,
+                        id: None,
+                        message: "no camera found; the call goes on without video".into(),
+                    })?,
+            };
+            Box::new(hearth_media::Camera::open(&id, *width, *height, *fps)?)
+        }
+        VideoSpec::Screen { id, fps } => Box::new(hearth_media::Screen::open(id.as_deref(), *fps)?),
+    })
+}
+
+fn video_loop(stream: &SendStream, spec: &VideoSpec, clock: MediaClock, stop: &AtomicBool) -> Result<(), MediaError> {
+    let mut source = open_video(spec)?;
+    let info = source.info();
+    let mut encoder: Option<(H264Encoder, (u32, u32))> = None;
+    let mut frame = VideoFrame::new(info.width, info.height);
+    let mut packetizer = new_packetizer(
+        Instant::now(),
+        1200,
+        H264_PT,
+        stream.ssrc,
+        Box::new(H264Payloader::default()),
+        Box::new(new_random_sequencer()),
+        90_000,
+    );
+    while !stop.load(Ordering::Relaxed) {
+        source.capture(&mut frame)?;
+        if !stream.enabled.load(Ordering::Relaxed) {
+            continue;
+        }
+        let dims = (frame.width, frame.height);
+        if encoder.as_ref().is_none_or(|(_, d)| *d != dims) {
+            let cfg = VideoEncoderConfig::for_source(frame.width, frame.height, info.fps, info.kind);
+            encoder = Some((H264Encoder::new(cfg).map_err(|e| MediaError::Convert(e.to_string()))?, dims));
+        }
+        let Some((enc, _)) = encoder.as_mut() else { continue };
+        if stream.keyframe_wanted.swap(false, Ordering::Relaxed) {
+            enc.request_keyframe();
+        }
+        let au = match enc.encode(&frame) {
+            Ok(Some(au)) => au,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "encoding failed; skipping a frame");
+                continue;
+            }
+        };
+        let ts = clock.rtp_ts(frame.capture_us, 90_000);
+        let bytes = au.data.len();
+        match packetizer.packetize(Instant::now(), &Bytes::from(au.data), 0) {
+            Ok(mut packets) => {
+                for p in &mut packets {
+                    p.header.timestamp = ts;
+                }
+                stream.send_batch(packets, bytes);
+            }
+            Err(e) => tracing::warn!(error = %e, "packetizing failed; skipping a frame"),
+        }
+    }
+    Ok(())
+}
+
+fn open_audio(spec: &AudioSpec) -> Result<Box<dyn AudioSource>, MediaError> {
+    Ok(match spec {
+        AudioSpec::Synthetic => Box::new(ToneBursts::new()),
+        AudioSpec::Microphone { id } => Box::new(hearth_media::Microphone::open(id.as_deref())?),
+    })
+}
+
+fn audio_loop(stream: &SendStream, spec: &AudioSpec, clock: MediaClock, stop: &AtomicBool) -> Result<(), MediaError> {
+    let mut source = open_audio(spec)?;
+    let mut encoder = OpusEncoder::new(32_000).map_err(|e| MediaError::Convert(e.to_string()))?;
+    let mut frame = AudioFrame::default();
+    let sequencer = new_random_sequencer();
+    let mut talkspurt = true;
+    while !stop.load(Ordering::Relaxed) {
+        source.capture(&mut frame)?;
+        if !stream.enabled.load(Ordering::Relaxed) {
+            talkspurt = true;
+            continue;
+        }
+        let payload = match encoder.encode(&frame) {
+            Ok(p) => Bytes::copy_from_slice(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "audio encoding failed; skipping a frame");
+                continue;
+            }
+        };
+        let bytes = payload.len();
+        let packet = rtc::rtp::Packet {
+            header: Header {
+                version: 2,
+                // RFC 3551: the marker flags the first packet of a talkspurt (after mute).
+                marker: std::mem::take(&mut talkspurt),
+                payload_type: OPUS_PT,
+                sequence_number: sequencer.next_sequence_number(),
+                timestamp: clock.rtp_ts(frame.capture_us, 48_000),
+                ssrc: stream.ssrc,
+                ..Default::default()
+            },
+            payload,
+        };
+        stream.send_batch(vec![packet], bytes);
+    }
+    Ok(())
+}

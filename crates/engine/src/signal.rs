@@ -1,0 +1,130 @@
+//! The signaling client: one WebSocket to `hearth-signal`, a read task and a write task.
+
+use crate::error::EngineError;
+use futures_util::{SinkExt, StreamExt};
+use hearth_proto::{ClientMessage, ServerMessage, decode_server, encode};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What the read task reports, tagged with the connection's generation.
+#[derive(Debug)]
+pub enum SignalEvent {
+    Message(ServerMessage),
+    Closed(String),
+}
+
+/// An open signaling connection. Dropping it closes the socket.
+#[derive(Debug)]
+pub struct SignalConn {
+    pub generation: u64,
+    tx: mpsc::UnboundedSender<ClientMessage>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl SignalConn {
+    /// Queue a message; `false` if the connection is gone.
+    pub fn send(&self, msg: ClientMessage) -> bool {
+        self.tx.send(msg).is_ok()
+    }
+}
+
+impl Drop for SignalConn {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+/// `ws://host:port` with the path defaulted to `/ws`; `http(s)://` is accepted as `ws(s)://`.
+pub fn normalize_url(url: &str) -> Result<String, EngineError> {
+    let bad = |message: &str| EngineError::BadUrl { url: url.to_owned(), message: message.to_owned() };
+    let trimmed = url.trim();
+    let (scheme, rest) = trimmed.split_once("://").ok_or_else(|| bad("expected ws://host:port or wss://host"))?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "ws" | "http" => "ws",
+        "wss" | "https" => "wss",
+        _ => return Err(bad("the scheme must be ws or wss")),
+    };
+    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let path = if path.is_empty() { "ws" } else { path };
+    Ok(format!("{scheme}://{host}/{path}"))
+}
+
+/// True when the URL points at this machine (a local call can bind ICE to loopback only).
+pub fn is_loopback_url(url: &str) -> bool {
+    let host = url.split_once("://").map_or(url, |(_, r)| r).split('/').next().unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    matches!(host.trim_matches(['[', ']']), "localhost" | "::1") || host.starts_with("127.")
+}
+
+/// Connect and start the read/write tasks. Events go to `events` tagged with `generation`.
+pub async fn connect(
+    url: &str,
+    timeout: Duration,
+    generation: u64,
+    events: mpsc::UnboundedSender<(u64, SignalEvent)>,
+) -> Result<SignalConn, EngineError> {
+    let fail = |message: String| EngineError::Connect { url: url.to_owned(), message };
+    let (ws, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| fail(format!("no answer within {} s", timeout.as_secs())))?
+        .map_err(|e| fail(e.to_string()))?;
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ClientMessage>();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if sink.send(Message::Text(encode(&msg).into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let reader = tokio::spawn(async move {
+        let reason = loop {
+            match stream.next().await {
+                Some(Ok(Message::Text(t))) => match decode_server(&t) {
+                    Ok(m) => {
+                        if events.send((generation, SignalEvent::Message(m))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "undecodable message from the server; ignored"),
+                },
+                Some(Ok(Message::Close(frame))) => {
+                    break frame.map_or_else(|| "closed by the server".to_owned(), |f| format!("closed by the server: {} ({})", f.reason, u16::from(f.code)));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break format!("connection error: {e}"),
+                None => break "connection closed".to_owned(),
+            }
+        };
+        let _ = events.send((generation, SignalEvent::Closed(reason)));
+    });
+    Ok(SignalConn { generation, tx, reader, writer })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalized() {
+        assert_eq!(normalize_url("ws://127.0.0.1:7878").unwrap(), "ws://127.0.0.1:7878/ws");
+        assert_eq!(normalize_url("http://h:1/").unwrap(), "ws://h:1/ws");
+        assert_eq!(normalize_url("wss://meet.example.org/custom/ws").unwrap(), "wss://meet.example.org/custom/ws");
+        assert!(normalize_url("ftp://x").is_err());
+        assert!(normalize_url("127.0.0.1:7878").is_err());
+        assert!(normalize_url("ws:///ws").is_err());
+        assert!(is_loopback_url("ws://127.0.0.1:7878/ws"));
+        assert!(is_loopback_url("ws://localhost/ws"));
+        assert!(is_loopback_url("ws://[::1]:80/ws"));
+        assert!(!is_loopback_url("wss://meet.example.org/ws"));
+    }
+}
