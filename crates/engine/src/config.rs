@@ -96,7 +96,7 @@ pub enum TrackKind {
 }
 
 impl TrackKind {
-    /// The track id on the wire.
+    /// The kind's name; track ids on the wire are `<kind>:<stream id>`.
     pub fn id(self) -> &'static str {
         match self {
             TrackKind::Audio => "audio",
@@ -105,8 +105,9 @@ impl TrackKind {
         }
     }
 
+    /// The kind of a track id (`camera:hearth-p2x...` or just `camera`).
     pub fn from_id(id: &str) -> Option<TrackKind> {
-        match id {
+        match id.split(':').next().unwrap_or(id) {
             "audio" => Some(TrackKind::Audio),
             "camera" => Some(TrackKind::Camera),
             "screen" => Some(TrackKind::Screen),

@@ -50,6 +50,8 @@ pub struct LinkShared {
     pub rtt_ms: Mutex<Option<f64>>,
     /// Packets of ours the peer reports having received, per stream SSRC.
     pub peer_received: Mutex<HashMap<u32, u64>>,
+    /// Set when the link task ends (stops the RTCP listeners).
+    pub closed: std::sync::atomic::AtomicBool,
     /// (at, bytes sent, bytes received) at the last stats snapshot, for rates.
     last_bytes: Mutex<Option<(Instant, u64, u64)>>,
 }
@@ -95,9 +97,11 @@ pub fn spawn(peer: PeerId, polite: bool, offer: bool, streams: Vec<Arc<SendStrea
         recv: Mutex::new(HashMap::new()),
         rtt_ms: Mutex::new(None),
         peer_received: Mutex::new(HashMap::new()),
+        closed: std::sync::atomic::AtomicBool::new(false),
         last_bytes: Mutex::new(None),
     });
-    let task = tokio::spawn(run(Link { peer, polite, env, shared: shared.clone(), senders: HashMap::new(), neg: Negotiator::new(polite) }, offer, streams, rx));
+    let link = Link { peer, polite, env, shared: shared.clone(), senders: HashMap::new(), neg: Negotiator::new(polite), connected: false };
+    let task = tokio::spawn(run(link, offer, streams, rx));
     LinkHandle { tx, shared, task }
 }
 
@@ -108,6 +112,8 @@ struct Link {
     shared: Arc<LinkShared>,
     senders: HashMap<TrackKind, (Arc<dyn RtpSender>, Arc<Target>, Arc<SendStream>)>,
     neg: Negotiator,
+    /// DTLS is up: media written now is sent (before, SRTP has no keys and drops it).
+    connected: bool,
 }
 
 fn link_state(s: RTCPeerConnectionState) -> Option<LinkState> {
@@ -171,11 +177,12 @@ async fn run(mut link: Link, offer: bool, streams: Vec<Arc<SendStream>>, mut rx:
                 }
                 Some(PcEvent::State(s)) => {
                     let Some(state) = link_state(s) else { continue };
-                    if state == LinkState::Connected {
+                    if state == LinkState::Connected && !link.connected {
+                        link.connected = true;
                         link.shared.connected_at.lock().get_or_insert_with(Instant::now);
-                        // A new viewer needs a keyframe to start decoding.
-                        for (_, _, stream) in link.senders.values() {
-                            stream.request_keyframe();
+                        // Start sending; attaching requests a keyframe for the new viewer.
+                        for (_, target, stream) in link.senders.values() {
+                            stream.attach(target.clone());
                         }
                     }
                     let _ = link.env.reports.send(LinkReport::State { peer: link.peer.clone(), state });
@@ -184,6 +191,7 @@ async fn run(mut link: Link, offer: bool, streams: Vec<Arc<SendStream>>, mut rx:
             },
         }
     }
+    link.shared.closed.store(true, Ordering::Relaxed);
     for (_, _, stream) in link.senders.values() {
         stream.detach(&link.peer);
     }
@@ -209,7 +217,9 @@ impl Link {
         let track: Arc<dyn TrackLocal> = target.track.clone();
         match pc.add_track(track.clone()).await {
             Ok(sender) => {
-                stream.attach(target.clone());
+                if self.connected {
+                    stream.attach(target.clone());
+                }
                 spawn_feedback_listener(track, stream.clone(), self.shared.clone());
                 self.senders.insert(stream.kind, (sender, target, stream));
             }
@@ -323,8 +333,17 @@ impl Link {
 /// RTT and "they receive us".
 fn spawn_feedback_listener(track: Arc<dyn TrackLocal>, stream: Arc<SendStream>, shared: Arc<LinkShared>) {
     tokio::spawn(async move {
-        while let Some(ev) = track.poll().await {
+        loop {
+            // poll() answers None until negotiation binds the track, and after the link closes.
+            let Some(ev) = track.poll().await else {
+                if shared.closed.load(Ordering::Relaxed) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
             let TrackLocalEvent::OnRtcpPacket(pkts) = ev else { continue };
+            tracing::trace!(kind = ?stream.kind, n = pkts.len(), "rtcp for our track");
             for p in pkts {
                 let a = p.as_any();
                 if a.is::<PictureLossIndication>() || a.is::<FullIntraRequest>() {
@@ -366,7 +385,9 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
     let now = Instant::now();
     let (sent_kbps, received_kbps) = {
         let mut last = shared.last_bytes.lock();
-        let rates = match *last {
+        // Since the last snapshot, or on the first one since connecting.
+        let since = last.or_else(|| shared.connected_at.lock().map(|t| (t, 0, 0)));
+        let rates = match since {
             Some((t, s, r)) if now > t => {
                 let secs = now.duration_since(t).as_secs_f64();
                 (sent.saturating_sub(s) as f64 * 8.0 / 1000.0 / secs, received.saturating_sub(r) as f64 * 8.0 / 1000.0 / secs)

@@ -133,10 +133,13 @@ impl SendStream {
             TrackKind::Audio => rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
             _ => rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video,
         };
+        // Track ids must differ from the peer's own (webrtc-rs routes RTCP by track id, and a
+        // remote track with the same id would swallow the feedback about ours).
+        let track_id = format!("{}:{}", self.kind.id(), self.stream_id);
         let track = rtc::media_stream::MediaStreamTrack::new(
             self.stream_id.clone(),
-            self.kind.id().to_owned(),
-            self.kind.id().to_owned(),
+            track_id.clone(),
+            track_id,
             kind,
             vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
                 rtp_coding_parameters: rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {

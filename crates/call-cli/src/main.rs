@@ -1,0 +1,476 @@
+//! `hearth-call`: the headless Hearth client.
+//!
+//! - `hearth-call join ...` joins a room on a server, sends synthetic (or real) media, receives,
+//!   and exits 0 only if every expected peer connected and media flowed both ways.
+//! - `hearth-call demo ...` starts an embedded signaling server on loopback and N synthetic
+//!   peers in this process, and reports latency, frames, bitrate and CPU per pair.
+//!
+//! Exit codes: 0 media flowed; 1 it did not (or peers missing); 2 bad usage; 3 could not
+//! connect or join.
+
+mod report;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use hearth_engine::{AudioSpec, CallEvent, Command, Engine, EngineConfig, EngineEvent, LinkState, VideoSpec};
+use hearth_proto::PeerId;
+use report::{PairReport, Summary};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(name = "hearth-call", version, about = "Headless Hearth client for smoke calls and benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    /// Log filter (also RUST_LOG), e.g. "hearth_engine=debug".
+    #[arg(long, global = true, default_value = "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,webrtc=error")]
+    log: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Join a room on a server and check that media flows both ways.
+    Join(JoinArgs),
+    /// Run N synthetic peers against an embedded server on loopback and report on every pair.
+    Demo(DemoArgs),
+    /// List cameras, microphones, speakers and screens.
+    Devices,
+}
+
+#[derive(Debug, Args)]
+struct MediaArgs {
+    /// Video width of the synthetic camera.
+    #[arg(long, default_value_t = 1280)]
+    width: u32,
+    /// Video height of the synthetic camera.
+    #[arg(long, default_value_t = 720)]
+    height: u32,
+    /// Frames per second of the synthetic camera.
+    #[arg(long, default_value_t = 30.0)]
+    fps: f32,
+}
+
+#[derive(Debug, Args)]
+struct JoinArgs {
+    /// Signaling server, e.g. ws://127.0.0.1:7878 (the /ws path is added when missing).
+    #[arg(long)]
+    server: String,
+    #[arg(long)]
+    room: String,
+    #[arg(long, default_value = "hearth-call")]
+    name: String,
+    /// Send a synthetic camera (stamped test pattern) and microphone (tone bursts).
+    #[arg(long)]
+    synthetic: bool,
+    /// Use a real camera (optionally by id, see `hearth-call devices`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    camera: Option<String>,
+    /// Use a real microphone (optionally by id).
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    mic: Option<String>,
+    /// Play received audio on a speaker (optionally by id).
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    speaker: Option<String>,
+    /// Share a screen too (synthetic with --synthetic, else the real primary screen).
+    #[arg(long)]
+    screen: bool,
+    /// Seconds to stay in the call once the expected peers are connected.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Peers that must connect (and exchange media) for success.
+    #[arg(long, default_value_t = 1)]
+    expect_peers: usize,
+    /// Give up waiting for the expected peers after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    wait: u64,
+    /// Say this in the room chat once the peers are connected.
+    #[arg(long)]
+    say: Option<String>,
+    /// Say it privately to the peer with this display name instead.
+    #[arg(long, requires = "say")]
+    say_to: Option<String>,
+    #[arg(long)]
+    password: Option<String>,
+    /// JWT room token (or env HEARTH_TOKEN).
+    #[arg(long, env = "HEARTH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    media: MediaArgs,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    #[arg(long, default_value_t = 2)]
+    peers: usize,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    media: MediaArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hearth-call: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Cmd::Join(a) => join(a).await,
+            Cmd::Demo(a) => demo(a).await,
+            Cmd::Devices => devices(),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hearth-call: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn devices() -> anyhow::Result<ExitCode> {
+    use hearth_media::DeviceKind;
+    for kind in [DeviceKind::Camera, DeviceKind::Microphone, DeviceKind::Speaker, DeviceKind::Screen] {
+        println!("{kind}s:");
+        match hearth_media::device::list(kind) {
+            Ok(list) if list.is_empty() => println!("  (none found)"),
+            Ok(list) => {
+                for d in list {
+                    println!("  {}{}  {}", d.id, if d.is_default { " (default)" } else { "" }, d.name);
+                }
+            }
+            Err(e) => println!("  cannot list: {e}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn some_id(s: Option<String>) -> Option<Option<String>> {
+    s.map(|v| if v.is_empty() { None } else { Some(v) })
+}
+
+#[derive(Debug, Serialize)]
+struct ChatLine {
+    from: String,
+    private: bool,
+    text: String,
+}
+
+#[derive(Debug, Serialize)]
+struct JoinReport {
+    ok: bool,
+    room: String,
+    name: String,
+    peer_id: String,
+    expected_peers: usize,
+    connected_peers: usize,
+    problems: Vec<String>,
+    pairs: Vec<PairReport>,
+    chat: Vec<ChatLine>,
+    device_errors: Vec<String>,
+}
+
+async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = EngineConfig::new(a.server.clone(), a.room.clone(), a.name.clone());
+    cfg.password = a.password.clone();
+    cfg.token = a.token.clone();
+    let camera = some_id(a.camera.clone());
+    let mic = some_id(a.mic.clone());
+    if !a.synthetic && camera.is_none() && mic.is_none() {
+        eprintln!("hearth-call: choose what to send: --synthetic, and/or --camera / --mic");
+        return Ok(ExitCode::from(2));
+    }
+    let (w, h, fps) = (a.media.width, a.media.height, a.media.fps);
+    cfg.camera = match camera {
+        Some(id) => Some(VideoSpec::Camera { id, width: w, height: h, fps: fps.round() as u32 }),
+        None if a.synthetic => Some(VideoSpec::Synthetic { width: w, height: h, fps }),
+        None => None,
+    };
+    cfg.microphone = match mic {
+        Some(id) => Some(AudioSpec::Microphone { id }),
+        None if a.synthetic => Some(AudioSpec::Synthetic),
+        None => None,
+    };
+    cfg.speaker = some_id(a.speaker.clone());
+    let (engine, mut events) = match Engine::start(cfg).await {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("hearth-call: {e}");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    if a.screen {
+        let spec = if a.synthetic { VideoSpec::SyntheticScreen { width: w, height: h, fps: 15.0 } } else { VideoSpec::Screen { id: None, fps: 15.0 } };
+        engine.command(Command::StartScreenShare(spec))?;
+    }
+    let me = engine.peer_id().clone();
+    let mut names: BTreeMap<PeerId, String> = BTreeMap::new();
+    let mut connected: BTreeSet<PeerId> = BTreeSet::new();
+    let mut media: BTreeMap<PeerId, hearth_proto::MediaState> = BTreeMap::new();
+    let mut chat = Vec::new();
+    let mut device_errors = Vec::new();
+    let mut problems = Vec::new();
+    let wait_until = Instant::now() + Duration::from_secs(a.wait);
+    let mut end_at: Option<Instant> = None;
+    let mut said = false;
+    loop {
+        if end_at.is_none() && connected.len() >= a.expect_peers {
+            end_at = Some(Instant::now() + Duration::from_secs(a.seconds));
+        }
+        if !said && end_at.is_some() {
+            if let Some(text) = &a.say {
+                let to = match &a.say_to {
+                    Some(n) => match names.iter().find(|(_, v)| *v == n) {
+                        Some((id, _)) => Some(id.clone()),
+                        None => {
+                            problems.push(format!("no peer named {n:?} to chat privately with"));
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                if a.say_to.is_none() || to.is_some() {
+                    engine.command(Command::Chat { text: text.clone(), to })?;
+                }
+            }
+            said = true;
+        }
+        let deadline = end_at.unwrap_or(wait_until);
+        let ev = match tokio::time::timeout_at(deadline.into(), events.recv()).await {
+            Err(_) => break,
+            Ok(None) => {
+                problems.push("the engine stopped".into());
+                break;
+            }
+            Ok(Some(ev)) => ev,
+        };
+        match ev {
+            EngineEvent::Call(CallEvent::Joined { peers, .. }) => {
+                for p in peers {
+                    media.insert(p.id.clone(), p.media);
+                    names.insert(p.id.clone(), p.name.clone());
+                }
+            }
+            EngineEvent::Call(CallEvent::PeerJoined(p)) => {
+                media.insert(p.id.clone(), p.media);
+                names.insert(p.id.clone(), p.name.clone());
+            }
+            EngineEvent::Call(CallEvent::PeerMedia { peer_id, state }) => {
+                media.insert(peer_id, state);
+            }
+            EngineEvent::Call(CallEvent::PeerLeft { peer_id, .. }) => {
+                connected.remove(&peer_id);
+                names.remove(&peer_id);
+            }
+            EngineEvent::Call(CallEvent::Link { peer_id, state: LinkState::Connected }) => {
+                connected.insert(peer_id);
+            }
+            EngineEvent::Call(CallEvent::Chat(m)) if m.from != me => {
+                if !a.json {
+                    println!("chat from {}{}: {}", m.from_name, if m.to.is_some() { " (private)" } else { "" }, m.text);
+                }
+                chat.push(ChatLine { from: m.from_name.clone(), private: m.to.is_some(), text: m.text.clone() });
+            }
+            EngineEvent::Call(CallEvent::ServerError { code, message }) => problems.push(format!("server: {message} ({code})")),
+            EngineEvent::DeviceError { kind, message } => {
+                eprintln!("hearth-call: {kind:?} device: {message}");
+                device_errors.push(message);
+            }
+            EngineEvent::Ended { reason } => {
+                problems.push(reason);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let stats = engine.stats().await.unwrap_or_default();
+    let joined = engine.joined_at_us();
+    let pairs: Vec<PairReport> = stats.iter().map(|s| PairReport::new(&a.name, joined, None, s)).collect();
+    if connected.len() < a.expect_peers {
+        problems.push(format!("expected {} peer(s), {} connected", a.expect_peers, connected.len()));
+    }
+    for (p, s) in pairs.iter().zip(&stats) {
+        let state = media.get(&PeerId(s.peer_id.clone())).copied().unwrap_or_default();
+        if !p.flowed(!state.video_off, !state.audio_muted) {
+            problems.push(format!("media did not flow both ways with {}", p.sender));
+        }
+    }
+    let ok = problems.is_empty() && pairs.len() >= a.expect_peers;
+    let report = JoinReport {
+        ok,
+        room: a.room.clone(),
+        name: a.name.clone(),
+        peer_id: me.to_string(),
+        expected_peers: a.expect_peers,
+        connected_peers: connected.len(),
+        problems,
+        pairs,
+        chat,
+        device_errors,
+    };
+    engine.leave().await;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report::print_pairs(&report.pairs);
+        for p in &report.problems {
+            println!("problem: {p}");
+        }
+        println!("{}", if report.ok { "OK: media flowed both ways with every expected peer" } else { "FAILED" });
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// CPU time (user + system) this process has used, in seconds.
+fn process_cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let f: Vec<String> = s.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+#[derive(Debug, Serialize)]
+struct DemoReport {
+    ok: bool,
+    peers: usize,
+    seconds: u64,
+    width: u32,
+    height: u32,
+    fps: f32,
+    /// Process CPU over the measured window, in % of one core.
+    cpu_total_pct: f64,
+    cpu_per_peer_pct: f64,
+    summary: Summary,
+    pairs: Vec<PairReport>,
+}
+
+async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    if a.peers < 2 {
+        eprintln!("hearth-call: a demo needs at least 2 peers");
+        return Ok(ExitCode::from(2));
+    }
+    let listener = hearth_signal::bind("127.0.0.1:0").await.context("cannot bind the embedded server")?;
+    let url = format!("ws://{}/ws", listener.local_addr()?);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server_cfg = hearth_signal::Config::default();
+    server_cfg.hub.max_room_size = a.peers.max(8);
+    let server = tokio::spawn(hearth_signal::run(listener, server_cfg, async {
+        let _ = stop_rx.await;
+    }));
+    let (w, h, fps) = (a.media.width, a.media.height, a.media.fps);
+    let mut engines = Vec::new();
+    let mut event_rxs = Vec::new();
+    for i in 0..a.peers {
+        let cfg = EngineConfig::new(url.clone(), "demo", format!("peer-{}", i + 1)).synthetic(w, h, fps);
+        let (engine, events) = Engine::start(cfg).await.with_context(|| format!("peer {} could not join", i + 1))?;
+        engines.push(engine);
+        event_rxs.push(events);
+    }
+    // Keep draining events so nothing piles up; count connected links.
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let drains: Vec<_> = event_rxs
+        .into_iter()
+        .map(|mut rx| {
+            let conn_tx = conn_tx.clone();
+            tokio::spawn(async move {
+                while let Some(ev) = rx.recv().await {
+                    if let EngineEvent::Call(CallEvent::Link { state: LinkState::Connected, .. }) = ev {
+                        let _ = conn_tx.send(());
+                    }
+                }
+            })
+        })
+        .collect();
+    let links = a.peers * (a.peers - 1);
+    let wait_until = Instant::now() + Duration::from_secs(20);
+    let mut up = 0;
+    while up < links {
+        match tokio::time::timeout_at(wait_until.into(), conn_rx.recv()).await {
+            Ok(Some(())) => up += 1,
+            _ => break,
+        }
+    }
+    // Measure CPU over the steady window only (after connecting, excluding the first second).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu0 = process_cpu_secs();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(a.seconds.max(1))).await;
+    let cpu = (process_cpu_secs() - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+
+    let joins: BTreeMap<String, u64> = engines.iter().map(|e| (e.peer_id().to_string(), e.joined_at_us())).collect();
+    let mut pairs = Vec::new();
+    for (i, e) in engines.iter().enumerate() {
+        let name = format!("peer-{}", i + 1);
+        for s in e.stats().await.unwrap_or_default() {
+            pairs.push(PairReport::new(&name, e.joined_at_us(), joins.get(&s.peer_id).copied(), &s));
+        }
+    }
+    for e in engines {
+        e.leave().await;
+    }
+    for d in drains {
+        d.abort();
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    let ok = pairs.len() == links && pairs.iter().all(|p| p.flowed(true, true));
+    let report = DemoReport {
+        ok,
+        peers: a.peers,
+        seconds: a.seconds,
+        width: w,
+        height: h,
+        fps,
+        cpu_total_pct: cpu,
+        cpu_per_peer_pct: cpu / a.peers as f64,
+        summary: Summary::of(&pairs),
+        pairs,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("hearth-call demo: {} peers, {}x{}@{} synthetic video + Opus, {} s, embedded server on loopback", a.peers, w, h, fps, a.seconds);
+        report::print_pairs(&report.pairs);
+        let s = &report.summary;
+        let o = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.1}"));
+        println!(
+            "summary (median over pairs): video latency p50 {} / p95 {} ms, audio p50 {} / p95 {} ms, join->first frame p50 {} ms, connect p50 {} ms",
+            o(s.video_latency_p50_ms),
+            o(s.video_latency_p95_ms),
+            o(s.audio_latency_p50_ms),
+            o(s.audio_latency_p95_ms),
+            o(s.join_to_first_frame_p50_ms),
+            o(s.connect_p50_ms)
+        );
+        println!("CPU: {:.1}% of one core in total, {:.1}% per peer", report.cpu_total_pct, report.cpu_per_peer_pct);
+        println!("{}", if report.ok { "OK: media flowed between every pair" } else { "FAILED: media did not flow between every pair" });
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
