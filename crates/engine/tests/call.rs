@@ -1,0 +1,333 @@
+//! Real calls: a real hearth-signal on loopback, real webrtc-rs peer connections, real
+//! OpenH264/Opus, synthetic sources that stamp frame numbers and capture times into the media.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use hearth_engine::{AudioSpec, CallEvent, Command, Engine, EngineConfig, EngineError, EngineEvent, LinkState, PeerStats, VideoSpec};
+use hearth_proto::{ErrorCode, MediaState};
+use hearth_testkit::{Server, eventually};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const W: u32 = 320;
+const H: u32 = 240;
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Peer {
+    name: String,
+    engine: Engine,
+    log: Arc<Mutex<Vec<EngineEvent>>>,
+}
+
+impl Peer {
+    async fn join(server: &Server, name: &str) -> Peer {
+        Self::join_with(server, name, |c| c).await
+    }
+
+    async fn join_with(server: &Server, name: &str, f: impl FnOnce(EngineConfig) -> EngineConfig) -> Peer {
+        let cfg = f(EngineConfig::new(server.url(), "room", name).synthetic(W, H, 30.0));
+        let (engine, mut rx) = Engine::start(cfg).await.expect("join");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                sink.lock().unwrap().push(ev);
+            }
+        });
+        Peer { name: name.to_owned(), engine, log }
+    }
+
+    async fn from(&self, name: &str) -> Option<PeerStats> {
+        self.engine.stats().await.ok()?.into_iter().find(|s| s.name == name)
+    }
+
+    fn saw(&self, pred: impl Fn(&EngineEvent) -> bool) -> bool {
+        self.log.lock().unwrap().iter().any(pred)
+    }
+
+    fn connected_links(&self) -> usize {
+        let log = self.log.lock().unwrap();
+        let mut up = std::collections::BTreeSet::new();
+        for ev in log.iter() {
+            if let EngineEvent::Call(CallEvent::Link { peer_id, state }) = ev {
+                if *state == LinkState::Connected {
+                    up.insert(peer_id.clone());
+                } else {
+                    up.remove(peer_id);
+                }
+            }
+        }
+        up.len()
+    }
+}
+
+async fn all_connected(peers: &[&Peer]) {
+    let n = peers.len() - 1;
+    for p in peers {
+        eventually(WAIT, &format!("{} connected to {n}", p.name), async || (p.connected_links() >= n).then_some(())).await.unwrap();
+    }
+}
+
+/// Wait until `receiver` has decoded at least `frames` camera frames and `audio` audio frames
+/// from `sender`; return the stats.
+async fn decoded(receiver: &Peer, sender: &str, frames: u64, audio: u64) -> PeerStats {
+    eventually(WAIT, &format!("{} decoding {sender}", receiver.name), async || {
+        receiver.from(sender).await.filter(|s| s.camera.frames_decoded >= frames && s.audio.frames_decoded >= audio)
+    })
+    .await
+    .unwrap()
+}
+
+/// Whether `p` has seen `who` in a media state satisfying `want` (from the welcome, a join, or
+/// a media-state update).
+fn media_seen(p: &Peer, who: &str, want: impl Fn(&MediaState) -> bool) -> bool {
+    let log = p.log.lock().unwrap();
+    let mut id = None;
+    for ev in log.iter() {
+        let (peer, state) = match ev {
+            EngineEvent::Call(CallEvent::Joined { peers, .. }) => match peers.iter().find(|x| x.name == who) {
+                Some(x) => (x.id.clone(), x.media),
+                None => continue,
+            },
+            EngineEvent::Call(CallEvent::PeerJoined(x)) if x.name == who => (x.id.clone(), x.media),
+            EngineEvent::Call(CallEvent::PeerMedia { peer_id, state }) if Some(peer_id) == id.as_ref() => (peer_id.clone(), *state),
+            _ => continue,
+        };
+        id = Some(peer);
+        if want(&state) {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_exchange_media_with_valid_markers_in_order() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    let c = Peer::join(&server, "cy").await;
+    all_connected(&[&a, &b, &c]).await;
+    for (rx, senders) in [(&a, ["bob", "cy"]), (&b, ["ada", "cy"]), (&c, ["ada", "bob"])] {
+        for s in senders {
+            let st = decoded(rx, s, 45, 75).await;
+            assert!(st.connected, "{} -> {s}", rx.name);
+            // Video: every decoded frame carried a valid stamp, in order.
+            assert!(st.camera.markers >= 45, "{} from {s}: {:?}", rx.name, st.camera);
+            assert_eq!(st.camera.frames_out_of_order, 0, "{} from {s}", rx.name);
+            assert_eq!((st.camera.width, st.camera.height), (W, H));
+            assert!(st.camera.latency.samples > 0 && st.camera.latency.p95_ms < 500.0, "{:?}", st.camera.latency);
+            // Audio: bursts (every 200 ms) decoded and detected in order.
+            assert!(st.audio.markers >= 3, "{} from {s}: {:?}", rx.name, st.audio);
+            assert_eq!(st.audio.frames_out_of_order, 0);
+            assert!(st.peer_received_packets > 0 || {
+                // Receiver reports come once a second; give them time.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                rx.from(s).await.unwrap().peer_received_packets > 0
+            });
+        }
+    }
+    for p in [a, b, c] {
+        p.engine.leave().await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_and_camera_off_stop_media_and_others_see_it() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    decoded(&b, "ada", 10, 20).await;
+
+    a.engine.command(Command::SetAudioMuted(true)).unwrap();
+    eventually(WAIT, "bob sees ada muted", async || media_seen(&b, "ada", |m| m.audio_muted).then_some(())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = b.from("ada").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = b.from("ada").await.unwrap();
+    assert_eq!(after.audio.frames_decoded, before.audio.frames_decoded, "audio kept flowing while muted");
+    assert!(after.camera.frames_decoded > before.camera.frames_decoded + 15, "video must keep flowing");
+
+    a.engine.command(Command::SetAudioMuted(false)).unwrap();
+    eventually(WAIT, "audio back", async || (b.from("ada").await?.audio.frames_decoded > after.audio.frames_decoded + 10).then_some(())).await.unwrap();
+
+    a.engine.command(Command::SetCameraOn(false)).unwrap();
+    eventually(WAIT, "bob sees ada's camera off", async || media_seen(&b, "ada", |m| m.video_off).then_some(())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = b.from("ada").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = b.from("ada").await.unwrap();
+    assert_eq!(after.camera.frames_decoded, before.camera.frames_decoded, "video kept flowing with the camera off");
+    assert!(after.audio.frames_decoded > before.audio.frames_decoded + 30);
+
+    a.engine.command(Command::SetCameraOn(true)).unwrap();
+    eventually(WAIT, "video back", async || (b.from("ada").await?.camera.frames_decoded > after.camera.frames_decoded + 10).then_some(())).await.unwrap();
+    eventually(WAIT, "bob sees ada's camera on", async || media_seen(&b, "ada", |m| !m.video_off).then_some(())).await.unwrap();
+    a.engine.leave().await;
+    b.engine.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screen_share_on_and_off_mid_call() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    let c = Peer::join(&server, "cy").await;
+    all_connected(&[&a, &b, &c]).await;
+    a.engine.command(Command::StartScreenShare(VideoSpec::SyntheticScreen { width: 640, height: 360, fps: 10.0 })).unwrap();
+    for rx in [&b, &c] {
+        let st = eventually(WAIT, "screen frames", async || rx.from("ada").await.filter(|s| s.screen.frames_decoded >= 10)).await.unwrap();
+        assert_eq!((st.screen.width, st.screen.height), (640, 360));
+        assert!(st.screen.markers >= 10, "{:?}", st.screen);
+        assert!(media_seen(rx, "ada", |m| m.screen_sharing));
+        // The camera goes on alongside.
+        assert!(st.camera.frames_decoded > 0);
+    }
+    a.engine.command(Command::StopScreenShare).unwrap();
+    for rx in [&b, &c] {
+        eventually(WAIT, "screen share off seen", async || media_seen(rx, "ada", |m| !m.screen_sharing).then_some(())).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = b.from("ada").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = b.from("ada").await.unwrap();
+    assert_eq!(after.screen.frames_decoded, before.screen.frames_decoded, "screen frames after stop");
+    assert!(after.camera.frames_decoded > before.camera.frames_decoded + 15, "camera must go on");
+    // And again: the share can be restarted on the same links.
+    a.engine.command(Command::StartScreenShare(VideoSpec::SyntheticScreen { width: 640, height: 360, fps: 10.0 })).unwrap();
+    eventually(WAIT, "screen frames again", async || (b.from("ada").await?.screen.frames_decoded > after.screen.frames_decoded + 5).then_some(())).await.unwrap();
+    for p in [a, b, c] {
+        p.engine.leave().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_xvfb_screen_is_captured_and_shared() {
+    let _x = hearth_testkit::Xvfb::start(800, 600).expect("Xvfb");
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    a.engine.command(Command::StartScreenShare(VideoSpec::Screen { id: None, fps: 10.0 })).unwrap();
+    let st = eventually(WAIT, "screen frames from Xvfb", async || b.from("ada").await.filter(|s| s.screen.frames_decoded >= 10)).await.unwrap();
+    assert_eq!((st.screen.width, st.screen.height), (800, 600));
+    assert!(!a.saw(|e| matches!(e, EngineEvent::DeviceError { .. })));
+    a.engine.leave().await;
+    b.engine.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screen_share_without_a_display_is_a_clear_device_error() {
+    // SAFETY of the environment change: nextest runs each test in its own process.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::remove_var("DISPLAY");
+        std::env::remove_var("WAYLAND_DISPLAY");
+    }
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    a.engine.command(Command::StartScreenShare(VideoSpec::Screen { id: None, fps: 10.0 })).unwrap();
+    let msg = eventually(WAIT, "device error", async || {
+        a.log.lock().unwrap().iter().find_map(|e| match e {
+            EngineEvent::DeviceError { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+    })
+    .await
+    .unwrap();
+    assert!(msg.contains("screen") && msg.contains("DISPLAY"), "{msg}");
+    // The call goes on.
+    let before = b.from("ada").await.unwrap().camera.frames_decoded;
+    eventually(WAIT, "camera still flowing", async || (b.from("ada").await?.camera.frames_decoded > before + 10).then_some(())).await.unwrap();
+    a.engine.leave().await;
+    b.engine.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_camera_is_reported_and_the_call_goes_on_with_audio() {
+    if !hearth_media::camera::list().unwrap().is_empty() {
+        eprintln!("a camera is present; this test covers the no-camera case");
+        return;
+    }
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join_with(&server, "ada", |mut c| {
+        c.camera = Some(VideoSpec::Camera { id: None, width: 640, height: 480, fps: 30 });
+        c
+    })
+    .await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    eventually(WAIT, "device error", async || a.saw(|e| matches!(e, EngineEvent::DeviceError { message, .. } if message.contains("no camera found"))).then_some(())).await.unwrap();
+    eventually(WAIT, "bob sees video off", async || media_seen(&b, "ada", |m| m.video_off).then_some(())).await.unwrap();
+    let st = eventually(WAIT, "audio flows", async || b.from("ada").await.filter(|s| s.audio.frames_decoded > 50)).await.unwrap();
+    assert_eq!(st.camera.frames_decoded, 0);
+    // Ada still receives Bob's video.
+    decoded(&a, "bob", 10, 10).await;
+    a.engine.leave().await;
+    b.engine.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn microphone_capture_through_pulseaudio_reaches_the_peer() {
+    let pa = hearth_testkit::PulseAudio::start().expect("pulseaudio");
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    // Ada's microphone is the monitor of the null sink; the test plays tone bursts into the sink.
+    let a = Peer::join_with(&server, "ada", |mut c| {
+        c.microphone = Some(AudioSpec::Microphone { id: Some("pulseaudio:vsink.monitor".into()) });
+        c
+    })
+    .await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    let mixer = Arc::new(hearth_media::Mixer::new(960, 960, 48_000));
+    let speaker = hearth_media::Speaker::open(Some("pulseaudio:vsink"), mixer.clone()).expect("open the null sink");
+    let feeder = {
+        let mixer = mixer.clone();
+        std::thread::spawn(move || {
+            let mut src = hearth_media::ToneBursts::new();
+            let mut f = hearth_media::AudioFrame::default();
+            for _ in 0..400 {
+                hearth_media::AudioSource::capture(&mut src, &mut f).unwrap();
+                mixer.push(1, &f.samples);
+            }
+        })
+    };
+    let st = eventually(Duration::from_secs(30), "bursts through the microphone", async || b.from("ada").await.filter(|s| s.audio.markers >= 5)).await.unwrap();
+    assert_eq!(st.audio.frames_out_of_order, 0);
+    assert!(!a.saw(|e| matches!(e, EngineEvent::DeviceError { .. })));
+    drop(speaker);
+    let _ = feeder.join();
+    a.engine.leave().await;
+    b.engine.leave().await;
+    drop(pa);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_refusals_and_a_dead_server_are_clear_errors() {
+    // Nobody listens on this port.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", dead.local_addr().unwrap());
+    drop(dead);
+    let err = Engine::start(EngineConfig::new(url, "r", "a")).await.unwrap_err();
+    assert!(matches!(err, EngineError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("cannot reach the signaling server"));
+    let err = Engine::start(EngineConfig::new("ftp://x", "r", "a")).await.unwrap_err();
+    assert!(matches!(err, EngineError::BadUrl { .. }));
+
+    let mut cfg = hearth_signal::Config::default();
+    cfg.hub.max_room_size = 1;
+    let server = Server::start(cfg).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    let err = Engine::start(EngineConfig::new(server.url(), "room", "bob")).await.unwrap_err();
+    match err {
+        EngineError::JoinRefused { code, message } => {
+            assert_eq!(code, ErrorCode::RoomFull);
+            assert!(message.contains("full"));
+        }
+        other => panic!("{other}"),
+    }
+    a.engine.leave().await;
+}

@@ -1,0 +1,203 @@
+//! Test harness: the real pieces, started and torn down by the test itself.
+//!
+//! - [`Server`]: `hearth-signal` in-process on `127.0.0.1:0`.
+//! - [`PulseAudio`]: a private PulseAudio daemon with a null sink (`vsink`), its monitor as the
+//!   default source, so cpal has a clocked "sound card" on a machine without one.
+//! - [`Xvfb`]: a private X display to capture from.
+//!
+//! Each sets process environment variables (`XDG_RUNTIME_DIR`, `DISPLAY`); run such tests one
+//! per process (cargo-nextest does).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A signaling server on loopback, stopped on drop.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), hearth_signal::ServerError>>>,
+}
+
+impl Server {
+    /// Start with `config` (call from within a tokio runtime).
+    pub async fn start(config: hearth_signal::Config) -> anyhow::Result<Server> {
+        let listener = hearth_signal::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(hearth_signal::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Ok(Server { addr, stop: Some(stop), task: Some(task) })
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Stop and wait for the server to drain.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn tool_exists(name: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {name}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn temp_dir(prefix: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A private PulseAudio daemon with a null sink `vsink` (default sink) whose monitor
+/// `vsink.monitor` is the default source. Stopped on drop.
+#[derive(Debug)]
+pub struct PulseAudio {
+    runtime_dir: PathBuf,
+}
+
+impl PulseAudio {
+    /// Start it and point this process at it (sets `XDG_RUNTIME_DIR`).
+    pub fn start() -> anyhow::Result<PulseAudio> {
+        anyhow::ensure!(tool_exists("pulseaudio") && tool_exists("pactl"), "pulseaudio/pactl not installed (scripts/setup.sh installs them)");
+        let runtime_dir = temp_dir("hearth-pulse")?;
+        let status = Command::new("pulseaudio")
+            .env("XDG_RUNTIME_DIR", &runtime_dir)
+            .env("HOME", &runtime_dir)
+            .args([
+                "-n",
+                "--daemonize=yes",
+                "--exit-idle-time=-1",
+                "--disallow-exit",
+                "-L",
+                "module-native-protocol-unix",
+                "-L",
+                "module-null-sink sink_name=vsink rate=48000",
+                "-L",
+                "module-always-sink",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "pulseaudio did not start");
+        let pa = PulseAudio { runtime_dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = pa.pactl(&["set-default-sink", "vsink"]).is_ok() && pa.pactl(&["set-default-source", "vsink.monitor"]).is_ok();
+            if ok {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "pulseaudio did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // SAFETY-free: tests run one per process (nextest), so changing the environment of this
+        // process affects only this test.
+        set_env("XDG_RUNTIME_DIR", &pa.runtime_dir);
+        Ok(pa)
+    }
+
+    pub fn pactl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new("pactl").env("XDG_RUNTIME_DIR", &self.runtime_dir).env("HOME", &self.runtime_dir).args(args).output()?;
+        anyhow::ensure!(out.status.success(), "pactl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for PulseAudio {
+    fn drop(&mut self) {
+        let _ = Command::new("pulseaudio")
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .env("HOME", &self.runtime_dir)
+            .arg("--kill")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.runtime_dir);
+    }
+}
+
+/// Environment changes are process-wide; each test that makes them runs in its own process.
+fn set_env(key: &str, value: impl AsRef<std::ffi::OsStr>) {
+    // `set_var` is unsafe in edition 2024 because other threads may read the environment; the
+    // harness sets it before starting any thread that reads these variables.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var(key, value);
+    }
+}
+
+/// A private X server (Xvfb), stopped on drop. Started with `-noreset` so it survives its
+/// clients disconnecting.
+#[derive(Debug)]
+pub struct Xvfb {
+    child: Child,
+    pub display: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Xvfb {
+    /// Start on a free display and point this process at it (sets `DISPLAY`).
+    pub fn start(width: u32, height: u32) -> anyhow::Result<Xvfb> {
+        anyhow::ensure!(tool_exists("Xvfb"), "Xvfb not installed (scripts/setup.sh installs it)");
+        for n in 90..140 {
+            if std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() || std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+                continue;
+            }
+            let display = format!(":{n}");
+            let mut child = Command::new("Xvfb")
+                .args([&display, "-screen", "0", &format!("{width}x{height}x24"), "-nolisten", "tcp", "-noreset"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Some(status) = child.try_wait()? {
+                    anyhow::bail!("Xvfb {display} exited: {status}");
+                }
+                if std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                    set_env("DISPLAY", &display);
+                    return Ok(Xvfb { child, display, width, height });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+        }
+        anyhow::bail!("no free X display found")
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `f` every 20 ms until it returns `Some`, or fail after `timeout`.
+pub async fn eventually<T>(timeout: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
