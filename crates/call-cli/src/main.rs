@@ -237,7 +237,18 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
     let wait_until = Instant::now() + Duration::from_secs(a.wait);
     let mut end_at: Option<Instant> = None;
     let mut said = false;
+    // Peers that ever connected, and the last statistics seen for each (a peer that leaves
+    // before we finish keeps its last snapshot in the report).
+    let mut ever_connected: BTreeSet<PeerId> = BTreeSet::new();
+    let mut last_stats: BTreeMap<String, hearth_engine::PeerStats> = BTreeMap::new();
+    let mut next_snapshot = Instant::now() + Duration::from_secs(1);
     loop {
+        if Instant::now() >= next_snapshot {
+            next_snapshot = Instant::now() + Duration::from_secs(1);
+            for s in engine.stats().await.unwrap_or_default() {
+                last_stats.insert(s.peer_id.clone(), s);
+            }
+        }
         if end_at.is_none() && connected.len() >= a.expect_peers {
             end_at = Some(Instant::now() + Duration::from_secs(a.seconds));
         }
@@ -260,8 +271,9 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
             said = true;
         }
         let deadline = end_at.unwrap_or(wait_until);
-        let ev = match tokio::time::timeout_at(deadline.into(), events.recv()).await {
-            Err(_) => break,
+        let ev = match tokio::time::timeout_at(deadline.min(next_snapshot).into(), events.recv()).await {
+            Err(_) if Instant::now() >= deadline => break,
+            Err(_) => continue,
             Ok(None) => {
                 problems.push("the engine stopped".into());
                 break;
@@ -287,6 +299,7 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
                 names.remove(&peer_id);
             }
             EngineEvent::Call(CallEvent::Link { peer_id, state: LinkState::Connected }) => {
+                ever_connected.insert(peer_id.clone());
                 connected.insert(peer_id);
             }
             EngineEvent::Call(CallEvent::Chat(m)) if m.from != me => {
@@ -307,11 +320,14 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
             _ => {}
         }
     }
-    let stats = engine.stats().await.unwrap_or_default();
+    for s in engine.stats().await.unwrap_or_default() {
+        last_stats.insert(s.peer_id.clone(), s);
+    }
+    let stats: Vec<hearth_engine::PeerStats> = last_stats.into_values().collect();
     let joined = engine.joined_at_us();
     let pairs: Vec<PairReport> = stats.iter().map(|s| PairReport::new(&a.name, joined, None, s)).collect();
-    if connected.len() < a.expect_peers {
-        problems.push(format!("expected {} peer(s), {} connected", a.expect_peers, connected.len()));
+    if ever_connected.len() < a.expect_peers {
+        problems.push(format!("expected {} peer(s), {} connected", a.expect_peers, ever_connected.len()));
     }
     for (p, s) in pairs.iter().zip(&stats) {
         let state = media.get(&PeerId(s.peer_id.clone())).copied().unwrap_or_default();
@@ -326,7 +342,7 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         name: a.name.clone(),
         peer_id: me.to_string(),
         expected_peers: a.expect_peers,
-        connected_peers: connected.len(),
+        connected_peers: ever_connected.len(),
         problems,
         pairs,
         chat,

@@ -220,7 +220,7 @@ impl Link {
                 if self.connected {
                     stream.attach(target.clone());
                 }
-                spawn_feedback_listener(track, stream.clone(), self.shared.clone());
+                spawn_feedback_listener(track, target.clone(), stream.clone(), self.shared.clone());
                 self.senders.insert(stream.kind, (sender, target, stream));
             }
             Err(e) => tracing::error!(error = %e, kind = ?stream.kind, "add_track failed"),
@@ -331,7 +331,7 @@ impl Link {
 
 /// Reads RTCP about one of our tracks at one peer: keyframe requests, and receiver reports for
 /// RTT and "they receive us".
-fn spawn_feedback_listener(track: Arc<dyn TrackLocal>, stream: Arc<SendStream>, shared: Arc<LinkShared>) {
+fn spawn_feedback_listener(track: Arc<dyn TrackLocal>, target: Arc<Target>, stream: Arc<SendStream>, shared: Arc<LinkShared>) {
     tokio::spawn(async move {
         loop {
             // poll() answers None until negotiation binds the track, and after the link closes.
@@ -353,8 +353,13 @@ fn spawn_feedback_listener(track: Arc<dyn TrackLocal>, stream: Arc<SendStream>, 
                         if let Some(rtt) = rtt_from_report(r.last_sender_report, r.delay) {
                             *shared.rtt_ms.lock() = Some(rtt);
                         }
-                        let received = u64::from(r.last_sequence_number).saturating_sub(u64::from(r.total_lost));
-                        shared.peer_received.lock().insert(stream.ssrc, received);
+                        // Extended highest sequence number, counted from the first packet this
+                        // peer was sent, minus what it lost.
+                        let first = target.first_seq.load(Ordering::Relaxed);
+                        if first != u32::MAX {
+                            let span = (u64::from(r.last_sequence_number) + 1).saturating_sub(u64::from(first));
+                            shared.peer_received.lock().insert(stream.ssrc, span.saturating_sub(u64::from(r.total_lost)));
+                        }
                     }
                 }
             }

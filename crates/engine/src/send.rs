@@ -55,6 +55,9 @@ pub struct Target {
     pub track: Arc<TrackLocalStaticRTP>,
     /// The negotiated payload type (the registered one until negotiation says otherwise).
     pub pt: AtomicU8,
+    /// Sequence number of the first packet sent to this peer (`u32::MAX` before any), to turn
+    /// its receiver reports' extended highest sequence number into a packet count.
+    pub first_seq: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for Target {
@@ -111,6 +114,9 @@ impl SendStream {
                 drop(stream);
                 for t in targets {
                     let pt = t.pt.load(Ordering::Relaxed);
+                    if let Some(first) = batch.first() {
+                        let _ = t.first_seq.compare_exchange(u32::MAX, u32::from(first.header.sequence_number), Ordering::Relaxed, Ordering::Relaxed);
+                    }
                     for p in &batch {
                         let mut p = p.clone();
                         p.header.payload_type = pt;
@@ -151,7 +157,12 @@ impl SendStream {
             }],
         );
         let pt = if self.kind == TrackKind::Audio { OPUS_PT } else { H264_PT };
-        Arc::new(Target { peer: peer.clone(), track: Arc::new(TrackLocalStaticRTP::new(track)), pt: AtomicU8::new(pt) })
+        Arc::new(Target {
+            peer: peer.clone(),
+            track: Arc::new(TrackLocalStaticRTP::new(track)),
+            pt: AtomicU8::new(pt),
+            first_seq: std::sync::atomic::AtomicU32::new(u32::MAX),
+        })
     }
 
     /// Start sending to `target` (after its track was added to the connection).

@@ -1,0 +1,164 @@
+//! The `hearth-call` binary as users run it in CI: real processes against a real server.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use hearth_engine::{CallEvent, Engine, EngineConfig, EngineEvent, LinkState};
+use hearth_testkit::{Server, eventually};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn hearth_call() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth-call"));
+    c.stderr(Stdio::piped()).stdout(Stdio::piped());
+    c
+}
+
+fn join_args(url: &str, name: &str, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ["join", "--server", url, "--room", "ci", "--name", name, "--synthetic", "--json", "--width", "320", "--height", "240"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run_all(children: Vec<std::process::Child>) -> Vec<(i32, Value, String)> {
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+            (out.status.code().unwrap_or(-1), json, stderr)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_smoke_call_exits_zero() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let url = server.url();
+    let kids = ["ada", "bob"]
+        .iter()
+        .map(|n| hearth_call().args(join_args(&url, n, &["--seconds", "3"])).spawn().unwrap())
+        .collect();
+    let results = tokio::task::spawn_blocking(move || run_all(kids)).await.unwrap();
+    for (code, json, stderr) in results {
+        assert_eq!(code, 0, "{json:#}\n{stderr}");
+        assert_eq!(json["ok"], true);
+        let pair = &json["pairs"][0];
+        assert!(pair["video_frames_decoded"].as_u64().unwrap() > 30, "{pair:#}");
+        assert!(pair["audio_frames_decoded"].as_u64().unwrap() > 50, "{pair:#}");
+        assert!(pair["sender_received_packets"].as_u64().unwrap() > 0, "{pair:#}");
+        assert_eq!(pair["video_width"], 320);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_and_private_chat_from_the_cli() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let url = server.url();
+    let common = ["--seconds", "3", "--expect-peers", "2"];
+    let ada = hearth_call().args(join_args(&url, "ada", &[&common[..], &["--say", "hello room"]].concat())).spawn().unwrap();
+    let bob = hearth_call().args(join_args(&url, "bob", &[&common[..], &["--say", "psst", "--say-to", "cy"]].concat())).spawn().unwrap();
+    let cy = hearth_call().args(join_args(&url, "cy", &common)).spawn().unwrap();
+    let results = tokio::task::spawn_blocking(move || run_all(vec![ada, bob, cy])).await.unwrap();
+    let chat = |i: usize| -> Vec<(String, bool, String)> {
+        results[i].1["chat"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["from"].as_str().unwrap().to_owned(), c["private"].as_bool().unwrap(), c["text"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    for (code, json, stderr) in &results {
+        assert_eq!(*code, 0, "{json:#}\n{stderr}");
+    }
+    let room = ("ada".to_owned(), false, "hello room".to_owned());
+    let private = ("bob".to_owned(), true, "psst".to_owned());
+    assert!(chat(1).contains(&room), "bob: {:?}", chat(1));
+    assert!(chat(2).contains(&room), "cy: {:?}", chat(2));
+    assert!(chat(2).contains(&private), "cy: {:?}", chat(2));
+    assert!(!chat(0).iter().any(|c| c.2 == "psst"), "the private message leaked to ada: {:?}", chat(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_peer_is_cleaned_up_by_the_others() {
+    let mut cfg = hearth_signal::Config::default();
+    cfg.hub.resume_grace = Duration::from_secs(2);
+    let server = Server::start(cfg).await.unwrap();
+    let (ada, mut rx) = Engine::start(EngineConfig::new(server.url(), "ci", "ada").synthetic(320, 240, 30.0)).await.unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            sink.lock().unwrap().push(ev);
+        }
+    });
+    let mut victim = hearth_call().args(join_args(&server.url(), "victim", &["--seconds", "120"])).spawn().unwrap();
+    eventually(Duration::from_secs(20), "victim connected", async || {
+        log.lock().unwrap().iter().any(|e| matches!(e, EngineEvent::Call(CallEvent::Link { state: LinkState::Connected, .. }))).then_some(())
+    })
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(10), "video from the victim", async || {
+        ada.stats().await.ok()?.into_iter().find(|s| s.camera.frames_decoded > 10)
+    })
+    .await
+    .unwrap();
+    victim.kill().unwrap(); // SIGKILL: no leave, no close frames
+    let _ = victim.wait();
+    eventually(Duration::from_secs(20), "victim reported left", async || {
+        log.lock().unwrap().iter().any(|e| matches!(e, EngineEvent::Call(CallEvent::PeerLeft { .. }))).then_some(())
+    })
+    .await
+    .unwrap();
+    // Its link is torn down: no stats entry, so no connection, tasks or decoder left for it.
+    eventually(Duration::from_secs(10), "link gone", async || ada.stats().await.ok()?.is_empty().then_some(())).await.unwrap();
+    let events = log.lock().unwrap();
+    assert!(events.iter().any(|e| matches!(e, EngineEvent::Call(CallEvent::PeerReconnecting(_)))));
+    drop(events);
+    ada.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_tell_what_went_wrong() {
+    // Nobody listening: 3, with a clear message.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let out = hearth_call().args(join_args(&url, "a", &[])).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the signaling server"));
+    // Nothing to send: 2.
+    let out = hearth_call().args(["join", "--server", &url, "--room", "r"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--synthetic"));
+    // Alone in the room when a peer is expected: 1.
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let url = server.url();
+    let out = tokio::task::spawn_blocking(move || hearth_call().args(join_args(&url, "alone", &["--wait", "2"])).output().unwrap()).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    assert!(json["problems"][0].as_str().unwrap().contains("expected 1 peer(s), 0 connected"), "{json:#}");
+}
+
+#[test]
+fn demo_reports_every_pair() {
+    let out = hearth_call()
+        .args(["demo", "--peers", "3", "--seconds", "2", "--json", "--width", "320", "--height", "240"])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(0), "{json:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    let pairs = json["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 6);
+    for p in pairs {
+        assert!(p["video_frames_decoded"].as_u64().unwrap() > 0);
+        assert!(p["video_latency_ms"]["samples"].as_u64().unwrap() > 0);
+        assert!(p["join_to_first_frame_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert!(json["cpu_per_peer_pct"].as_f64().unwrap() > 0.0);
+}
