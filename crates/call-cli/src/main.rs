@@ -8,13 +8,11 @@
 //! Exit codes: 0 media flowed; 1 it did not (or peers missing); 2 bad usage; 3 could not
 //! connect or join.
 
-mod report;
-
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use hearth_call::demo::{self, DemoParams};
+use hearth_call::report::{self, PairReport};
 use hearth_engine::{AudioSpec, CallEvent, Command, Engine, EngineConfig, EngineEvent, LinkState, VideoSpec};
 use hearth_proto::PeerId;
-use report::{PairReport, Summary};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -26,14 +24,18 @@ struct Cli {
     #[command(subcommand)]
     command: Cmd,
     /// Log filter (also RUST_LOG), e.g. "hearth_engine=debug".
-    #[arg(long, global = true, default_value = "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,webrtc=error")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,webrtc=error"
+    )]
     log: String,
 }
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Join a room on a server and check that media flows both ways.
-    Join(JoinArgs),
+    Join(Box<JoinArgs>),
     /// Run N synthetic peers against an embedded server on loopback and report on every pair.
     Demo(DemoArgs),
     /// List cameras, microphones, speakers and screens.
@@ -127,7 +129,10 @@ fn main() -> ExitCode {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
         .try_init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -138,7 +143,7 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Cmd::Join(a) => join(a).await,
+            Cmd::Join(a) => join(*a).await,
             Cmd::Demo(a) => demo(a).await,
             Cmd::Devices => devices(),
         }
@@ -224,7 +229,11 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if a.screen {
-        let spec = if a.synthetic { VideoSpec::SyntheticScreen { width: w, height: h, fps: 15.0 } } else { VideoSpec::Screen { id: None, fps: 15.0 } };
+        let spec = if a.synthetic {
+            VideoSpec::SyntheticScreen { width: w, height: h, fps: 15.0 }
+        } else {
+            VideoSpec::Screen { id: None, fps: 15.0 }
+        };
         engine.command(Command::StartScreenShare(spec))?;
     }
     let me = engine.peer_id().clone();
@@ -304,11 +313,22 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
             }
             EngineEvent::Call(CallEvent::Chat(m)) if m.from != me => {
                 if !a.json {
-                    println!("chat from {}{}: {}", m.from_name, if m.to.is_some() { " (private)" } else { "" }, m.text);
+                    println!(
+                        "chat from {}{}: {}",
+                        m.from_name,
+                        if m.to.is_some() { " (private)" } else { "" },
+                        m.text
+                    );
                 }
-                chat.push(ChatLine { from: m.from_name.clone(), private: m.to.is_some(), text: m.text.clone() });
+                chat.push(ChatLine {
+                    from: m.from_name.clone(),
+                    private: m.to.is_some(),
+                    text: m.text.clone(),
+                });
             }
-            EngineEvent::Call(CallEvent::ServerError { code, message }) => problems.push(format!("server: {message} ({code})")),
+            EngineEvent::Call(CallEvent::ServerError { code, message }) => {
+                problems.push(format!("server: {message} ({code})"))
+            }
             EngineEvent::DeviceError { kind, message } => {
                 eprintln!("hearth-call: {kind:?} device: {message}");
                 device_errors.push(message);
@@ -356,35 +376,12 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         for p in &report.problems {
             println!("problem: {p}");
         }
-        println!("{}", if report.ok { "OK: media flowed both ways with every expected peer" } else { "FAILED" });
+        println!(
+            "{}",
+            if report.ok { "OK: media flowed both ways with every expected peer" } else { "FAILED" }
+        );
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-/// CPU time (user + system) this process has used, in seconds.
-fn process_cpu_secs() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let f: Vec<String> = s.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect();
-            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
-#[derive(Debug, Serialize)]
-struct DemoReport {
-    ok: bool,
-    peers: usize,
-    seconds: u64,
-    width: u32,
-    height: u32,
-    fps: f32,
-    /// Process CPU over the measured window, in % of one core.
-    cpu_total_pct: f64,
-    cpu_per_peer_pct: f64,
-    summary: Summary,
-    pairs: Vec<PairReport>,
 }
 
 async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -392,87 +389,16 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
         eprintln!("hearth-call: a demo needs at least 2 peers");
         return Ok(ExitCode::from(2));
     }
-    let listener = hearth_signal::bind("127.0.0.1:0").await.context("cannot bind the embedded server")?;
-    let url = format!("ws://{}/ws", listener.local_addr()?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server_cfg = hearth_signal::Config::default();
-    server_cfg.hub.max_room_size = a.peers.max(8);
-    let server = tokio::spawn(hearth_signal::run(listener, server_cfg, async {
-        let _ = stop_rx.await;
-    }));
     let (w, h, fps) = (a.media.width, a.media.height, a.media.fps);
-    let mut engines = Vec::new();
-    let mut event_rxs = Vec::new();
-    for i in 0..a.peers {
-        let cfg = EngineConfig::new(url.clone(), "demo", format!("peer-{}", i + 1)).synthetic(w, h, fps);
-        let (engine, events) = Engine::start(cfg).await.with_context(|| format!("peer {} could not join", i + 1))?;
-        engines.push(engine);
-        event_rxs.push(events);
-    }
-    // Keep draining events so nothing piles up; count connected links.
-    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let drains: Vec<_> = event_rxs
-        .into_iter()
-        .map(|mut rx| {
-            let conn_tx = conn_tx.clone();
-            tokio::spawn(async move {
-                while let Some(ev) = rx.recv().await {
-                    if let EngineEvent::Call(CallEvent::Link { state: LinkState::Connected, .. }) = ev {
-                        let _ = conn_tx.send(());
-                    }
-                }
-            })
-        })
-        .collect();
-    let links = a.peers * (a.peers - 1);
-    let wait_until = Instant::now() + Duration::from_secs(20);
-    let mut up = 0;
-    while up < links {
-        match tokio::time::timeout_at(wait_until.into(), conn_rx.recv()).await {
-            Ok(Some(())) => up += 1,
-            _ => break,
-        }
-    }
-    // Measure CPU over the steady window only (after connecting, excluding the first second).
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let cpu0 = process_cpu_secs();
-    let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(a.seconds.max(1))).await;
-    let cpu = (process_cpu_secs() - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
-
-    let joins: BTreeMap<String, u64> = engines.iter().map(|e| (e.peer_id().to_string(), e.joined_at_us())).collect();
-    let mut pairs = Vec::new();
-    for (i, e) in engines.iter().enumerate() {
-        let name = format!("peer-{}", i + 1);
-        for s in e.stats().await.unwrap_or_default() {
-            pairs.push(PairReport::new(&name, e.joined_at_us(), joins.get(&s.peer_id).copied(), &s));
-        }
-    }
-    for e in engines {
-        e.leave().await;
-    }
-    for d in drains {
-        d.abort();
-    }
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    let ok = pairs.len() == links && pairs.iter().all(|p| p.flowed(true, true));
-    let report = DemoReport {
-        ok,
-        peers: a.peers,
-        seconds: a.seconds,
-        width: w,
-        height: h,
-        fps,
-        cpu_total_pct: cpu,
-        cpu_per_peer_pct: cpu / a.peers as f64,
-        summary: Summary::of(&pairs),
-        pairs,
-    };
+    let report =
+        demo::run(DemoParams { peers: a.peers, seconds: a.seconds, width: w, height: h, fps }).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("hearth-call demo: {} peers, {}x{}@{} synthetic video + Opus, {} s, embedded server on loopback", a.peers, w, h, fps, a.seconds);
+        println!(
+            "hearth-call demo: {} peers, {}x{}@{} synthetic video + Opus, {} s, embedded server on loopback",
+            a.peers, w, h, fps, a.seconds
+        );
         report::print_pairs(&report.pairs);
         let s = &report.summary;
         let o = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.1}"));
@@ -485,8 +411,18 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
             o(s.join_to_first_frame_p50_ms),
             o(s.connect_p50_ms)
         );
-        println!("CPU: {:.1}% of one core in total, {:.1}% per peer", report.cpu_total_pct, report.cpu_per_peer_pct);
-        println!("{}", if report.ok { "OK: media flowed between every pair" } else { "FAILED: media did not flow between every pair" });
+        println!(
+            "CPU: {:.1}% of one core in total, {:.1}% per peer",
+            report.cpu_total_pct, report.cpu_per_peer_pct
+        );
+        println!(
+            "{}",
+            if report.ok {
+                "OK: media flowed between every pair"
+            } else {
+                "FAILED: media did not flow between every pair"
+            }
+        );
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

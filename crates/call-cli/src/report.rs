@@ -37,14 +37,22 @@ pub struct PairReport {
 }
 
 impl PairReport {
-    pub fn new(receiver: &str, receiver_join_us: u64, sender_join_us: Option<u64>, s: &PeerStats) -> PairReport {
+    pub fn new(
+        receiver: &str,
+        receiver_join_us: u64,
+        sender_join_us: Option<u64>,
+        s: &PeerStats,
+    ) -> PairReport {
         let start = sender_join_us.map_or(receiver_join_us, |j| j.max(receiver_join_us));
         PairReport {
             receiver: receiver.to_owned(),
             sender: if s.name.is_empty() { s.peer_id.clone() } else { s.name.clone() },
             connected: s.connected,
             connect_ms: s.connect_ms,
-            join_to_first_frame_ms: s.camera.first_decoded_us.map(|t| t.saturating_sub(start) as f64 / 1000.0),
+            join_to_first_frame_ms: s
+                .camera
+                .first_decoded_us
+                .map(|t| t.saturating_sub(start) as f64 / 1000.0),
             video_frames_decoded: s.camera.frames_decoded,
             video_frames_lost: s.camera.frames_lost,
             video_frames_out_of_order: s.camera.frames_out_of_order,
@@ -100,12 +108,21 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(pairs: &[PairReport]) -> Summary {
-        let collect = |f: &dyn Fn(&PairReport) -> Option<f64>| -> Vec<f64> { pairs.iter().filter_map(f).collect() };
+        let collect =
+            |f: &dyn Fn(&PairReport) -> Option<f64>| -> Vec<f64> { pairs.iter().filter_map(f).collect() };
         Summary {
-            video_latency_p50_ms: median(&mut collect(&|p| (p.video_latency_ms.samples > 0).then_some(p.video_latency_ms.p50_ms))),
-            video_latency_p95_ms: median(&mut collect(&|p| (p.video_latency_ms.samples > 0).then_some(p.video_latency_ms.p95_ms))),
-            audio_latency_p50_ms: median(&mut collect(&|p| (p.audio_latency_ms.samples > 0).then_some(p.audio_latency_ms.p50_ms))),
-            audio_latency_p95_ms: median(&mut collect(&|p| (p.audio_latency_ms.samples > 0).then_some(p.audio_latency_ms.p95_ms))),
+            video_latency_p50_ms: median(&mut collect(&|p| {
+                (p.video_latency_ms.samples > 0).then_some(p.video_latency_ms.p50_ms)
+            })),
+            video_latency_p95_ms: median(&mut collect(&|p| {
+                (p.video_latency_ms.samples > 0).then_some(p.video_latency_ms.p95_ms)
+            })),
+            audio_latency_p50_ms: median(&mut collect(&|p| {
+                (p.audio_latency_ms.samples > 0).then_some(p.audio_latency_ms.p50_ms)
+            })),
+            audio_latency_p95_ms: median(&mut collect(&|p| {
+                (p.audio_latency_ms.samples > 0).then_some(p.audio_latency_ms.p95_ms)
+            })),
             join_to_first_frame_p50_ms: median(&mut collect(&|p| p.join_to_first_frame_ms)),
             connect_p50_ms: median(&mut collect(&|p| p.connect_ms)),
             video_frames_lost: pairs.iter().map(|p| p.video_frames_lost).sum(),
@@ -122,7 +139,19 @@ fn opt(v: Option<f64>) -> String {
 pub fn print_pairs(pairs: &[PairReport]) {
     println!(
         "{:<12} {:<12} {:>5} {:>8} {:>9} {:>7} {:>5} {:>13} {:>7} {:>13} {:>8} {:>6} {:>7}",
-        "receiver", "from", "conn", "conn ms", "1st frame", "video", "lost", "v lat p50/95", "audio", "a lat p50/95", "kbit/s", "rtt", "quality"
+        "receiver",
+        "from",
+        "conn",
+        "conn ms",
+        "1st frame",
+        "video",
+        "lost",
+        "v lat p50/95",
+        "audio",
+        "a lat p50/95",
+        "kbit/s",
+        "rtt",
+        "quality"
     );
     for p in pairs {
         println!(

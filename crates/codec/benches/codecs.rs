@@ -12,7 +12,8 @@ fn video(w: u32, h: u32, frames: u32) {
     let mut enc = H264Encoder::new(cfg).unwrap();
     let mut dec = H264Decoder::new().unwrap();
     let mut frame = VideoFrame::new(w, h);
-    let (mut enc_t, mut dec_t, mut gen_t, mut bytes) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0usize);
+    let (mut enc_t, mut dec_t, mut gen_t, mut bytes) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0usize);
     for _ in 0..frames {
         let t = Instant::now();
         src.capture(&mut frame).unwrap();

@@ -129,21 +129,35 @@ impl H264Encoder {
 
     /// Encode one frame. `None` when the encoder produced nothing for it (skipped).
     pub fn encode(&mut self, frame: &VideoFrame) -> Result<Option<EncodedVideo>, CodecError> {
-        if frame.width % 2 != 0 || frame.height % 2 != 0 || frame.width < 16 || frame.height < 16 {
-            return Err(CodecError::BadInput(format!("frame size {}x{} must be even and at least 16x16", frame.width, frame.height)));
+        if !frame.width.is_multiple_of(2)
+            || !frame.height.is_multiple_of(2)
+            || frame.width < 16
+            || frame.height < 16
+        {
+            return Err(CodecError::BadInput(format!(
+                "frame size {}x{} must be even and at least 16x16",
+                frame.width, frame.height
+            )));
         }
         if std::mem::take(&mut self.keyframe_requested) {
             self.enc.force_intra_frame();
         }
         let ts = Timestamp::from_millis(frame.capture_us / 1000);
-        let bs = self.enc.encode_at(&FrameSource(frame), ts).map_err(|e| CodecError::Encode(e.to_string()))?;
+        let bs =
+            self.enc.encode_at(&FrameSource(frame), ts).map_err(|e| CodecError::Encode(e.to_string()))?;
         self.frames += 1;
         let keyframe = matches!(bs.frame_type(), FrameType::IDR | FrameType::I);
         let data = bs.to_vec();
         if data.is_empty() {
             return Ok(None);
         }
-        Ok(Some(EncodedVideo { data, keyframe, width: frame.width, height: frame.height, capture_us: frame.capture_us }))
+        Ok(Some(EncodedVideo {
+            data,
+            keyframe,
+            width: frame.width,
+            height: frame.height,
+            capture_us: frame.capture_us,
+        }))
     }
 }
 
@@ -167,8 +181,11 @@ pub fn is_keyframe(annexb: &[u8]) -> bool {
 
 impl H264Decoder {
     pub fn new() -> Result<H264Decoder, CodecError> {
-        let dec = Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new().flush_after_decode(Flush::NoFlush))
-            .map_err(|e| CodecError::Init(format!("H.264 decoder: {e}")))?;
+        let dec = Decoder::with_api_config(
+            OpenH264API::from_source(),
+            DecoderConfig::new().flush_after_decode(Flush::NoFlush),
+        )
+        .map_err(|e| CodecError::Init(format!("H.264 decoder: {e}")))?;
         Ok(H264Decoder { dec, need_keyframe: true })
     }
 
@@ -180,7 +197,11 @@ impl H264Decoder {
     /// Decode one access unit and hand the picture to `use_frame` (the decoder's buffer is only
     /// valid until the next call). `Ok(None)`: nothing to show yet. An error means the stream is
     /// broken until the next keyframe: request one.
-    pub fn decode<R>(&mut self, annexb: &[u8], use_frame: impl FnOnce(&I420View<'_>) -> R) -> Result<Option<R>, CodecError> {
+    pub fn decode<R>(
+        &mut self,
+        annexb: &[u8],
+        use_frame: impl FnOnce(&I420View<'_>) -> R,
+    ) -> Result<Option<R>, CodecError> {
         if self.need_keyframe {
             if !is_keyframe(annexb) {
                 return Err(CodecError::NeedKeyframe);
@@ -219,7 +240,8 @@ mod tests {
     #[test]
     fn stamps_survive_encoding_and_keyframes_come_on_request() {
         let mut src = TestPattern::new(640, 360, 30.0).unpaced();
-        let mut enc = H264Encoder::new(VideoEncoderConfig::for_source(640, 360, 30.0, VideoKind::Camera)).unwrap();
+        let mut enc =
+            H264Encoder::new(VideoEncoderConfig::for_source(640, 360, 30.0, VideoKind::Camera)).unwrap();
         let mut dec = H264Decoder::new().unwrap();
         let mut frame = VideoFrame::new(640, 360);
         let mut keyframes = Vec::new();
@@ -233,7 +255,8 @@ mod tests {
             if au.keyframe {
                 keyframes.push(n);
             }
-            let stamp = dec.decode(&au.data, |img| (img.width, img.height, read_stamp(img))).unwrap().unwrap();
+            let stamp =
+                dec.decode(&au.data, |img| (img.width, img.height, read_stamp(img))).unwrap().unwrap();
             assert_eq!((stamp.0, stamp.1), (640, 360));
             assert_eq!(stamp.2.unwrap().frame, n, "frame {n}");
         }
@@ -243,7 +266,8 @@ mod tests {
     #[test]
     fn decoder_waits_for_keyframe_and_recovers_after_garbage() {
         let mut src = TestPattern::new(320, 180, 30.0).unpaced();
-        let mut enc = H264Encoder::new(VideoEncoderConfig::for_source(320, 180, 30.0, VideoKind::Screen)).unwrap();
+        let mut enc =
+            H264Encoder::new(VideoEncoderConfig::for_source(320, 180, 30.0, VideoKind::Screen)).unwrap();
         let mut frame = VideoFrame::new(320, 180);
         let mut aus = Vec::new();
         for _ in 0..3 {

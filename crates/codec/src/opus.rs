@@ -21,7 +21,8 @@ fn init(e: opus::Error) -> CodecError {
 
 impl OpusEncoder {
     pub fn new(bitrate_bps: i32) -> Result<OpusEncoder, CodecError> {
-        let mut enc = opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip).map_err(init)?;
+        let mut enc =
+            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip).map_err(init)?;
         enc.set_bitrate(opus::Bitrate::Bits(bitrate_bps)).map_err(init)?;
         // In-band FEC lets a receiver rebuild one lost packet from the next one.
         enc.set_inband_fec(true).map_err(init)?;
@@ -32,9 +33,13 @@ impl OpusEncoder {
     /// Encode one 20 ms frame; the packet borrows the encoder's buffer.
     pub fn encode(&mut self, frame: &AudioFrame) -> Result<&[u8], CodecError> {
         if frame.samples.len() != FRAME_SAMPLES {
-            return Err(CodecError::BadInput(format!("audio frames must have {FRAME_SAMPLES} samples, got {}", frame.samples.len())));
+            return Err(CodecError::BadInput(format!(
+                "audio frames must have {FRAME_SAMPLES} samples, got {}",
+                frame.samples.len()
+            )));
         }
-        let n = self.enc.encode(&frame.samples, &mut self.out).map_err(|e| CodecError::Encode(e.to_string()))?;
+        let n =
+            self.enc.encode(&frame.samples, &mut self.out).map_err(|e| CodecError::Encode(e.to_string()))?;
         Ok(&self.out[..n])
     }
 }

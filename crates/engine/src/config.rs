@@ -58,7 +58,11 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     /// A config for `room` on `server_url` with no media; set the sources you want.
-    pub fn new(server_url: impl Into<String>, room: impl Into<String>, name: impl Into<String>) -> EngineConfig {
+    pub fn new(
+        server_url: impl Into<String>,
+        room: impl Into<String>,
+        name: impl Into<String>,
+    ) -> EngineConfig {
         EngineConfig {
             server_url: server_url.into(),
             room: room.into(),

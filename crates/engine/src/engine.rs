@@ -43,7 +43,9 @@ pub struct Engine {
 impl Engine {
     /// Connect, join, and start sending. Returns once the server has welcomed us; events
     /// (starting with [`CallEvent::Joined`]) arrive on the receiver.
-    pub async fn start(cfg: EngineConfig) -> Result<(Engine, mpsc::UnboundedReceiver<EngineEvent>), EngineError> {
+    pub async fn start(
+        cfg: EngineConfig,
+    ) -> Result<(Engine, mpsc::UnboundedReceiver<EngineEvent>), EngineError> {
         let url = signal::normalize_url(&cfg.server_url)?;
         let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
         let conn = signal::connect(&url, cfg.connect_timeout, 1, sig_tx.clone()).await?;
@@ -64,9 +66,11 @@ impl Engine {
         // Wait for the welcome (or a refusal) so the caller learns at once if it cannot join.
         let deadline = Instant::now() + cfg.connect_timeout;
         let welcome = loop {
-            let ev = tokio::time::timeout_at(deadline.into(), sig_rx.recv()).await.map_err(|_| EngineError::Connect {
-                url: url.clone(),
-                message: "the server did not answer the join".into(),
+            let ev = tokio::time::timeout_at(deadline.into(), sig_rx.recv()).await.map_err(|_| {
+                EngineError::Connect {
+                    url: url.clone(),
+                    message: "the server did not answer the join".into(),
+                }
             })?;
             match ev {
                 Some((_, SignalEvent::Message(m @ ServerMessage::Welcome(_)))) => break m,
@@ -77,7 +81,12 @@ impl Engine {
                 Some((_, SignalEvent::Closed(reason))) => {
                     return Err(EngineError::Connect { url: url.clone(), message: reason });
                 }
-                None => return Err(EngineError::Connect { url: url.clone(), message: "connection closed".into() }),
+                None => {
+                    return Err(EngineError::Connect {
+                        url: url.clone(),
+                        message: "connection closed".into(),
+                    });
+                }
             }
         };
         let ServerMessage::Welcome(w) = &welcome else { return Err(EngineError::Stopped) };
@@ -85,7 +94,11 @@ impl Engine {
         let udp_bind = cfg.udp_bind.clone().unwrap_or_else(|| {
             if signal::is_loopback_url(&url) { vec!["127.0.0.1:0".into()] } else { vec!["0.0.0.0:0".into()] }
         });
-        let settings = RtcSettings { udp_bind, ice_servers: w.ice_servers.clone(), ice_check_interval: cfg.ice_check_interval };
+        let settings = RtcSettings {
+            udp_bind,
+            ice_servers: w.ice_servers.clone(),
+            ice_check_interval: cfg.ice_check_interval,
+        };
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -97,7 +110,8 @@ impl Engine {
             (Some(id), Some(m)) => match Speaker::open(id.as_deref(), m.clone()) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    let _ = events_tx.send(EngineEvent::DeviceError { kind: TrackKind::Audio, message: e.to_string() });
+                    let _ = events_tx
+                        .send(EngineEvent::DeviceError { kind: TrackKind::Audio, message: e.to_string() });
                     None
                 }
             },
@@ -183,6 +197,20 @@ impl Engine {
         }
         if let Some(t) = self.task.take() {
             let _ = t.await;
+        }
+        release_free_memory();
+    }
+}
+
+/// Give freed heap memory back to the OS. A call frees tens of MB (codec buffers, per-thread
+/// malloc arenas of the capture and decoder threads) that glibc would otherwise keep mapped.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks glibc's own free lists; it has no preconditions.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::malloc_trim(0);
         }
     }
 }
@@ -310,7 +338,9 @@ impl Core {
             return;
         }
         if !self.cfg.reconnect {
-            let _ = self.events.send(EngineEvent::Ended { reason: format!("lost the signaling server: {reason}") });
+            let _ = self
+                .events
+                .send(EngineEvent::Ended { reason: format!("lost the signaling server: {reason}") });
             return;
         }
         self.start_reconnect(delay, &reason);
@@ -321,7 +351,8 @@ impl Core {
             return;
         }
         tracing::info!(reason, "signaling lost; reconnecting");
-        let _ = self.events.send(EngineEvent::SignalingLost { retry_in: initial.max(reconnect_delay(0, 1.0)) });
+        let _ =
+            self.events.send(EngineEvent::SignalingLost { retry_in: initial.max(reconnect_delay(0, 1.0)) });
         let url = self.url.clone();
         let timeout = self.cfg.connect_timeout;
         let sig_tx = self.sig_tx.clone();
@@ -388,7 +419,8 @@ impl Core {
                     if let Some(old) = self.links.remove(&peer) {
                         let _ = old.tx.send(LinkCmd::Close);
                     }
-                    let handle = link::spawn(peer.clone(), polite, offer, self.active_streams(), self.env.clone());
+                    let handle =
+                        link::spawn(peer.clone(), polite, offer, self.active_streams(), self.env.clone());
                     self.links.insert(peer, handle);
                 }
                 Action::CloseLink { peer } => {
@@ -500,4 +532,3 @@ impl Core {
         let _ = self.events.send(EngineEvent::Ended { reason: "left the call".into() });
     }
 }
-

@@ -39,7 +39,9 @@ pub mod rtc_setup;
 pub mod send;
 pub mod signal;
 
-pub use config::{AudioSpec, EngineConfig, EngineEvent, Latency, PeerStats, StreamStats, TrackKind, VideoSpec};
+pub use config::{
+    AudioSpec, EngineConfig, EngineEvent, Latency, PeerStats, StreamStats, TrackKind, VideoSpec,
+};
 pub use engine::{Command, Engine};
 pub use error::EngineError;
 pub use hearth_session::{CallEvent, LinkState};

@@ -87,7 +87,13 @@ impl std::fmt::Debug for LinkEnv {
 }
 
 /// Start a link to `peer`, sending `streams`; offer first if `offer`.
-pub fn spawn(peer: PeerId, polite: bool, offer: bool, streams: Vec<Arc<SendStream>>, env: LinkEnv) -> LinkHandle {
+pub fn spawn(
+    peer: PeerId,
+    polite: bool,
+    offer: bool,
+    streams: Vec<Arc<SendStream>>,
+    env: LinkEnv,
+) -> LinkHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(LinkShared {
         peer: peer.clone(),
@@ -100,17 +106,29 @@ pub fn spawn(peer: PeerId, polite: bool, offer: bool, streams: Vec<Arc<SendStrea
         closed: std::sync::atomic::AtomicBool::new(false),
         last_bytes: Mutex::new(None),
     });
-    let link = Link { peer, polite, env, shared: shared.clone(), senders: HashMap::new(), neg: Negotiator::new(polite), connected: false };
+    let link = Link {
+        peer,
+        polite,
+        env,
+        shared: shared.clone(),
+        senders: HashMap::new(),
+        neg: Negotiator::new(polite),
+        connected: false,
+    };
     let task = tokio::spawn(run(link, offer, streams, rx));
     LinkHandle { tx, shared, task }
 }
+
+/// Our tracks on this connection: the transceiver's sender, the peer's target in the
+/// fan-out, and the stream it belongs to.
+type Senders = HashMap<TrackKind, (Arc<dyn RtpSender>, Arc<Target>, Arc<SendStream>)>;
 
 struct Link {
     peer: PeerId,
     polite: bool,
     env: LinkEnv,
     shared: Arc<LinkShared>,
-    senders: HashMap<TrackKind, (Arc<dyn RtpSender>, Arc<Target>, Arc<SendStream>)>,
+    senders: Senders,
     neg: Negotiator,
     /// DTLS is up: media written now is sent (before, SRTP has no keys and drops it).
     connected: bool,
@@ -127,13 +145,21 @@ fn link_state(s: RTCPeerConnectionState) -> Option<LinkState> {
     })
 }
 
-async fn run(mut link: Link, offer: bool, streams: Vec<Arc<SendStream>>, mut rx: mpsc::UnboundedReceiver<LinkCmd>) {
+async fn run(
+    mut link: Link,
+    offer: bool,
+    streams: Vec<Arc<SendStream>>,
+    mut rx: mpsc::UnboundedReceiver<LinkCmd>,
+) {
     let (pc_tx, mut pc_rx) = mpsc::unbounded_channel();
     let pc = match new_peer_connection(&link.env.settings, pc_tx).await {
         Ok(pc) => pc,
         Err(e) => {
             tracing::error!(peer = %link.peer, error = %e, "cannot create a peer connection");
-            let _ = link.env.reports.send(LinkReport::State { peer: link.peer.clone(), state: LinkState::Failed });
+            let _ = link
+                .env
+                .reports
+                .send(LinkReport::State { peer: link.peer.clone(), state: LinkState::Failed });
             let _ = link.env.reports.send(LinkReport::Closed { peer: link.peer.clone() });
             return;
         }
@@ -227,10 +253,14 @@ impl Link {
         }
     }
 
-    async fn start_receiver(&self, track: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>) -> JoinHandle<()> {
+    async fn start_receiver(
+        &self,
+        track: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>,
+    ) -> JoinHandle<()> {
         let id = track.track_id().await;
         let is_audio = matches!(track.kind().await, rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio);
-        let kind = TrackKind::from_id(&id).unwrap_or(if is_audio { TrackKind::Audio } else { TrackKind::Camera });
+        let kind =
+            TrackKind::from_id(&id).unwrap_or(if is_audio { TrackKind::Audio } else { TrackKind::Camera });
         let acc = Arc::new(Mutex::new(StreamAcc::default()));
         acc.lock().stats.kind = Some(kind);
         self.shared.recv.lock().insert(kind, acc.clone());
@@ -242,13 +272,19 @@ impl Link {
             mixer: self.env.mixer.clone(),
         };
         tracing::debug!(peer = %self.peer, ?kind, "remote track");
-        if kind == TrackKind::Audio { tokio::spawn(run_audio(track, ctx)) } else { tokio::spawn(run_video(track, ctx)) }
+        if kind == TrackKind::Audio {
+            tokio::spawn(run_audio(track, ctx))
+        } else {
+            tokio::spawn(run_video(track, ctx))
+        }
     }
 
     async fn send_description(&self, pc: &Arc<dyn PeerConnection>, offer: bool) -> Result<(), String> {
-        let desc = if offer { pc.create_offer(None).await } else { pc.create_answer(None).await }.map_err(|e| e.to_string())?;
+        let desc = if offer { pc.create_offer(None).await } else { pc.create_answer(None).await }
+            .map_err(|e| e.to_string())?;
         pc.set_local_description(desc).await.map_err(|e| e.to_string())?;
-        let sdp = pc.local_description().await.map(|d| d.sdp).ok_or("no local description after setting it")?;
+        let sdp =
+            pc.local_description().await.map(|d| d.sdp).ok_or("no local description after setting it")?;
         let to = self.peer.clone();
         let msg = if offer { ClientMessage::Offer { to, sdp } } else { ClientMessage::Answer { to, sdp } };
         let _ = self.env.reports.send(LinkReport::Send(msg));
@@ -331,7 +367,12 @@ impl Link {
 
 /// Reads RTCP about one of our tracks at one peer: keyframe requests, and receiver reports for
 /// RTT and "they receive us".
-fn spawn_feedback_listener(track: Arc<dyn TrackLocal>, target: Arc<Target>, stream: Arc<SendStream>, shared: Arc<LinkShared>) {
+fn spawn_feedback_listener(
+    track: Arc<dyn TrackLocal>,
+    target: Arc<Target>,
+    stream: Arc<SendStream>,
+    shared: Arc<LinkShared>,
+) {
     tokio::spawn(async move {
         loop {
             // poll() answers None until negotiation binds the track, and after the link closes.
@@ -357,8 +398,12 @@ fn spawn_feedback_listener(track: Arc<dyn TrackLocal>, target: Arc<Target>, stre
                         // peer was sent, minus what it lost.
                         let first = target.first_seq.load(Ordering::Relaxed);
                         if first != u32::MAX {
-                            let span = (u64::from(r.last_sequence_number) + 1).saturating_sub(u64::from(first));
-                            shared.peer_received.lock().insert(stream.ssrc, span.saturating_sub(u64::from(r.total_lost)));
+                            let span =
+                                (u64::from(r.last_sequence_number) + 1).saturating_sub(u64::from(first));
+                            shared
+                                .peer_received
+                                .lock()
+                                .insert(stream.ssrc, span.saturating_sub(u64::from(r.total_lost)));
                         }
                     }
                 }
@@ -379,7 +424,8 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
         }
         for inbound in report.inbound_rtp_streams() {
             let r = &inbound.received_rtp_stream_stats;
-            let clock = if r.rtp_stream_stats.kind.to_string().contains("audio") { 48_000.0 } else { 90_000.0 };
+            let clock =
+                if r.rtp_stream_stats.kind.to_string().contains("audio") { 48_000.0 } else { 90_000.0 };
             // 0.21 reports jitter in RTP timestamp units.
             let ms = r.jitter * 1000.0 / clock;
             jitter = Some(jitter.map_or(ms, |j: f64| j.max(ms)));
@@ -395,7 +441,10 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
         let rates = match since {
             Some((t, s, r)) if now > t => {
                 let secs = now.duration_since(t).as_secs_f64();
-                (sent.saturating_sub(s) as f64 * 8.0 / 1000.0 / secs, received.saturating_sub(r) as f64 * 8.0 / 1000.0 / secs)
+                (
+                    sent.saturating_sub(s) as f64 * 8.0 / 1000.0 / secs,
+                    received.saturating_sub(r) as f64 * 8.0 / 1000.0 / secs,
+                )
             }
             _ => (0.0, 0.0),
         };
@@ -404,7 +453,8 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
     };
     let recv = shared.recv.lock().clone();
     let stream = |k: TrackKind| recv.get(&k).map(|a| a.lock().snapshot()).unwrap_or_default();
-    let (audio, camera, screen) = (stream(TrackKind::Audio), stream(TrackKind::Camera), stream(TrackKind::Screen));
+    let (audio, camera, screen) =
+        (stream(TrackKind::Audio), stream(TrackKind::Camera), stream(TrackKind::Screen));
     let connected_at = *shared.connected_at.lock();
     let rtt_ms = *shared.rtt_ms.lock();
     let loss_pct = (got + lost > 0).then(|| lost as f64 * 100.0 / (got + lost) as f64);

@@ -81,7 +81,8 @@ impl StreamAcc {
         let mut s = self.stats.clone();
         s.latency = Latency::from_us(&self.latency_us);
         s.fps = self.decoded_at.iter().filter(|t| now.saturating_sub(**t) <= 1_000_000).count() as f64;
-        let recent: u64 = self.bytes_at.iter().filter(|(t, _)| now.saturating_sub(*t) <= 1_000_000).map(|(_, b)| b).sum();
+        let recent: u64 =
+            self.bytes_at.iter().filter(|(t, _)| now.saturating_sub(*t) <= 1_000_000).map(|(_, b)| b).sum();
         s.bitrate_kbps = recent as f64 * 8.0 / 1000.0;
         s
     }
@@ -173,13 +174,19 @@ impl Assembler {
     }
 }
 
-async fn send_pli(track: &Arc<dyn TrackRemote>, ssrc: u32, last: &mut Option<Instant>, acc: &Mutex<StreamAcc>) {
+async fn send_pli(
+    track: &Arc<dyn TrackRemote>,
+    ssrc: u32,
+    last: &mut Option<Instant>,
+    acc: &Mutex<StreamAcc>,
+) {
     if last.is_some_and(|t| t.elapsed() < PLI_MIN_INTERVAL) {
         return;
     }
     *last = Some(Instant::now());
     acc.lock().stats.keyframe_requests += 1;
-    let _ = track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc })]).await;
+    let _ =
+        track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc })]).await;
 }
 
 /// Receive one remote video track until it ends.
@@ -263,7 +270,8 @@ fn decode_video(rx: std::sync::mpsc::Receiver<Bytes>, ctx: RecvCtx, pli: mpsc::U
         let result = decoder.decode(&au, |img| {
             let at = now_us();
             let stamp = read_stamp(img);
-            let frame = ctx.frames.as_ref().map(|_| Arc::new(img.to_frame(stamp.map_or(0, |s| s.capture_us))));
+            let frame =
+                ctx.frames.as_ref().map(|_| Arc::new(img.to_frame(stamp.map_or(0, |s| s.capture_us))));
             (at, img.width, img.height, stamp, frame)
         });
         match result {

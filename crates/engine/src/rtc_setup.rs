@@ -10,9 +10,9 @@
 use crate::error::EngineError;
 use hearth_proto::{IceCandidate, IceServer};
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::ice::network_type::NetworkType;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent,
     RTCPeerConnectionState, Registry, SettingEngineBuilder, register_default_interceptors,
 };
 
@@ -191,17 +191,20 @@ pub async fn new_peer_connection(
 ) -> Result<Arc<dyn PeerConnection>, EngineError> {
     let mut me = MediaEngine::default();
     me.register_codec(
-        RTCRtpCodecParameters { rtp_codec: h264_codec(), payload_type: H264_PT, ..Default::default() },
+        RTCRtpCodecParameters { rtp_codec: h264_codec(), payload_type: H264_PT },
         RtpCodecKind::Video,
     )?;
     me.register_codec(
-        RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PT, ..Default::default() },
+        RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PT },
         RtpCodecKind::Audio,
     )?;
     me.register_feedback(RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() }, RtpCodecKind::Video);
     let registry = register_default_interceptors(Registry::new(), &mut me)?
         // NACKs every 20 ms instead of 100: a lost packet is back within ~one frame.
-        .with(Slot::NackGenerator, rtc::interceptor::NackGeneratorBuilder::new().with_interval(Duration::from_millis(20)).build())
+        .with(
+            Slot::NackGenerator,
+            rtc::interceptor::NackGeneratorBuilder::new().with_interval(Duration::from_millis(20)).build(),
+        )
         .with(Slot::from(14_000), RtcpToApp::default());
     let se = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
@@ -209,9 +212,14 @@ pub async fn new_peer_connection(
         .with_ice_connection_attempts(Some(settings.ice_check_interval), None)
         .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
         // A vanished peer is noticed in ~3 s instead of the default ~5-30 s.
-        .with_ice_timeouts(Some(Duration::from_secs(2)), Some(Duration::from_secs(3)), Some(Duration::from_millis(500)))
+        .with_ice_timeouts(
+            Some(Duration::from_secs(2)),
+            Some(Duration::from_secs(3)),
+            Some(Duration::from_millis(500)),
+        )
         .build();
-    let config = RTCConfigurationBuilder::new().with_ice_servers(usable_ice_servers(&settings.ice_servers)).build();
+    let config =
+        RTCConfigurationBuilder::new().with_ice_servers(usable_ice_servers(&settings.ice_servers)).build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(config)
         .with_media_engine(me)
@@ -240,7 +248,8 @@ pub fn rtt_from_report(last_sender_report: u32, delay: u32) -> Option<f64> {
         return None;
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
-    let ntp_mid = ((((now.as_secs() + 0x83AA_7E80) << 16) & 0xffff_ffff_0000) | ((u64::from(now.subsec_nanos()) << 16) / 1_000_000_000)) as u32;
+    let ntp_mid = ((((now.as_secs() + 0x83AA_7E80) << 16) & 0xffff_ffff_0000)
+        | ((u64::from(now.subsec_nanos()) << 16) / 1_000_000_000)) as u32;
     let rtt = ntp_mid.wrapping_sub(last_sender_report).wrapping_sub(delay);
     // A wrapped negative value means clocks disagree; ignore it.
     (rtt < 0x8000_0000).then(|| f64::from(rtt) * 1000.0 / 65536.0)

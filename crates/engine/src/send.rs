@@ -115,7 +115,12 @@ impl SendStream {
                 for t in targets {
                     let pt = t.pt.load(Ordering::Relaxed);
                     if let Some(first) = batch.first() {
-                        let _ = t.first_seq.compare_exchange(u32::MAX, u32::from(first.header.sequence_number), Ordering::Relaxed, Ordering::Relaxed);
+                        let _ = t.first_seq.compare_exchange(
+                            u32::MAX,
+                            u32::from(first.header.sequence_number),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                     }
                     for p in &batch {
                         let mut p = p.clone();
@@ -203,16 +208,23 @@ impl SendStream {
     }
 
     /// Start capturing video from `spec` on a new thread. Device errors are reported on `events`.
-    pub fn start_video(self: &Arc<Self>, spec: VideoSpec, clock: MediaClock, events: mpsc::UnboundedSender<EngineEvent>) {
+    pub fn start_video(
+        self: &Arc<Self>,
+        spec: VideoSpec,
+        clock: MediaClock,
+        events: mpsc::UnboundedSender<EngineEvent>,
+    ) {
         self.stop_capture();
         let stop = Arc::new(AtomicBool::new(false));
         let stream = Arc::clone(self);
         let stop_flag = stop.clone();
-        let spawned = std::thread::Builder::new().name(format!("hearth-{}", self.kind.id())).spawn(move || {
-            if let Err(e) = video_loop(&stream, &spec, clock, &stop_flag) {
-                let _ = events.send(EngineEvent::DeviceError { kind: stream.kind, message: e.to_string() });
-            }
-        });
+        let spawned =
+            std::thread::Builder::new().name(format!("hearth-{}", self.kind.id())).spawn(move || {
+                if let Err(e) = video_loop(&stream, &spec, clock, &stop_flag) {
+                    let _ =
+                        events.send(EngineEvent::DeviceError { kind: stream.kind, message: e.to_string() });
+                }
+            });
         match spawned {
             Ok(thread) => *self.capture.lock() = Some(Capture { stop, thread }),
             Err(e) => tracing::error!(error = %e, "cannot start a capture thread"),
@@ -220,14 +232,20 @@ impl SendStream {
     }
 
     /// Start capturing audio from `spec` on a new thread.
-    pub fn start_audio(self: &Arc<Self>, spec: AudioSpec, clock: MediaClock, events: mpsc::UnboundedSender<EngineEvent>) {
+    pub fn start_audio(
+        self: &Arc<Self>,
+        spec: AudioSpec,
+        clock: MediaClock,
+        events: mpsc::UnboundedSender<EngineEvent>,
+    ) {
         self.stop_capture();
         let stop = Arc::new(AtomicBool::new(false));
         let stream = Arc::clone(self);
         let stop_flag = stop.clone();
         let spawned = std::thread::Builder::new().name("hearth-audio".into()).spawn(move || {
             if let Err(e) = audio_loop(&stream, &spec, clock, &stop_flag) {
-                let _ = events.send(EngineEvent::DeviceError { kind: TrackKind::Audio, message: e.to_string() });
+                let _ =
+                    events.send(EngineEvent::DeviceError { kind: TrackKind::Audio, message: e.to_string() });
             }
         });
         match spawned {
@@ -248,19 +266,19 @@ impl Drop for SendStream {
 fn open_video(spec: &VideoSpec) -> Result<Box<dyn VideoSource>, MediaError> {
     Ok(match spec {
         VideoSpec::Synthetic { width, height, fps } => Box::new(TestPattern::new(*width, *height, *fps)),
-        VideoSpec::SyntheticScreen { width, height, fps } => Box::new(TestPattern::screen(*width, *height, *fps)),
+        VideoSpec::SyntheticScreen { width, height, fps } => {
+            Box::new(TestPattern::screen(*width, *height, *fps))
+        }
         VideoSpec::Camera { id, width, height, fps } => {
             let id = match id {
                 Some(id) => id.clone(),
-                None => hearth_media::camera::list()?
-                    .into_iter()
-                    .next()
-                    .map(|d| d.id)
-                    .ok_or_else(|| MediaError::Device {
+                None => hearth_media::camera::list()?.into_iter().next().map(|d| d.id).ok_or_else(|| {
+                    MediaError::Device {
                         kind: hearth_media::DeviceKind::Camera,
                         id: None,
                         message: "no camera found; the call goes on without video".into(),
-                    })?,
+                    }
+                })?,
             };
             Box::new(hearth_media::Camera::open(&id, *width, *height, *fps)?)
         }
@@ -268,7 +286,12 @@ fn open_video(spec: &VideoSpec) -> Result<Box<dyn VideoSource>, MediaError> {
     })
 }
 
-fn video_loop(stream: &SendStream, spec: &VideoSpec, clock: MediaClock, stop: &AtomicBool) -> Result<(), MediaError> {
+fn video_loop(
+    stream: &SendStream,
+    spec: &VideoSpec,
+    clock: MediaClock,
+    stop: &AtomicBool,
+) -> Result<(), MediaError> {
     let mut source = open_video(spec)?;
     let info = source.info();
     let mut encoder: Option<(H264Encoder, (u32, u32))> = None;
@@ -326,7 +349,12 @@ fn open_audio(spec: &AudioSpec) -> Result<Box<dyn AudioSource>, MediaError> {
     })
 }
 
-fn audio_loop(stream: &SendStream, spec: &AudioSpec, clock: MediaClock, stop: &AtomicBool) -> Result<(), MediaError> {
+fn audio_loop(
+    stream: &SendStream,
+    spec: &AudioSpec,
+    clock: MediaClock,
+    stop: &AtomicBool,
+) -> Result<(), MediaError> {
     let mut source = open_audio(spec)?;
     let mut encoder = OpusEncoder::new(32_000).map_err(|e| MediaError::Convert(e.to_string()))?;
     let mut frame = AudioFrame::default();

@@ -42,7 +42,8 @@ impl Drop for SignalConn {
 pub fn normalize_url(url: &str) -> Result<String, EngineError> {
     let bad = |message: &str| EngineError::BadUrl { url: url.to_owned(), message: message.to_owned() };
     let trimmed = url.trim();
-    let (scheme, rest) = trimmed.split_once("://").ok_or_else(|| bad("expected ws://host:port or wss://host"))?;
+    let (scheme, rest) =
+        trimmed.split_once("://").ok_or_else(|| bad("expected ws://host:port or wss://host"))?;
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "ws" | "http" => "ws",
         "wss" | "https" => "wss",
@@ -59,7 +60,9 @@ pub fn normalize_url(url: &str) -> Result<String, EngineError> {
 /// True when the URL points at this machine (a local call can bind ICE to loopback only).
 pub fn is_loopback_url(url: &str) -> bool {
     let host = url.split_once("://").map_or(url, |(_, r)| r).split('/').next().unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    let host = host
+        .rsplit_once(':')
+        .map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
     matches!(host.trim_matches(['[', ']']), "localhost" | "::1") || host.starts_with("127.")
 }
 
@@ -97,7 +100,10 @@ pub async fn connect(
                     Err(e) => tracing::warn!(error = %e, "undecodable message from the server; ignored"),
                 },
                 Some(Ok(Message::Close(frame))) => {
-                    break frame.map_or_else(|| "closed by the server".to_owned(), |f| format!("closed by the server: {} ({})", f.reason, u16::from(f.code)));
+                    break frame.map_or_else(
+                        || "closed by the server".to_owned(),
+                        |f| format!("closed by the server: {} ({})", f.reason, u16::from(f.code)),
+                    );
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => break format!("connection error: {e}"),
@@ -118,7 +124,10 @@ mod tests {
     fn urls_are_normalized() {
         assert_eq!(normalize_url("ws://127.0.0.1:7878").unwrap(), "ws://127.0.0.1:7878/ws");
         assert_eq!(normalize_url("http://h:1/").unwrap(), "ws://h:1/ws");
-        assert_eq!(normalize_url("wss://meet.example.org/custom/ws").unwrap(), "wss://meet.example.org/custom/ws");
+        assert_eq!(
+            normalize_url("wss://meet.example.org/custom/ws").unwrap(),
+            "wss://meet.example.org/custom/ws"
+        );
         assert!(normalize_url("ftp://x").is_err());
         assert!(normalize_url("127.0.0.1:7878").is_err());
         assert!(normalize_url("ws:///ws").is_err());

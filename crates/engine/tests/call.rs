@@ -2,7 +2,10 @@
 //! OpenH264/Opus, synthetic sources that stamp frame numbers and capture times into the media.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use hearth_engine::{AudioSpec, CallEvent, Command, Engine, EngineConfig, EngineError, EngineEvent, LinkState, PeerStats, VideoSpec};
+use hearth_engine::{
+    AudioSpec, CallEvent, Command, Engine, EngineConfig, EngineError, EngineEvent, LinkState, PeerStats,
+    VideoSpec,
+};
 use hearth_proto::{ErrorCode, MediaState};
 use hearth_testkit::{Server, eventually};
 use std::sync::{Arc, Mutex};
@@ -63,7 +66,11 @@ impl Peer {
 async fn all_connected(peers: &[&Peer]) {
     let n = peers.len() - 1;
     for p in peers {
-        eventually(WAIT, &format!("{} connected to {n}", p.name), async || (p.connected_links() >= n).then_some(())).await.unwrap();
+        eventually(WAIT, &format!("{} connected to {n}", p.name), async || {
+            (p.connected_links() >= n).then_some(())
+        })
+        .await
+        .unwrap();
     }
 }
 
@@ -71,7 +78,10 @@ async fn all_connected(peers: &[&Peer]) {
 /// from `sender`; return the stats.
 async fn decoded(receiver: &Peer, sender: &str, frames: u64, audio: u64) -> PeerStats {
     eventually(WAIT, &format!("{} decoding {sender}", receiver.name), async || {
-        receiver.from(sender).await.filter(|s| s.camera.frames_decoded >= frames && s.audio.frames_decoded >= audio)
+        receiver
+            .from(sender)
+            .await
+            .filter(|s| s.camera.frames_decoded >= frames && s.audio.frames_decoded >= audio)
     })
     .await
     .unwrap()
@@ -84,12 +94,16 @@ fn media_seen(p: &Peer, who: &str, want: impl Fn(&MediaState) -> bool) -> bool {
     let mut id = None;
     for ev in log.iter() {
         let (peer, state) = match ev {
-            EngineEvent::Call(CallEvent::Joined { peers, .. }) => match peers.iter().find(|x| x.name == who) {
-                Some(x) => (x.id.clone(), x.media),
-                None => continue,
-            },
+            EngineEvent::Call(CallEvent::Joined { peers, .. }) => {
+                match peers.iter().find(|x| x.name == who) {
+                    Some(x) => (x.id.clone(), x.media),
+                    None => continue,
+                }
+            }
             EngineEvent::Call(CallEvent::PeerJoined(x)) if x.name == who => (x.id.clone(), x.media),
-            EngineEvent::Call(CallEvent::PeerMedia { peer_id, state }) if Some(peer_id) == id.as_ref() => (peer_id.clone(), *state),
+            EngineEvent::Call(CallEvent::PeerMedia { peer_id, state }) if Some(peer_id) == id.as_ref() => {
+                (peer_id.clone(), *state)
+            }
             _ => continue,
         };
         id = Some(peer);
@@ -115,15 +129,21 @@ async fn three_peers_exchange_media_with_valid_markers_in_order() {
             assert!(st.camera.markers >= 45, "{} from {s}: {:?}", rx.name, st.camera);
             assert_eq!(st.camera.frames_out_of_order, 0, "{} from {s}", rx.name);
             assert_eq!((st.camera.width, st.camera.height), (W, H));
-            assert!(st.camera.latency.samples > 0 && st.camera.latency.p95_ms < 500.0, "{:?}", st.camera.latency);
+            assert!(
+                st.camera.latency.samples > 0 && st.camera.latency.p95_ms < 500.0,
+                "{:?}",
+                st.camera.latency
+            );
             // Audio: bursts (every 200 ms) decoded and detected in order.
             assert!(st.audio.markers >= 3, "{} from {s}: {:?}", rx.name, st.audio);
             assert_eq!(st.audio.frames_out_of_order, 0);
-            assert!(st.peer_received_packets > 0 || {
-                // Receiver reports come once a second; give them time.
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                rx.from(s).await.unwrap().peer_received_packets > 0
-            });
+            assert!(
+                st.peer_received_packets > 0 || {
+                    // Receiver reports come once a second; give them time.
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    rx.from(s).await.unwrap().peer_received_packets > 0
+                }
+            );
         }
     }
     for p in [a, b, c] {
@@ -141,7 +161,9 @@ async fn mute_and_camera_off_stop_media_and_others_see_it() {
     decoded(&b, "ada", 10, 20).await;
 
     a.engine.command(Command::SetAudioMuted(true)).unwrap();
-    eventually(WAIT, "bob sees ada muted", async || media_seen(&b, "ada", |m| m.audio_muted).then_some(())).await.unwrap();
+    eventually(WAIT, "bob sees ada muted", async || media_seen(&b, "ada", |m| m.audio_muted).then_some(()))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = b.from("ada").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -150,20 +172,39 @@ async fn mute_and_camera_off_stop_media_and_others_see_it() {
     assert!(after.camera.frames_decoded > before.camera.frames_decoded + 15, "video must keep flowing");
 
     a.engine.command(Command::SetAudioMuted(false)).unwrap();
-    eventually(WAIT, "audio back", async || (b.from("ada").await?.audio.frames_decoded > after.audio.frames_decoded + 10).then_some(())).await.unwrap();
+    eventually(WAIT, "audio back", async || {
+        (b.from("ada").await?.audio.frames_decoded > after.audio.frames_decoded + 10).then_some(())
+    })
+    .await
+    .unwrap();
 
     a.engine.command(Command::SetCameraOn(false)).unwrap();
-    eventually(WAIT, "bob sees ada's camera off", async || media_seen(&b, "ada", |m| m.video_off).then_some(())).await.unwrap();
+    eventually(WAIT, "bob sees ada's camera off", async || {
+        media_seen(&b, "ada", |m| m.video_off).then_some(())
+    })
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = b.from("ada").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let after = b.from("ada").await.unwrap();
-    assert_eq!(after.camera.frames_decoded, before.camera.frames_decoded, "video kept flowing with the camera off");
+    assert_eq!(
+        after.camera.frames_decoded, before.camera.frames_decoded,
+        "video kept flowing with the camera off"
+    );
     assert!(after.audio.frames_decoded > before.audio.frames_decoded + 30);
 
     a.engine.command(Command::SetCameraOn(true)).unwrap();
-    eventually(WAIT, "video back", async || (b.from("ada").await?.camera.frames_decoded > after.camera.frames_decoded + 10).then_some(())).await.unwrap();
-    eventually(WAIT, "bob sees ada's camera on", async || media_seen(&b, "ada", |m| !m.video_off).then_some(())).await.unwrap();
+    eventually(WAIT, "video back", async || {
+        (b.from("ada").await?.camera.frames_decoded > after.camera.frames_decoded + 10).then_some(())
+    })
+    .await
+    .unwrap();
+    eventually(WAIT, "bob sees ada's camera on", async || {
+        media_seen(&b, "ada", |m| !m.video_off).then_some(())
+    })
+    .await
+    .unwrap();
     a.engine.leave().await;
     b.engine.leave().await;
 }
@@ -175,9 +216,15 @@ async fn screen_share_on_and_off_mid_call() {
     let b = Peer::join(&server, "bob").await;
     let c = Peer::join(&server, "cy").await;
     all_connected(&[&a, &b, &c]).await;
-    a.engine.command(Command::StartScreenShare(VideoSpec::SyntheticScreen { width: 640, height: 360, fps: 10.0 })).unwrap();
+    a.engine
+        .command(Command::StartScreenShare(VideoSpec::SyntheticScreen { width: 640, height: 360, fps: 10.0 }))
+        .unwrap();
     for rx in [&b, &c] {
-        let st = eventually(WAIT, "screen frames", async || rx.from("ada").await.filter(|s| s.screen.frames_decoded >= 10)).await.unwrap();
+        let st = eventually(WAIT, "screen frames", async || {
+            rx.from("ada").await.filter(|s| s.screen.frames_decoded >= 10)
+        })
+        .await
+        .unwrap();
         assert_eq!((st.screen.width, st.screen.height), (640, 360));
         assert!(st.screen.markers >= 10, "{:?}", st.screen);
         assert!(media_seen(rx, "ada", |m| m.screen_sharing));
@@ -186,7 +233,11 @@ async fn screen_share_on_and_off_mid_call() {
     }
     a.engine.command(Command::StopScreenShare).unwrap();
     for rx in [&b, &c] {
-        eventually(WAIT, "screen share off seen", async || media_seen(rx, "ada", |m| !m.screen_sharing).then_some(())).await.unwrap();
+        eventually(WAIT, "screen share off seen", async || {
+            media_seen(rx, "ada", |m| !m.screen_sharing).then_some(())
+        })
+        .await
+        .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = b.from("ada").await.unwrap();
@@ -195,8 +246,14 @@ async fn screen_share_on_and_off_mid_call() {
     assert_eq!(after.screen.frames_decoded, before.screen.frames_decoded, "screen frames after stop");
     assert!(after.camera.frames_decoded > before.camera.frames_decoded + 15, "camera must go on");
     // And again: the share can be restarted on the same links.
-    a.engine.command(Command::StartScreenShare(VideoSpec::SyntheticScreen { width: 640, height: 360, fps: 10.0 })).unwrap();
-    eventually(WAIT, "screen frames again", async || (b.from("ada").await?.screen.frames_decoded > after.screen.frames_decoded + 5).then_some(())).await.unwrap();
+    a.engine
+        .command(Command::StartScreenShare(VideoSpec::SyntheticScreen { width: 640, height: 360, fps: 10.0 }))
+        .unwrap();
+    eventually(WAIT, "screen frames again", async || {
+        (b.from("ada").await?.screen.frames_decoded > after.screen.frames_decoded + 5).then_some(())
+    })
+    .await
+    .unwrap();
     for p in [a, b, c] {
         p.engine.leave().await;
     }
@@ -210,7 +267,11 @@ async fn a_real_xvfb_screen_is_captured_and_shared() {
     let b = Peer::join(&server, "bob").await;
     all_connected(&[&a, &b]).await;
     a.engine.command(Command::StartScreenShare(VideoSpec::Screen { id: None, fps: 10.0 })).unwrap();
-    let st = eventually(WAIT, "screen frames from Xvfb", async || b.from("ada").await.filter(|s| s.screen.frames_decoded >= 10)).await.unwrap();
+    let st = eventually(WAIT, "screen frames from Xvfb", async || {
+        b.from("ada").await.filter(|s| s.screen.frames_decoded >= 10)
+    })
+    .await
+    .unwrap();
     assert_eq!((st.screen.width, st.screen.height), (800, 600));
     assert!(!a.saw(|e| matches!(e, EngineEvent::DeviceError { .. })));
     a.engine.leave().await;
@@ -241,7 +302,11 @@ async fn screen_share_without_a_display_is_a_clear_device_error() {
     assert!(msg.contains("screen") && msg.contains("DISPLAY"), "{msg}");
     // The call goes on.
     let before = b.from("ada").await.unwrap().camera.frames_decoded;
-    eventually(WAIT, "camera still flowing", async || (b.from("ada").await?.camera.frames_decoded > before + 10).then_some(())).await.unwrap();
+    eventually(WAIT, "camera still flowing", async || {
+        (b.from("ada").await?.camera.frames_decoded > before + 10).then_some(())
+    })
+    .await
+    .unwrap();
     a.engine.leave().await;
     b.engine.leave().await;
 }
@@ -260,9 +325,21 @@ async fn a_missing_camera_is_reported_and_the_call_goes_on_with_audio() {
     .await;
     let b = Peer::join(&server, "bob").await;
     all_connected(&[&a, &b]).await;
-    eventually(WAIT, "device error", async || a.saw(|e| matches!(e, EngineEvent::DeviceError { message, .. } if message.contains("no camera found"))).then_some(())).await.unwrap();
-    eventually(WAIT, "bob sees video off", async || media_seen(&b, "ada", |m| m.video_off).then_some(())).await.unwrap();
-    let st = eventually(WAIT, "audio flows", async || b.from("ada").await.filter(|s| s.audio.frames_decoded > 50)).await.unwrap();
+    eventually(WAIT, "device error", async || {
+        a.saw(
+            |e| matches!(e, EngineEvent::DeviceError { message, .. } if message.contains("no camera found")),
+        )
+        .then_some(())
+    })
+    .await
+    .unwrap();
+    eventually(WAIT, "bob sees video off", async || media_seen(&b, "ada", |m| m.video_off).then_some(()))
+        .await
+        .unwrap();
+    let st =
+        eventually(WAIT, "audio flows", async || b.from("ada").await.filter(|s| s.audio.frames_decoded > 50))
+            .await
+            .unwrap();
     assert_eq!(st.camera.frames_decoded, 0);
     // Ada still receives Bob's video.
     decoded(&a, "bob", 10, 10).await;
@@ -283,7 +360,8 @@ async fn microphone_capture_through_pulseaudio_reaches_the_peer() {
     let b = Peer::join(&server, "bob").await;
     all_connected(&[&a, &b]).await;
     let mixer = Arc::new(hearth_media::Mixer::new(960, 960, 48_000));
-    let speaker = hearth_media::Speaker::open(Some("pulseaudio:vsink"), mixer.clone()).expect("open the null sink");
+    let speaker =
+        hearth_media::Speaker::open(Some("pulseaudio:vsink"), mixer.clone()).expect("open the null sink");
     let feeder = {
         let mixer = mixer.clone();
         std::thread::spawn(move || {
@@ -295,7 +373,11 @@ async fn microphone_capture_through_pulseaudio_reaches_the_peer() {
             }
         })
     };
-    let st = eventually(Duration::from_secs(30), "bursts through the microphone", async || b.from("ada").await.filter(|s| s.audio.markers >= 5)).await.unwrap();
+    let st = eventually(Duration::from_secs(30), "bursts through the microphone", async || {
+        b.from("ada").await.filter(|s| s.audio.markers >= 5)
+    })
+    .await
+    .unwrap();
     assert_eq!(st.audio.frames_out_of_order, 0);
     assert!(!a.saw(|e| matches!(e, EngineEvent::DeviceError { .. })));
     drop(speaker);

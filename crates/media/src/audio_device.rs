@@ -3,11 +3,11 @@
 //! Device ids are cpal's stable ids (`pulseaudio:vsink.monitor`, `alsa:default`, ...). Devices
 //! that cannot do 48 kHz mono are opened at their own rate and channel count and converted.
 
+use crate::MediaError;
 use crate::device::{DeviceInfo, DeviceKind};
 use crate::frame::{AudioFrame, FRAME_SAMPLES, FRAME_US, SAMPLE_RATE, now_us};
 use crate::mixer::Mixer;
 use crate::source::AudioSource;
-use crate::MediaError;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use std::sync::Arc;
@@ -33,9 +33,14 @@ fn name_of(d: &cpal::Device) -> String {
 pub fn list(input: bool) -> Result<Vec<DeviceInfo>, MediaError> {
     let kind = if input { DeviceKind::Microphone } else { DeviceKind::Speaker };
     let host = host();
-    let default_id = if input { host.default_input_device() } else { host.default_output_device() }.map(|d| id_of(&d));
-    let devices = if input { host.input_devices().map(|d| d.collect::<Vec<_>>()) } else { host.output_devices().map(|d| d.collect()) }
-        .map_err(|e| device_error(kind, None, format!("cannot list {kind}s: {e}")))?;
+    let default_id =
+        if input { host.default_input_device() } else { host.default_output_device() }.map(|d| id_of(&d));
+    let devices = if input {
+        host.input_devices().map(|d| d.collect::<Vec<_>>())
+    } else {
+        host.output_devices().map(|d| d.collect())
+    }
+    .map_err(|e| device_error(kind, None, format!("cannot list {kind}s: {e}")))?;
     Ok(devices
         .iter()
         // Devices that cannot report a usable configuration cannot be opened either.
@@ -51,13 +56,21 @@ fn find(kind: DeviceKind, id: Option<&str>) -> Result<cpal::Device, MediaError> 
     let host = host();
     let input = kind == DeviceKind::Microphone;
     match id {
-        None => if input { host.default_input_device() } else { host.default_output_device() }
-            .ok_or_else(|| device_error(kind, None, format!("no {kind} found; connect one or choose another in settings"))),
+        None => {
+            if input { host.default_input_device() } else { host.default_output_device() }.ok_or_else(|| {
+                device_error(
+                    kind,
+                    None,
+                    format!("no {kind} found; connect one or choose another in settings"),
+                )
+            })
+        }
         Some(id) => {
             let parsed: cpal::DeviceId =
                 id.parse().map_err(|e| device_error(kind, Some(id), format!("not a device id: {e}")))?;
-            host.device_by_id(&parsed)
-                .ok_or_else(|| device_error(kind, Some(id), format!("{kind} {id} is not connected; pick another")))
+            host.device_by_id(&parsed).ok_or_else(|| {
+                device_error(kind, Some(id), format!("{kind} {id} is not connected; pick another"))
+            })
         }
     }
 }
@@ -77,9 +90,15 @@ fn stream_config(kind: DeviceKind, dev: &cpal::Device) -> Result<cpal::StreamCon
             buffer_size: cpal::BufferSize::Fixed(FRAME_SAMPLES as u32),
         });
     }
-    let default = if input { dev.default_input_config() } else { dev.default_output_config() }
-        .map_err(|e| device_error(kind, Some(&id_of(dev)), format!("the {kind} reports no usable format: {e}")))?;
-    Ok(cpal::StreamConfig { channels: default.channels(), sample_rate: default.sample_rate(), buffer_size: cpal::BufferSize::Default })
+    let default =
+        if input { dev.default_input_config() } else { dev.default_output_config() }.map_err(|e| {
+            device_error(kind, Some(&id_of(dev)), format!("the {kind} reports no usable format: {e}"))
+        })?;
+    Ok(cpal::StreamConfig {
+        channels: default.channels(),
+        sample_rate: default.sample_rate(),
+        buffer_size: cpal::BufferSize::Default,
+    })
 }
 
 fn fits(r: &cpal::SupportedStreamConfigRange) -> bool {
@@ -171,7 +190,13 @@ impl Microphone {
                 },
                 None,
             )
-            .map_err(|e| device_error(kind, id, format!("cannot open the microphone: {e}. It may be in use, or access was denied")))?;
+            .map_err(|e| {
+                device_error(
+                    kind,
+                    id,
+                    format!("cannot open the microphone: {e}. It may be in use, or access was denied"),
+                )
+            })?;
         stream.play().map_err(|e| device_error(kind, id, format!("the microphone would not start: {e}")))?;
         Ok(Microphone { _stream: stream, rx, pending: Vec::with_capacity(4 * FRAME_SAMPLES), name })
     }
@@ -188,18 +213,32 @@ impl AudioSource for Microphone {
             match self.rx.recv_timeout(Duration::from_secs(5)) {
                 Ok(MicEvent::Samples(s)) => self.pending.extend_from_slice(&s),
                 Ok(MicEvent::Error(e)) => {
-                    return Err(device_error(DeviceKind::Microphone, Some(&self.name), format!("the microphone failed: {e}")));
+                    return Err(device_error(
+                        DeviceKind::Microphone,
+                        Some(&self.name),
+                        format!("the microphone failed: {e}"),
+                    ));
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    return Err(device_error(DeviceKind::Microphone, Some(&self.name), "the microphone delivered no audio for 5 s"));
+                    return Err(device_error(
+                        DeviceKind::Microphone,
+                        Some(&self.name),
+                        "the microphone delivered no audio for 5 s",
+                    ));
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(device_error(DeviceKind::Microphone, Some(&self.name), "the microphone stream ended"));
+                    return Err(device_error(
+                        DeviceKind::Microphone,
+                        Some(&self.name),
+                        "the microphone stream ended",
+                    ));
                 }
             }
         }
         frame.samples.clear();
-        frame.samples.extend(self.pending.drain(..FRAME_SAMPLES).map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16));
+        frame
+            .samples
+            .extend(self.pending.drain(..FRAME_SAMPLES).map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16));
         // The last sample arrived just now; the first one a frame earlier.
         frame.capture_us = now_us().saturating_sub(FRAME_US);
         Ok(())
@@ -235,7 +274,8 @@ impl Speaker {
                     let mut mono = Vec::new();
                     let mut resampled = Vec::new();
                     // Output at another rate: pull 48 kHz and resample to the device rate.
-                    let mut resampler = Resampler { step: f64::from(SAMPLE_RATE) / f64::from(rate), pos: 0.0, last: 0.0 };
+                    let mut resampler =
+                        Resampler { step: f64::from(SAMPLE_RATE) / f64::from(rate), pos: 0.0, last: 0.0 };
                     let stream = dev
                         .build_output_stream::<f32, _, _>(
                             config,
@@ -245,7 +285,8 @@ impl Speaker {
                                     mono.resize(frames, 0.0);
                                     mixer.pull(&mut mono);
                                 } else {
-                                    let need = (frames as f64 * f64::from(SAMPLE_RATE) / f64::from(rate)).ceil() as usize;
+                                    let need = (frames as f64 * f64::from(SAMPLE_RATE) / f64::from(rate))
+                                        .ceil() as usize;
                                     let mut src = vec![0.0f32; need];
                                     mixer.pull(&mut src);
                                     resampled.clear();
@@ -261,7 +302,9 @@ impl Speaker {
                             None,
                         )
                         .map_err(|e| device_error(kind, id, format!("cannot open the speaker: {e}")))?;
-                    stream.play().map_err(|e| device_error(kind, id, format!("the speaker would not start: {e}")))?;
+                    stream
+                        .play()
+                        .map_err(|e| device_error(kind, id, format!("the speaker would not start: {e}")))?;
                     Ok((stream, name))
                 })();
                 match opened {
@@ -275,10 +318,12 @@ impl Speaker {
                     }
                 }
             })
-            .map_err(|e| device_error(DeviceKind::Speaker, id, format!("cannot start the audio thread: {e}")))?;
-        let name = ready_rx
-            .recv()
-            .map_err(|_| device_error(DeviceKind::Speaker, id, "the audio thread ended while opening the speaker"))??;
+            .map_err(|e| {
+                device_error(DeviceKind::Speaker, id, format!("cannot start the audio thread: {e}"))
+            })?;
+        let name = ready_rx.recv().map_err(|_| {
+            device_error(DeviceKind::Speaker, id, "the audio thread ended while opening the speaker")
+        })??;
         Ok(Speaker { stop: Some(stop_tx), thread: Some(thread), name })
     }
 
@@ -304,7 +349,8 @@ mod tests {
     #[test]
     fn resampler_keeps_rate_and_shape() {
         let mut r = Resampler::new(44_100);
-        let input: Vec<f32> = (0..44_100).map(|i| (i as f32 / 44_100.0 * 440.0 * std::f32::consts::TAU).sin()).collect();
+        let input: Vec<f32> =
+            (0..44_100).map(|i| (i as f32 / 44_100.0 * 440.0 * std::f32::consts::TAU).sin()).collect();
         let mut out = Vec::new();
         for chunk in input.chunks(441) {
             r.process(chunk, &mut out);

@@ -1,12 +1,14 @@
 //! Cameras through nokhwa (V4L2 on Linux, AVFoundation on macOS, Media Foundation on Windows).
 
+use crate::MediaError;
 use crate::convert::{PixelLayout, packed_to_i420};
 use crate::device::{DeviceInfo, DeviceKind};
 use crate::frame::{VideoFrame, now_us};
 use crate::source::{SourceInfo, VideoKind, VideoSource};
-use crate::MediaError;
 use nokhwa::pixel_format::RgbFormat;
-use nokhwa::utils::{ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType};
+use nokhwa::utils::{
+    ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
+};
 
 /// Cameras the system reports. An empty list is not an error: there may be no camera.
 pub fn list() -> Result<Vec<DeviceInfo>, MediaError> {
@@ -44,7 +46,11 @@ impl Camera {
     /// Open camera `id` (as listed: `camera:N`, or just `N`), asking for the format closest to
     /// `width`x`height` at `fps`.
     pub fn open(id: &str, width: u32, height: u32, fps: u32) -> Result<Camera, MediaError> {
-        let fail = |message: String| MediaError::Device { kind: DeviceKind::Camera, id: Some(id.to_owned()), message };
+        let fail = |message: String| MediaError::Device {
+            kind: DeviceKind::Camera,
+            id: Some(id.to_owned()),
+            message,
+        };
         let index: u32 = id
             .strip_prefix("camera:")
             .unwrap_or(id)

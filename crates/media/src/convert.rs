@@ -1,7 +1,7 @@
 //! Pixel format conversion (yuvutils-rs: SIMD, handles row strides; ~0.2 ms per 720p frame).
 
-use crate::frame::{I420View, VideoFrame};
 use crate::MediaError;
+use crate::frame::{I420View, VideoFrame};
 use yuvutils_rs::{
     BufferStoreMut, YuvConversionMode, YuvPlanarImage, YuvPlanarImageMut, YuvRange, YuvStandardMatrix,
 };

@@ -59,7 +59,9 @@ impl I420View<'_> {
 fn copy_plane(src: Plane<'_>, dst: &mut [u8], width: usize, height: usize) {
     for row in 0..height {
         let from = row * src.stride;
-        if let (Some(s), Some(d)) = (src.data.get(from..from + width), dst.get_mut(row * width..(row + 1) * width)) {
+        if let (Some(s), Some(d)) =
+            (src.data.get(from..from + width), dst.get_mut(row * width..(row + 1) * width))
+        {
             d.copy_from_slice(s);
         }
     }
@@ -178,7 +180,10 @@ mod tests {
 
     #[test]
     fn rms_of_full_scale_square_wave() {
-        let f = AudioFrame { samples: (0..960).map(|i| if i % 2 == 0 { 32767 } else { -32767 }).collect(), capture_us: 0 };
+        let f = AudioFrame {
+            samples: (0..960).map(|i| if i % 2 == 0 { 32767 } else { -32767 }).collect(),
+            capture_us: 0,
+        };
         assert!((f.rms() - 1.0).abs() < 0.001);
         assert_eq!(AudioFrame::default().rms(), 0.0);
     }

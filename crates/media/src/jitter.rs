@@ -11,9 +11,15 @@ use std::time::{Duration, Instant};
 /// What comes out of the buffer, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Released<T> {
-    Item { seq: u64, item: T },
+    Item {
+        seq: u64,
+        item: T,
+    },
     /// `count` sequence numbers starting at `first` were given up as lost.
-    Lost { first: u64, count: u64 },
+    Lost {
+        first: u64,
+        count: u64,
+    },
 }
 
 /// Counters since creation.
@@ -42,7 +48,14 @@ pub struct ReorderBuffer<T> {
 
 impl<T> ReorderBuffer<T> {
     pub fn new(max_wait: Duration, max_held: usize) -> Self {
-        ReorderBuffer { max_wait, max_held: max_held.max(1), next: None, highest: None, held: BTreeMap::new(), stats: ReorderStats::default() }
+        ReorderBuffer {
+            max_wait,
+            max_held: max_held.max(1),
+            next: None,
+            highest: None,
+            held: BTreeMap::new(),
+            stats: ReorderStats::default(),
+        }
     }
 
     pub fn stats(&self) -> ReorderStats {
@@ -135,7 +148,13 @@ mod tests {
         b.push(12, 'c', t);
         assert_eq!(drain(&mut b, t), vec![Released::Item { seq: 65546, item: 'a' }]);
         b.push(11, 'b', t + Duration::from_millis(5));
-        let out: Vec<char> = drain(&mut b, t).into_iter().filter_map(|r| match r { Released::Item { item, .. } => Some(item), _ => None }).collect();
+        let out: Vec<char> = drain(&mut b, t)
+            .into_iter()
+            .filter_map(|r| match r {
+                Released::Item { item, .. } => Some(item),
+                _ => None,
+            })
+            .collect();
         assert_eq!(out, ['b', 'c']);
         assert_eq!(b.stats().reordered, 1);
         // 13 never comes.

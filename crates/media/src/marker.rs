@@ -192,13 +192,17 @@ impl BurstDetector {
                 }
                 let window: Vec<i16> = self.pending[..ID_SAMPLES].iter().map(|(s, _)| *s).collect();
                 let symbol = (0..BURST_SYMBOLS)
-                    .max_by(|a, b| goertzel(&window, burst_frequency(*a)).total_cmp(&goertzel(&window, burst_frequency(*b))))
+                    .max_by(|a, b| {
+                        goertzel(&window, burst_frequency(*a))
+                            .total_cmp(&goertzel(&window, burst_frequency(*b)))
+                    })
                     .unwrap_or(0);
                 // The latest slot at or before the onset became available that carries this symbol.
                 let slot_now = onset_available / BURST_PERIOD_US;
                 let back = (slot_now + BURST_SYMBOLS - symbol) % BURST_SYMBOLS;
                 let slot = slot_now.saturating_sub(back);
-                found.push(Burst { slot, latency_us: onset_available.saturating_sub(slot * BURST_PERIOD_US) });
+                found
+                    .push(Burst { slot, latency_us: onset_available.saturating_sub(slot * BURST_PERIOD_US) });
                 self.pending.drain(..ID_SAMPLES);
                 self.onset = None;
                 self.quiet_blocks = 0;
@@ -212,7 +216,10 @@ impl BurstDetector {
             let rms = ((energy / BLOCK_SAMPLES as f64).sqrt() / 32768.0) as f32;
             if rms >= ONSET_RMS && self.quiet_blocks >= 4 {
                 // Find the first loud sample in the block: that is the onset.
-                let first = block.iter().position(|(s, _)| f32::from(s.unsigned_abs()) / 32768.0 >= ONSET_RMS).unwrap_or(0);
+                let first = block
+                    .iter()
+                    .position(|(s, _)| f32::from(s.unsigned_abs()) / 32768.0 >= ONSET_RMS)
+                    .unwrap_or(0);
                 self.onset = Some(block[first].1);
                 self.pending.drain(..first);
                 continue;

@@ -48,7 +48,12 @@ const fn ms(n: usize) -> usize {
 impl Mixer {
     /// `prebuffer`, `target_delay` and `max_delay` are in samples.
     pub fn new(prebuffer: usize, target_delay: usize, max_delay: usize) -> Mixer {
-        Mixer { sources: Mutex::new(HashMap::new()), prebuffer, target: target_delay.max(prebuffer), max: max_delay.max(target_delay) }
+        Mixer {
+            sources: Mutex::new(HashMap::new()),
+            prebuffer,
+            target: target_delay.max(prebuffer),
+            max: max_delay.max(target_delay),
+        }
     }
 
     /// Queue decoded samples from `source`.

@@ -5,12 +5,12 @@
 //! shows (usually only X11 apps, often black), and with no X display at all opening fails with a
 //! clear error. See docs/decisions.md for why scrap over xcap.
 
+use crate::MediaError;
 use crate::convert::{PixelLayout, packed_to_i420};
 use crate::device::{DeviceInfo, DeviceKind};
 use crate::frame::{VideoFrame, now_us};
 use crate::source::{SourceInfo, VideoKind, VideoSource};
 use crate::synthetic::Pacer;
-use crate::MediaError;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,9 @@ fn no_display_hint(e: &std::io::Error) -> String {
     let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some();
     let x11 = std::env::var_os("DISPLAY").is_some();
     match (x11, wayland) {
-        (false, true) => format!("cannot capture the screen ({e}): this is a Wayland session without XWayland; Hearth captures screens through X11 only for now"),
+        (false, true) => format!(
+            "cannot capture the screen ({e}): this is a Wayland session without XWayland; Hearth captures screens through X11 only for now"
+        ),
         (false, false) => format!("cannot capture the screen ({e}): no display (DISPLAY is not set)"),
         _ => format!("cannot capture the screen: {e}"),
     }
@@ -33,7 +35,9 @@ pub fn list() -> Result<Vec<DeviceInfo>, MediaError> {
     let displays = match scrap::Display::all() {
         Ok(d) => d,
         // No display at all: there is nothing to list, which is not an error for listing.
-        Err(e) if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound) => return Ok(Vec::new()),
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound) => {
+            return Ok(Vec::new());
+        }
         Err(e) => return Err(screen_error(None, no_display_hint(&e))),
     };
     Ok(displays
@@ -60,7 +64,11 @@ pub struct Screen {
 
 impl std::fmt::Debug for Screen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Screen").field("index", &self.index).field("width", &self.width).field("height", &self.height).finish()
+        f.debug_struct("Screen")
+            .field("index", &self.index)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish()
     }
 }
 
@@ -81,9 +89,17 @@ impl Screen {
         }
         let display = displays.swap_remove(index);
         let (width, height) = (display.width() as u32, display.height() as u32);
-        let capturer = scrap::Capturer::new(display).map_err(|e| screen_error(id, format!("cannot start screen capture: {e}")))?;
+        let capturer = scrap::Capturer::new(display)
+            .map_err(|e| screen_error(id, format!("cannot start screen capture: {e}")))?;
         let fps = if fps > 0.0 { fps } else { 15.0 };
-        Ok(Screen { capturer, width, height, fps, pacer: Pacer::new(Duration::from_secs_f32(1.0 / fps)), index })
+        Ok(Screen {
+            capturer,
+            width,
+            height,
+            fps,
+            pacer: Pacer::new(Duration::from_secs_f32(1.0 / fps)),
+            index,
+        })
     }
 }
 
@@ -106,7 +122,14 @@ impl VideoSource for Screen {
                 Ok(buf) => {
                     let capture_us = now_us();
                     let stride = (buf.len() / self.height.max(1) as usize) as u32;
-                    packed_to_i420(PixelLayout::Bgra, &buf, stride, self.width & !1, self.height & !1, frame)?;
+                    packed_to_i420(
+                        PixelLayout::Bgra,
+                        &buf,
+                        stride,
+                        self.width & !1,
+                        self.height & !1,
+                        frame,
+                    )?;
                     frame.capture_us = capture_us;
                     return Ok(());
                 }

@@ -1,8 +1,8 @@
 //! The traits every media source and sink implements, real device or synthetic alike, so the
 //! pipeline under test is the pipeline users run.
 
-use crate::frame::{AudioFrame, VideoFrame};
 use crate::MediaError;
+use crate::frame::{AudioFrame, VideoFrame};
 
 /// What kind of video a source produces (the encoder tunes for it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,10 @@
 //! Synthetic sources: a moving test pattern stamped with frame number and capture time, and
 //! audio carrying wall-clock tone bursts. They pace themselves in real time like devices do.
 
+use crate::MediaError;
 use crate::frame::{AudioFrame, FRAME_SAMPLES, FRAME_US, VideoFrame, now_us};
 use crate::marker::{VideoStamp, render_bursts, write_stamp};
 use crate::source::{AudioSource, SourceInfo, VideoKind, VideoSource};
-use crate::MediaError;
 use std::time::{Duration, Instant};
 
 /// Sleeps until each tick of a fixed-rate schedule; if late, it does not try to catch up with
@@ -124,8 +124,9 @@ impl TestPattern {
         let span_x = w.saturating_sub(size).max(1);
         let span_y = h.saturating_sub(size).max(1);
         let t = n as usize * 6;
-        let bx = if (t / span_x) % 2 == 0 { t % span_x } else { span_x - t % span_x };
-        let by = if ((t / 2) / span_y) % 2 == 0 { (t / 2) % span_y } else { span_y - (t / 2) % span_y };
+        let bx = if (t / span_x).is_multiple_of(2) { t % span_x } else { span_x - t % span_x };
+        let by =
+            if ((t / 2) / span_y).is_multiple_of(2) { (t / 2) % span_y } else { span_y - (t / 2) % span_y };
         for row in by..by + size {
             y[row * w + bx..row * w + bx + size].fill(200);
         }

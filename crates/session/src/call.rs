@@ -42,20 +42,46 @@ pub enum Signal {
 /// Things the app shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallEvent {
-    Joined { peer_id: PeerId, room: String, name: String, peers: Vec<PeerInfo>, resumed: bool },
+    Joined {
+        peer_id: PeerId,
+        room: String,
+        name: String,
+        peers: Vec<PeerInfo>,
+        resumed: bool,
+    },
     PeerJoined(PeerInfo),
-    PeerLeft { peer_id: PeerId, reason: LeaveReason },
+    PeerLeft {
+        peer_id: PeerId,
+        reason: LeaveReason,
+    },
     PeerReconnecting(PeerId),
     PeerReconnected(PeerId),
-    PeerMedia { peer_id: PeerId, state: MediaState },
-    Hand { peer_id: PeerId, raised: bool },
-    Reaction { from: PeerId, emoji: String },
+    PeerMedia {
+        peer_id: PeerId,
+        state: MediaState,
+    },
+    Hand {
+        peer_id: PeerId,
+        raised: bool,
+    },
+    Reaction {
+        from: PeerId,
+        emoji: String,
+    },
     Chat(ChatMessage),
-    Link { peer_id: PeerId, state: LinkState },
+    Link {
+        peer_id: PeerId,
+        state: LinkState,
+    },
     /// The server refused something; `message` is for people.
-    ServerError { code: ErrorCode, message: String },
+    ServerError {
+        code: ErrorCode,
+        message: String,
+    },
     /// The server is going away; the driver should reconnect after the delay.
-    ServerShutdown { retry_after_ms: u64 },
+    ServerShutdown {
+        retry_after_ms: u64,
+    },
 }
 
 /// What the driver must do.
@@ -63,10 +89,19 @@ pub enum CallEvent {
 pub enum Action {
     Send(ClientMessage),
     /// Create a peer connection to `peer`; if `offer`, start negotiating at once.
-    OpenLink { peer: PeerId, polite: bool, offer: bool },
-    CloseLink { peer: PeerId },
+    OpenLink {
+        peer: PeerId,
+        polite: bool,
+        offer: bool,
+    },
+    CloseLink {
+        peer: PeerId,
+    },
     /// Hand a relayed signal to `peer`'s link (its negotiator decides what to do).
-    Signal { peer: PeerId, signal: Signal },
+    Signal {
+        peer: PeerId,
+        signal: Signal,
+    },
     Emit(CallEvent),
 }
 
@@ -238,7 +273,10 @@ impl Call {
             self.emit(CallEvent::Chat(m));
         }
         for (id, info) in listed {
-            let known = self.peers.get(&id).is_some_and(|r| r.link.is_some_and(|l| l != LinkState::Closed && l != LinkState::Failed));
+            let known = self
+                .peers
+                .get(&id)
+                .is_some_and(|r| r.link.is_some_and(|l| l != LinkState::Closed && l != LinkState::Failed));
             if known {
                 if let Some(r) = self.peers.get_mut(&id) {
                     r.info = info;
@@ -290,7 +328,11 @@ impl Call {
                 }
             }
             ServerMessage::Offer { from, sdp } => {
-                let usable = self.peers.get(&from).and_then(|r| r.link).is_some_and(|l| !matches!(l, LinkState::Closed | LinkState::Failed));
+                let usable = self
+                    .peers
+                    .get(&from)
+                    .and_then(|r| r.link)
+                    .is_some_and(|l| !matches!(l, LinkState::Closed | LinkState::Failed));
                 if !usable {
                     if !self.peers.contains_key(&from) {
                         // An offer can only come from a room member; learn it as a peer.
@@ -341,7 +383,9 @@ impl Call {
             }
             ServerMessage::Pong { .. } => {}
             ServerMessage::Error { code, message, .. } => self.emit(CallEvent::ServerError { code, message }),
-            ServerMessage::Shutdown { retry_after_ms, .. } => self.emit(CallEvent::ServerShutdown { retry_after_ms }),
+            ServerMessage::Shutdown { retry_after_ms, .. } => {
+                self.emit(CallEvent::ServerShutdown { retry_after_ms })
+            }
         }
     }
 
@@ -362,7 +406,9 @@ impl Call {
             return;
         }
         r.link = Some(state);
-        let connect_ms = r.link_opened.map(|t| u64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(u64::MAX));
+        let connect_ms = r
+            .link_opened
+            .map(|t| u64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(u64::MAX));
         let report = match state {
             LinkState::Connected if !r.reported => Some((CallOutcome::Connected, connect_ms)),
             LinkState::Failed if !r.reported => Some((CallOutcome::Failed, None)),

@@ -205,7 +205,11 @@ mod tests {
     use std::collections::VecDeque;
 
     fn cand(n: u8) -> Option<IceCandidate> {
-        Some(IceCandidate { candidate: format!("candidate:{n} 1 udp 1 127.0.0.1 {n} typ host"), sdp_mid: None, sdp_mline_index: Some(0) })
+        Some(IceCandidate {
+            candidate: format!("candidate:{n} 1 udp 1 127.0.0.1 {n} typ host"),
+            sdp_mid: None,
+            sdp_mline_index: Some(0),
+        })
     }
 
     /// A fake peer connection: just enough SDP state to check the driver contract. An offer's
@@ -251,7 +255,8 @@ mod tests {
                     if kind == SdpKind::Offer {
                         assert!(self.pc.pending_local.is_none(), "applied an offer in have-local-offer");
                     }
-                    self.pc.remote_tracks = sdp.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                    self.pc.remote_tracks =
+                        sdp.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
                     for s in self.neg.remote_applied(kind) {
                         self.perform(s, out);
                     }

@@ -34,7 +34,13 @@ pub fn quality(m: &LinkMeasure) -> Quality {
     let mut q = Quality::Good;
     let mut worsen = |value: Option<f64>, fair: f64, poor: f64| {
         if let Some(v) = value {
-            let level = if v > poor { Quality::Poor } else if v > fair { Quality::Fair } else { Quality::Good };
+            let level = if v > poor {
+                Quality::Poor
+            } else if v > fair {
+                Quality::Fair
+            } else {
+                Quality::Good
+            };
             q = q.min(level);
         }
     };
@@ -53,11 +59,19 @@ mod tests {
     #[test]
     fn levels() {
         assert_eq!(quality(&LinkMeasure::default()), Quality::Good);
-        let good = LinkMeasure { rtt_ms: Some(20.0), jitter_ms: Some(2.0), loss_pct: Some(0.0), video_fps: Some(30.0) };
+        let good = LinkMeasure {
+            rtt_ms: Some(20.0),
+            jitter_ms: Some(2.0),
+            loss_pct: Some(0.0),
+            video_fps: Some(30.0),
+        };
         assert_eq!(quality(&good), Quality::Good);
         assert_eq!(quality(&LinkMeasure { loss_pct: Some(2.0), ..good }), Quality::Fair);
         assert_eq!(quality(&LinkMeasure { rtt_ms: Some(500.0), ..good }), Quality::Poor);
         assert_eq!(quality(&LinkMeasure { video_fps: Some(15.0), ..good }), Quality::Fair);
-        assert_eq!(quality(&LinkMeasure { video_fps: Some(5.0), jitter_ms: Some(30.0), ..good }), Quality::Poor);
+        assert_eq!(
+            quality(&LinkMeasure { video_fps: Some(5.0), jitter_ms: Some(30.0), ..good }),
+            Quality::Poor
+        );
     }
 }

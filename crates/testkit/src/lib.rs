@@ -56,11 +56,20 @@ impl Drop for Server {
 }
 
 fn tool_exists(name: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {name}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn temp_dir(prefix: &str) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -75,7 +84,10 @@ pub struct PulseAudio {
 impl PulseAudio {
     /// Start it and point this process at it (sets `XDG_RUNTIME_DIR`).
     pub fn start() -> anyhow::Result<PulseAudio> {
-        anyhow::ensure!(tool_exists("pulseaudio") && tool_exists("pactl"), "pulseaudio/pactl not installed (scripts/setup.sh installs them)");
+        anyhow::ensure!(
+            tool_exists("pulseaudio") && tool_exists("pactl"),
+            "pulseaudio/pactl not installed (scripts/setup.sh installs them)"
+        );
         let runtime_dir = temp_dir("hearth-pulse")?;
         let status = Command::new("pulseaudio")
             .env("XDG_RUNTIME_DIR", &runtime_dir)
@@ -99,7 +111,8 @@ impl PulseAudio {
         let pa = PulseAudio { runtime_dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let ok = pa.pactl(&["set-default-sink", "vsink"]).is_ok() && pa.pactl(&["set-default-source", "vsink.monitor"]).is_ok();
+            let ok = pa.pactl(&["set-default-sink", "vsink"]).is_ok()
+                && pa.pactl(&["set-default-source", "vsink.monitor"]).is_ok();
             if ok {
                 break;
             }
@@ -113,7 +126,11 @@ impl PulseAudio {
     }
 
     pub fn pactl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new("pactl").env("XDG_RUNTIME_DIR", &self.runtime_dir).env("HOME", &self.runtime_dir).args(args).output()?;
+        let out = Command::new("pactl")
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .env("HOME", &self.runtime_dir)
+            .args(args)
+            .output()?;
         anyhow::ensure!(out.status.success(), "pactl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -157,12 +174,22 @@ impl Xvfb {
     pub fn start(width: u32, height: u32) -> anyhow::Result<Xvfb> {
         anyhow::ensure!(tool_exists("Xvfb"), "Xvfb not installed (scripts/setup.sh installs it)");
         for n in 90..140 {
-            if std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() || std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+            if std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                || std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            {
                 continue;
             }
             let display = format!(":{n}");
             let mut child = Command::new("Xvfb")
-                .args([&display, "-screen", "0", &format!("{width}x{height}x24"), "-nolisten", "tcp", "-noreset"])
+                .args([
+                    &display,
+                    "-screen",
+                    "0",
+                    &format!("{width}x{height}x24"),
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()?;
@@ -191,7 +218,11 @@ impl Drop for Xvfb {
 }
 
 /// Poll `f` every 20 ms until it returns `Some`, or fail after `timeout`.
-pub async fn eventually<T>(timeout: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> anyhow::Result<T> {
+pub async fn eventually<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f().await {

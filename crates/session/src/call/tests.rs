@@ -2,7 +2,13 @@ use super::*;
 use hearth_proto::ServerLimits;
 
 fn info(id: &str) -> PeerInfo {
-    PeerInfo { id: PeerId::from(id), name: id.to_uppercase(), media: MediaState::default(), hand_raised: false, reconnecting: false }
+    PeerInfo {
+        id: PeerId::from(id),
+        name: id.to_uppercase(),
+        media: MediaState::default(),
+        hand_raised: false,
+        reconnecting: false,
+    }
 }
 
 fn welcome(me: &str, peers: &[&str], resumed: bool) -> ServerMessage {
@@ -17,7 +23,12 @@ fn welcome(me: &str, peers: &[&str], resumed: bool) -> ServerMessage {
         resume_token: "tok".into(),
         resume_grace_ms: 30_000,
         resumed,
-        limits: ServerLimits { max_message_bytes: 65536, max_room_size: 8, rate_per_sec: 50, rate_burst: 200 },
+        limits: ServerLimits {
+            max_message_bytes: 65536,
+            max_room_size: 8,
+            rate_per_sec: 50,
+            rate_burst: 200,
+        },
     })
 }
 
@@ -60,7 +71,11 @@ fn leaving_peer_link_is_closed_and_reports_are_sent_once() {
     let a = PeerId::from("a");
     c.link_changed(t + Duration::from_millis(80), &a, LinkState::Connected);
     let acts = drain(&mut c);
-    assert!(acts.contains(&Action::Send(ClientMessage::CallReport { peer: a.clone(), outcome: CallOutcome::Connected, connect_ms: Some(80) })));
+    assert!(acts.contains(&Action::Send(ClientMessage::CallReport {
+        peer: a.clone(),
+        outcome: CallOutcome::Connected,
+        connect_ms: Some(80)
+    })));
     c.link_changed(t, &a, LinkState::Disconnected);
     c.link_changed(t, &a, LinkState::Connected);
     assert!(!drain(&mut c).iter().any(|x| matches!(x, Action::Send(ClientMessage::CallReport { .. }))));
@@ -100,7 +115,11 @@ fn offer_for_a_failed_link_replaces_it() {
     let m = PeerId::from("m");
     drain(&mut c);
     c.link_changed(t, &m, LinkState::Failed);
-    assert!(drain(&mut c).contains(&Action::Send(ClientMessage::CallReport { peer: m.clone(), outcome: CallOutcome::Failed, connect_ms: None })));
+    assert!(drain(&mut c).contains(&Action::Send(ClientMessage::CallReport {
+        peer: m.clone(),
+        outcome: CallOutcome::Failed,
+        connect_ms: None
+    })));
     c.link_changed(t, &m, LinkState::Failed);
     // "a" is polite towards "m": it does not rebuild itself...
     assert!(opens(&drain(&mut c)).is_empty());
@@ -117,7 +136,20 @@ fn resume_reconciles_membership_and_keeps_live_links() {
     let mut c = Call::new();
     c.handle_server(t, welcome("m", &["a", "b"], false));
     c.link_changed(t, &PeerId::from("a"), LinkState::Connected);
-    c.handle_server(t, ServerMessage::Chat { message: ChatMessage { id: "x".into(), seq: 7, ts_ms: 0, from: PeerId::from("a"), from_name: "A".into(), to: None, text: "hi".into() } });
+    c.handle_server(
+        t,
+        ServerMessage::Chat {
+            message: ChatMessage {
+                id: "x".into(),
+                seq: 7,
+                ts_ms: 0,
+                from: PeerId::from("a"),
+                from_name: "A".into(),
+                to: None,
+                text: "hi".into(),
+            },
+        },
+    );
     drain(&mut c);
     let j = c.resume_join().unwrap();
     assert_eq!(j.resume.as_ref().unwrap().last_seq, 7);
@@ -126,7 +158,10 @@ fn resume_reconciles_membership_and_keeps_live_links() {
     c.handle_server(t, welcome("m", &["a", "c"], true));
     let acts = drain(&mut c);
     assert!(acts.contains(&Action::CloseLink { peer: PeerId::from("b") }));
-    assert!(acts.contains(&Action::Emit(CallEvent::PeerLeft { peer_id: PeerId::from("b"), reason: LeaveReason::Timeout })));
+    assert!(acts.contains(&Action::Emit(CallEvent::PeerLeft {
+        peer_id: PeerId::from("b"),
+        reason: LeaveReason::Timeout
+    })));
     assert_eq!(opens(&acts), [("c".into(), false, true)], "a's live link is kept");
 }
 
