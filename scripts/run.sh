@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
-# The main job: install missing system packages, build, start a local signaling server.
+# The main job: install missing system packages, build, and start a call on the embedded default
+# (a local signaling server on loopback): two synthetic peers, 720p30 video + Opus, with a report
+# on latency, frames, bitrate and CPU.
+#
+#   scripts/run.sh                 # the demo call (10 s); extra args go to `hearth-call demo`
+#   scripts/run.sh server [ARGS]   # run the signaling server instead (hearth-signal ARGS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release -p hearth-signal
-exec target/release/hearth-signal --listen "${HEARTH_LISTEN:-127.0.0.1:7878}" "$@"
+if [ "${1:-}" = "server" ]; then
+  shift
+  cargo build --release -p hearth-signal
+  exec target/release/hearth-signal --listen "${HEARTH_LISTEN:-127.0.0.1:7878}" "$@"
+fi
+cargo build --release -p hearth-call
+exec target/release/hearth-call demo --peers 2 --seconds 10 "$@"
