@@ -161,6 +161,8 @@ pub struct StreamStats {
     pub keyframe_requests: u64,
     /// Capture to decoded (from the in-band markers).
     pub latency: Latency,
+    /// Lip sync: |video shown − matching audio heard| for frames shown while audio played.
+    pub av_offset: Latency,
     pub width: u32,
     pub height: u32,
     pub fps: f64,

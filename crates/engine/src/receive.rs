@@ -5,7 +5,8 @@ use crate::config::{EngineEvent, Latency, StreamStats, TrackKind};
 use bytes::{Bytes, BytesMut};
 use hearth_codec::{CodecError, H264Decoder, OpusDecoder, is_keyframe};
 use hearth_media::marker::{BurstDetector, read_stamp};
-use hearth_media::{Mixer, Released, ReorderBuffer, now_us};
+use hearth_media::sync::media_us;
+use hearth_media::{AvSync, Mixer, Released, ReorderBuffer, VideoFrame, now_us};
 use hearth_proto::PeerId;
 use parking_lot::Mutex;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -30,6 +31,7 @@ const PLI_MIN_INTERVAL: Duration = Duration::from_millis(250);
 pub struct StreamAcc {
     pub stats: StreamStats,
     latency_us: Vec<u64>,
+    av_offset_us: Vec<u64>,
     last_marker: Option<u64>,
     decoded_at: VecDeque<u64>,
     bytes_at: VecDeque<(u64, u64)>,
@@ -80,6 +82,7 @@ impl StreamAcc {
         let now = now_us();
         let mut s = self.stats.clone();
         s.latency = Latency::from_us(&self.latency_us);
+        s.av_offset = Latency::from_us(&self.av_offset_us);
         s.fps = self.decoded_at.iter().filter(|t| now.saturating_sub(**t) <= 1_000_000).count() as f64;
         let recent: u64 =
             self.bytes_at.iter().filter(|(t, _)| now.saturating_sub(*t) <= 1_000_000).map(|(_, b)| b).sum();
@@ -118,7 +121,8 @@ struct Assembler {
 
 enum Assembled {
     Nothing,
-    Frame(Bytes),
+    /// An access unit and its RTP timestamp.
+    Frame(u32, Bytes),
     /// A loss broke the stream: ask for a keyframe.
     NeedKeyframe,
 }
@@ -147,6 +151,7 @@ impl Assembler {
                 if !p.header.marker {
                     return Assembled::Nothing;
                 }
+                let ts = p.header.timestamp;
                 let mut au = BytesMut::new();
                 let mut ok = true;
                 for part in self.parts.drain(..) {
@@ -168,7 +173,7 @@ impl Assembler {
                     }
                     self.wait_keyframe = false;
                 }
-                Assembled::Frame(au)
+                Assembled::Frame(ts, au)
             }
         }
     }
@@ -191,7 +196,7 @@ async fn send_pli(
 
 /// Receive one remote video track until it ends.
 pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
-    let (au_tx, au_rx) = std::sync::mpsc::sync_channel::<Bytes>(8);
+    let (au_tx, au_rx) = std::sync::mpsc::sync_channel::<(u32, Bytes)>(8);
     let (pli_tx, mut pli_rx) = mpsc::unbounded_channel::<()>();
     let decoder_ctx = ctx.clone();
     let decoder = std::thread::Builder::new()
@@ -236,8 +241,8 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
             }
             match asm.push(r) {
                 Assembled::Nothing => {}
-                Assembled::Frame(au) => {
-                    if au_tx.try_send(au).is_err() {
+                Assembled::Frame(ts, au) => {
+                    if au_tx.try_send((ts, au)).is_err() {
                         // The decoder is behind: drop and restart from a keyframe.
                         asm.wait_keyframe = true;
                         send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await;
@@ -258,7 +263,7 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn decode_video(rx: std::sync::mpsc::Receiver<Bytes>, ctx: RecvCtx, pli: mpsc::UnboundedSender<()>) {
+fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: mpsc::UnboundedSender<()>) {
     let mut decoder = match H264Decoder::new() {
         Ok(d) => d,
         Err(e) => {
@@ -266,12 +271,23 @@ fn decode_video(rx: std::sync::mpsc::Receiver<Bytes>, ctx: RecvCtx, pli: mpsc::U
             return;
         }
     };
-    for au in rx {
+    // Frames for display go through a presenter that holds them for lip sync.
+    let present = ctx.frames.as_ref().map(|_| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Arc<VideoFrame>)>(8);
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("hearth-show-{}", ctx.kind.id()))
+            .spawn(move || present_video(rx, ctx));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a presenter thread");
+        }
+        tx
+    });
+    for (ts, au) in rx {
         let result = decoder.decode(&au, |img| {
             let at = now_us();
             let stamp = read_stamp(img);
-            let frame =
-                ctx.frames.as_ref().map(|_| Arc::new(img.to_frame(stamp.map_or(0, |s| s.capture_us))));
+            let frame = present.as_ref().map(|_| Arc::new(img.to_frame(stamp.map_or(0, |s| s.capture_us))));
             (at, img.width, img.height, stamp, frame)
         });
         match result {
@@ -285,8 +301,9 @@ fn decode_video(rx: std::sync::mpsc::Receiver<Bytes>, ctx: RecvCtx, pli: mpsc::U
                         acc.marker(u64::from(s.frame), at.saturating_sub(s.capture_us), 30);
                     }
                 }
-                if let (Some(tx), Some(frame)) = (&ctx.frames, frame) {
-                    let _ = tx.send(EngineEvent::Frame { peer: ctx.peer.clone(), kind: ctx.kind, frame });
+                if let (Some(tx), Some(frame)) = (&present, frame) {
+                    // A full presenter queue means the app is not keeping up: drop the frame.
+                    let _ = tx.try_send((media_us(ts, 90_000), frame));
                 }
             }
             Ok(None) => {}
@@ -298,6 +315,30 @@ fn decode_video(rx: std::sync::mpsc::Receiver<Bytes>, ctx: RecvCtx, pli: mpsc::U
                 ctx.acc.lock().stats.decode_errors += 1;
                 let _ = pli.send(());
             }
+        }
+    }
+}
+
+/// Shows decoded frames in step with the peer's audio (see `hearth_media::sync`).
+fn present_video(rx: std::sync::mpsc::Receiver<(u64, Arc<VideoFrame>)>, ctx: RecvCtx) {
+    let sync = AvSync::default();
+    let source = mixer_source(&ctx.peer);
+    let Some(events) = ctx.frames.clone() else { return };
+    for (media, frame) in rx {
+        let playout = || ctx.mixer.as_ref().and_then(|m| m.playout(source));
+        let release = sync.release_at(media, playout(), Instant::now());
+        let now = Instant::now();
+        if release > now {
+            std::thread::sleep(release - now);
+        }
+        if let Some(off) = sync.offset_us(media, playout(), Instant::now()) {
+            let mut acc = ctx.acc.lock();
+            if acc.av_offset_us.len() < MAX_LATENCY_SAMPLES {
+                acc.av_offset_us.push(off.unsigned_abs());
+            }
+        }
+        if events.send(EngineEvent::Frame { peer: ctx.peer.clone(), kind: ctx.kind, frame }).is_err() {
+            break;
         }
     }
 }
@@ -353,15 +394,17 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
                     // Conceal what was lost before this packet: the last lost frame is rebuilt
                     // from this packet's FEC data, earlier ones by PLC (at most 100 ms).
                     let conceal = pending_loss.min(5);
+                    let media = media_us(p.header.timestamp, 48_000);
                     for i in 0..conceal {
                         let fec = (i + 1 == conceal).then_some(&p.payload[..]);
                         if decoder.conceal(fec, &mut pcm).is_ok() {
-                            deliver_audio(&ctx, &pcm, source, &mut detector);
+                            let at = media.saturating_sub((conceal - i) * hearth_media::FRAME_US);
+                            deliver_audio(&ctx, &pcm, source, at, &mut detector);
                         }
                     }
                     pending_loss = 0;
                     match decoder.decode(&p.payload, &mut pcm) {
-                        Ok(()) => deliver_audio(&ctx, &pcm, source, &mut detector),
+                        Ok(()) => deliver_audio(&ctx, &pcm, source, media, &mut detector),
                         Err(_) => ctx.acc.lock().stats.decode_errors += 1,
                     }
                 }
@@ -374,10 +417,10 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     }
 }
 
-fn deliver_audio(ctx: &RecvCtx, pcm: &[i16], source: u64, detector: &mut BurstDetector) {
+fn deliver_audio(ctx: &RecvCtx, pcm: &[i16], source: u64, media: u64, detector: &mut BurstDetector) {
     let at = now_us();
     if let Some(m) = &ctx.mixer {
-        m.push(source, pcm);
+        m.push_timed(source, pcm, Some(media));
     }
     let bursts = detector.push(pcm, at);
     let mut acc = ctx.acc.lock();

@@ -32,9 +32,11 @@ pub struct MediaClock {
 
 impl MediaClock {
     pub fn new() -> MediaClock {
-        // Random so RTP timestamps reveal nothing about wall time.
-        let jitter: u64 = rand::random::<u32>().into();
-        MediaClock { epoch_us: hearth_media::now_us().saturating_sub(jitter * 1000) }
+        // A random start (up to a minute back) so RTP timestamps reveal nothing about wall time,
+        // small enough that neither clock wraps for ~13 h: receivers compare audio and video
+        // media times directly for lip sync.
+        let offset_us = rand::random::<u64>() % 60_000_000;
+        MediaClock { epoch_us: hearth_media::now_us().saturating_sub(offset_us) }
     }
 
     pub fn rtp_ts(&self, capture_us: u64, clock_rate: u32) -> u32 {

@@ -413,3 +413,32 @@ async fn join_refusals_and_a_dead_server_are_clear_errors() {
     }
     a.engine.leave().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_shown_in_step_with_the_audio_heard() {
+    let _pa = hearth_testkit::PulseAudio::start().expect("pulseaudio");
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    // Bob plays Ada's audio on the (null) speaker and displays her video.
+    let b = Peer::join_with(&server, "bob", |mut c| {
+        c.speaker = Some(Some("pulseaudio:vsink".into()));
+        c.deliver_frames = true;
+        c
+    })
+    .await;
+    all_connected(&[&a, &b]).await;
+    let st = eventually(Duration::from_secs(30), "frames shown with audio playing", async || {
+        b.from("ada").await.filter(|s| s.camera.av_offset.samples >= 60)
+    })
+    .await
+    .unwrap();
+    let shown = b.log.lock().unwrap().iter().filter(|e| matches!(e, EngineEvent::Frame { .. })).count();
+    assert!(shown >= 60, "{shown} frames shown");
+    // Without lip sync video would be shown ~40-60 ms before its audio is heard (the audio has a
+    // 20 ms frame, a playout buffer and the device's buffer in its path; video has none).
+    let av = st.camera.av_offset;
+    assert!(av.p50_ms < 15.0 && av.p95_ms < 35.0, "audio/video offset {av:?}");
+    assert!(!b.saw(|e| matches!(e, EngineEvent::DeviceError { .. })));
+    a.engine.leave().await;
+    b.engine.leave().await;
+}

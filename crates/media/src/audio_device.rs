@@ -68,6 +68,11 @@ fn find(kind: DeviceKind, id: Option<&str>) -> Result<cpal::Device, MediaError> 
         Some(id) => {
             let parsed: cpal::DeviceId =
                 id.parse().map_err(|e| device_error(kind, Some(id), format!("not a device id: {e}")))?;
+            // The id names its host (pulseaudio, alsa, ...): ask that host, not the default one,
+            // which may be another backend.
+            let host = cpal::host_from_id(parsed.host()).map_err(|e| {
+                device_error(kind, Some(id), format!("its audio system is not available: {e}"))
+            })?;
             host.device_by_id(&parsed).ok_or_else(|| {
                 device_error(kind, Some(id), format!("{kind} {id} is not connected; pick another"))
             })
@@ -279,16 +284,21 @@ impl Speaker {
                     let stream = dev
                         .build_output_stream::<f32, _, _>(
                             config,
-                            move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
+                            move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
                                 let frames = data.len() / channels;
+                                // These samples are heard after the device's own buffering.
+                                let ts = info.timestamp();
+                                let device_delay = ts.playback.duration_since(ts.callback);
+                                let heard_at = std::time::Instant::now()
+                                    + device_delay.min(std::time::Duration::from_secs(1));
                                 if rate == SAMPLE_RATE {
                                     mono.resize(frames, 0.0);
-                                    mixer.pull(&mut mono);
+                                    mixer.pull_timed(&mut mono, heard_at);
                                 } else {
                                     let need = (frames as f64 * f64::from(SAMPLE_RATE) / f64::from(rate))
                                         .ceil() as usize;
                                     let mut src = vec![0.0f32; need];
-                                    mixer.pull(&mut src);
+                                    mixer.pull_timed(&mut src, heard_at);
                                     resampled.clear();
                                     resampler.process(&src, &mut resampled);
                                     resampled.resize(frames, 0.0);

@@ -28,6 +28,7 @@ pub mod marker;
 pub mod mixer;
 pub mod screen;
 pub mod source;
+pub mod sync;
 pub mod synthetic;
 
 pub use audio_device::{Microphone, Speaker};
@@ -38,6 +39,7 @@ pub use jitter::{Released, ReorderBuffer, ReorderStats};
 pub use mixer::Mixer;
 pub use screen::Screen;
 pub use source::{AudioSource, SourceInfo, VideoKind, VideoSource};
+pub use sync::{AudioPlayout, AvSync};
 pub use synthetic::{Pacer, TestPattern, ToneBursts};
 
 /// Media errors. Device errors say which device and what a person can do about it.

@@ -7,15 +7,35 @@
 //! latency never creeps up.
 
 use crate::frame::{FRAME_SAMPLES, SAMPLE_RATE};
+use crate::sync::AudioPlayout;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
 struct Queue {
     samples: VecDeque<i16>,
+    /// Media time of the first queued sample (for lip sync), when the source gives one.
+    head_media_us: Option<u64>,
+    /// What was last sent to the device, and when it will be heard.
+    played: Option<AudioPlayout>,
+    /// Since when the queue has stayed deeper than the target (latency to shed).
+    over_since: Option<Instant>,
     playing: bool,
     underruns: u64,
     dropped: u64,
+}
+
+fn samples_us(n: usize) -> u64 {
+    n as u64 * 1_000_000 / u64::from(SAMPLE_RATE)
+}
+
+impl Queue {
+    fn advance(&mut self, n: usize) {
+        if let Some(m) = self.head_media_us.as_mut() {
+            *m += samples_us(n);
+        }
+    }
 }
 
 /// Counters for one source.
@@ -58,14 +78,29 @@ impl Mixer {
 
     /// Queue decoded samples from `source`.
     pub fn push(&self, source: u64, samples: &[i16]) {
+        self.push_timed(source, samples, None);
+    }
+
+    /// Queue decoded samples whose first sample has media time `media_us` (see
+    /// [`crate::sync`]); the mixer then knows what media time each source is playing.
+    pub fn push_timed(&self, source: u64, samples: &[i16], media_us: Option<u64>) {
         let mut sources = self.sources.lock();
         let q = sources.entry(source).or_default();
+        if q.samples.is_empty() || q.head_media_us.is_none() {
+            q.head_media_us = media_us.map(|m| m.saturating_sub(samples_us(q.samples.len())));
+        }
         q.samples.extend(samples);
         if q.samples.len() > self.max {
             let excess = q.samples.len() - self.target;
             q.samples.drain(..excess);
+            q.advance(excess);
             q.dropped += excess as u64;
         }
+    }
+
+    /// The last playout of `source`: which media time will be heard when.
+    pub fn playout(&self, source: u64) -> Option<AudioPlayout> {
+        self.sources.lock().get(&source).and_then(|q| q.played)
     }
 
     /// Forget a source (its peer left).
@@ -75,6 +110,11 @@ impl Mixer {
 
     /// Mix the next `out.len()` samples of every playing source (f32, -1.0..=1.0).
     pub fn pull(&self, out: &mut [f32]) {
+        self.pull_timed(out, Instant::now());
+    }
+
+    /// [`Mixer::pull`] for samples that will be heard from `heard_at` on.
+    pub fn pull_timed(&self, out: &mut [f32], heard_at: Instant) {
         out.fill(0.0);
         let mut sources = self.sources.lock();
         for q in sources.values_mut() {
@@ -85,12 +125,30 @@ impl Mixer {
                 q.playing = true;
             }
             let n = out.len().min(q.samples.len());
+            if let Some(media_us) = q.head_media_us {
+                q.played = Some(AudioPlayout { media_us, at: heard_at });
+            }
             for (o, s) in out.iter_mut().zip(q.samples.drain(..n)) {
                 *o += f32::from(s) / 32768.0;
             }
+            q.advance(n);
             if n < out.len() {
                 q.playing = false;
                 q.underruns += 1;
+            }
+            // A queue that stays deeper than the target (after a stall, or a sender's clock
+            // running fast) is latency nobody needs: shed it after half a second.
+            if q.samples.len() > self.target {
+                let since = *q.over_since.get_or_insert(heard_at);
+                if heard_at.saturating_duration_since(since) >= Duration::from_millis(500) {
+                    let excess = q.samples.len() - self.prebuffer;
+                    q.samples.drain(..excess);
+                    q.advance(excess);
+                    q.dropped += excess as u64;
+                    q.over_since = None;
+                }
+            } else {
+                q.over_since = None;
             }
         }
         for o in out.iter_mut() {
@@ -134,6 +192,36 @@ mod tests {
         m.pull(&mut out);
         assert!(out[..4].iter().all(|&s| s > 0.0) && out[4..].iter().all(|&s| s == 0.0));
         assert_eq!(m.stats(1).unwrap().underruns, 1);
+    }
+
+    #[test]
+    fn tracks_the_media_time_being_played() {
+        let m = Mixer::new(1, 1, 100_000);
+        let t = Instant::now();
+        m.push_timed(3, &[0; 960], Some(1_000_000));
+        m.push_timed(3, &[0; 960], Some(1_020_000));
+        let mut out = [0.0f32; 480];
+        m.pull_timed(&mut out, t);
+        assert_eq!(m.playout(3), Some(AudioPlayout { media_us: 1_000_000, at: t }));
+        m.pull_timed(&mut out, t);
+        assert_eq!(m.playout(3).unwrap().media_us, 1_010_000);
+        assert_eq!(m.playout(4), None);
+    }
+
+    #[test]
+    fn excess_latency_is_shed_after_half_a_second() {
+        let m = Mixer::new(960, 1920, 48_000);
+        let t = Instant::now();
+        // A stall left 100 ms queued; then audio arrives and plays in step.
+        m.push(5, &[1; 4800]);
+        let mut out = [0.0f32; 960];
+        for i in 0..30u64 {
+            m.push(5, &[1; 960]);
+            m.pull_timed(&mut out, t + Duration::from_millis(20 * i));
+        }
+        let s = m.stats(5).unwrap();
+        assert!(s.queued_samples <= 1920, "{s:?}");
+        assert!(s.dropped_samples > 0);
     }
 
     #[test]

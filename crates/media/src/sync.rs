@@ -1,0 +1,113 @@
+//! Lip sync: when to show a video frame so it matches the audio being heard.
+//!
+//! A sender stamps its audio and video RTP timestamps from one media clock, so a receiver can
+//! turn both into microseconds on the same timeline ("media time"). The speaker reports which
+//! media time it is playing and when it will be heard; a video frame whose media time is ahead of
+//! that is held until the audio catches up (at most `max_hold`, so a stalled audio path never
+//! freezes video). Frames behind the audio are shown at once: video that is late cannot be made
+//! earlier, and dropping it would only stutter.
+
+use std::time::{Duration, Instant};
+
+/// Playout timing of one remote peer's audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioPlayout {
+    /// Media time of the sample being played.
+    pub media_us: u64,
+    /// When that sample is heard.
+    pub at: Instant,
+}
+
+/// Decides when video frames of one peer are shown.
+#[derive(Debug, Clone)]
+pub struct AvSync {
+    max_hold: Duration,
+    /// Audio playout older than this is stale (audio stopped or muted): no sync.
+    stale_after: Duration,
+}
+
+impl Default for AvSync {
+    fn default() -> Self {
+        AvSync { max_hold: Duration::from_millis(200), stale_after: Duration::from_millis(500) }
+    }
+}
+
+impl AvSync {
+    pub fn new(max_hold: Duration) -> AvSync {
+        AvSync { max_hold, ..AvSync::default() }
+    }
+
+    /// Media time being heard at `now`, extrapolated from the last playout report.
+    pub fn audio_media_at(&self, audio: Option<AudioPlayout>, now: Instant) -> Option<i128> {
+        let a = audio?;
+        if now.saturating_duration_since(a.at) > self.stale_after {
+            return None;
+        }
+        let delta = if now >= a.at {
+            now.duration_since(a.at).as_micros() as i128
+        } else {
+            -(a.at.duration_since(now).as_micros() as i128)
+        };
+        Some(i128::from(a.media_us) + delta)
+    }
+
+    /// When to show a frame of media time `video_media_us` that is ready at `now`.
+    pub fn release_at(&self, video_media_us: u64, audio: Option<AudioPlayout>, now: Instant) -> Instant {
+        let Some(heard) = self.audio_media_at(audio, now) else { return now };
+        let lead_us = i128::from(video_media_us) - heard;
+        if lead_us <= 0 {
+            return now;
+        }
+        let lead = Duration::from_micros(u64::try_from(lead_us).unwrap_or(u64::MAX));
+        now + lead.min(self.max_hold)
+    }
+
+    /// How far ahead (+) or behind (−) of the audio a frame shown at `shown` is, in µs.
+    pub fn offset_us(&self, video_media_us: u64, audio: Option<AudioPlayout>, shown: Instant) -> Option<i64> {
+        let heard = self.audio_media_at(audio, shown)?;
+        i64::try_from(i128::from(video_media_us) - heard).ok()
+    }
+}
+
+/// Media time in microseconds of an RTP timestamp at `clock_rate` (sender's shared media clock).
+pub fn media_us(rtp_ts: u32, clock_rate: u32) -> u64 {
+    u64::from(rtp_ts) * 1_000_000 / u64::from(clock_rate.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_early_video_until_audio_catches_up() {
+        let t = Instant::now();
+        let s = AvSync::default();
+        // Audio at media 1_000_000 is heard 40 ms from now (device and playout buffers).
+        let audio = Some(AudioPlayout { media_us: 1_000_000, at: t + Duration::from_millis(40) });
+        // A frame captured at the same instant as that audio must wait for it.
+        assert_eq!(s.release_at(1_000_000, audio, t), t + Duration::from_millis(40));
+        // What is heard right now is media 960_000; a frame older than that is late: show it.
+        assert_eq!(s.release_at(950_000, audio, t), t);
+        // A frame 10 ms ahead of what is heard now waits 10 ms.
+        assert_eq!(s.release_at(970_000, audio, t), t + Duration::from_millis(10));
+        assert_eq!(s.offset_us(1_000_000, audio, t + Duration::from_millis(40)), Some(0));
+    }
+
+    #[test]
+    fn holds_are_bounded_and_stale_audio_is_ignored() {
+        let t = Instant::now();
+        let s = AvSync::new(Duration::from_millis(100));
+        let audio = Some(AudioPlayout { media_us: 0, at: t });
+        assert_eq!(s.release_at(5_000_000, audio, t), t + Duration::from_millis(100));
+        let later = t + Duration::from_secs(2);
+        assert_eq!(s.release_at(5_000_000, audio, later), later);
+        assert_eq!(s.release_at(5_000_000, None, t), t);
+    }
+
+    #[test]
+    fn media_time_of_rtp_timestamps() {
+        assert_eq!(media_us(48_000, 48_000), 1_000_000);
+        assert_eq!(media_us(90_000, 90_000), 1_000_000);
+        assert_eq!(media_us(u32::MAX, 90_000), 47_721_858_833);
+    }
+}

@@ -1,0 +1,82 @@
+//! Real audio devices through a PulseAudio null sink (started by the test), and the camera
+//! behaviour on a machine without one.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use hearth_media::marker::BurstDetector;
+use hearth_media::{AudioFrame, AudioSource, Microphone, Mixer, Speaker, ToneBursts, now_us};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[test]
+fn speaker_to_microphone_round_trip_through_a_null_sink() {
+    let _pa = hearth_testkit::PulseAudio::start().expect("pulseaudio");
+    let mics = hearth_media::device::list(hearth_media::DeviceKind::Microphone).unwrap();
+    assert!(mics.iter().any(|d| d.id == "pulseaudio:vsink.monitor"), "{mics:?}");
+    let speakers = hearth_media::device::list(hearth_media::DeviceKind::Speaker).unwrap();
+    assert!(speakers.iter().any(|d| d.id == "pulseaudio:vsink" && d.is_default), "{speakers:?}");
+
+    let mixer = Arc::new(Mixer::new(960, 960, 48_000));
+    let _speaker = Speaker::open(Some("pulseaudio:vsink"), mixer.clone()).unwrap();
+    let mut mic = Microphone::open(Some("pulseaudio:vsink.monitor")).unwrap();
+    let feeder = {
+        let mixer = mixer.clone();
+        std::thread::spawn(move || {
+            let mut src = ToneBursts::new();
+            let mut f = AudioFrame::default();
+            for _ in 0..150 {
+                src.capture(&mut f).unwrap();
+                mixer.push_timed(1, &f.samples, Some(f.capture_us));
+            }
+        })
+    };
+    let mut det = BurstDetector::new();
+    let mut bursts = Vec::new();
+    let mut f = AudioFrame::default();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(4) && bursts.len() < 5 {
+        mic.capture(&mut f).unwrap();
+        bursts.extend(det.push(&f.samples, now_us()));
+    }
+    feeder.join().unwrap();
+    assert!(bursts.len() >= 5, "found {bursts:?}");
+    // Consecutive slots: in order, none missing.
+    assert!(bursts.windows(2).all(|w| w[1].slot == w[0].slot + 1), "{bursts:?}");
+    // The speaker reported which media time it played.
+    assert!(mixer.playout(1).is_some());
+}
+
+#[test]
+fn no_camera_lists_empty_and_opening_fails_clearly() {
+    let cams = hearth_media::camera::list().unwrap();
+    if cams.is_empty() {
+        let err = hearth_media::Camera::open("camera:0", 640, 480, 30).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("camera") && msg.contains("cannot open the camera"), "{msg}");
+        let err = hearth_media::Camera::open("front", 640, 480, 30).unwrap_err();
+        assert!(err.to_string().contains("camera ids look like camera:0"));
+    } else {
+        // A machine with a camera: it must open and deliver a frame.
+        let mut cam = hearth_media::Camera::open(&cams[0].id, 640, 480, 30).unwrap();
+        let mut frame = hearth_media::VideoFrame::new(2, 2);
+        hearth_media::VideoSource::capture(&mut cam, &mut frame).unwrap();
+        assert!(frame.width > 0);
+    }
+}
+
+#[test]
+fn no_sound_server_means_clear_errors_not_panics() {
+    // SAFETY of the environment change: nextest runs each test in its own process.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("XDG_RUNTIME_DIR", "/nonexistent");
+        std::env::remove_var("PULSE_SERVER");
+    }
+    // Without a sound server only ALSA remains; on a machine without a sound card opening
+    // fails with a message instead of crashing. (With a card, it opens.)
+    match Microphone::open(Some("pulseaudio:vsink.monitor")) {
+        Ok(_) => {}
+        Err(e) => assert!(e.to_string().contains("microphone"), "{e}"),
+    }
+    let _ = Speaker::open(None, Arc::new(Mixer::default()))
+        .map_err(|e| assert!(e.to_string().contains("speaker"), "{e}"));
+}
