@@ -313,7 +313,7 @@ impl Core {
                 join.password = self.cfg.password.clone();
                 join.token = self.cfg.token.clone();
                 join.media = self.call.local_media();
-                self.call.leave();
+                self.call.reset();
                 self.call.join(join);
                 return;
             }

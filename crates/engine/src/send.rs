@@ -83,6 +83,9 @@ pub struct SendStream {
     /// Whether media is sent at all (mute / camera off).
     pub enabled: AtomicBool,
     packets_tx: mpsc::Sender<Vec<rtc::rtp::Packet>>,
+    /// One sequence-number counter for the stream's whole life: a capture thread restarted
+    /// (camera off and on) continues the numbering, so receivers see no jump.
+    sequencer: Box<dyn Sequencer>,
     capture: Mutex<Option<Capture>>,
 }
 
@@ -106,6 +109,7 @@ impl SendStream {
             bytes_sent: AtomicU64::new(0),
             enabled: AtomicBool::new(true),
             packets_tx,
+            sequencer: Box::new(new_random_sequencer()),
             capture: Mutex::new(None),
         });
         let weak = Arc::downgrade(&stream);
@@ -304,7 +308,7 @@ fn video_loop(
         H264_PT,
         stream.ssrc,
         Box::new(H264Payloader::default()),
-        Box::new(new_random_sequencer()),
+        stream.sequencer.clone_to(),
         90_000,
     );
     while !stop.load(Ordering::Relaxed) {
@@ -360,7 +364,7 @@ fn audio_loop(
     let mut source = open_audio(spec)?;
     let mut encoder = OpusEncoder::new(32_000).map_err(|e| MediaError::Convert(e.to_string()))?;
     let mut frame = AudioFrame::default();
-    let sequencer = new_random_sequencer();
+    let sequencer = stream.sequencer.clone_to();
     let mut talkspurt = true;
     while !stop.load(Ordering::Relaxed) {
         source.capture(&mut frame)?;

@@ -442,3 +442,48 @@ async fn video_shown_in_step_with_the_audio_heard() {
     a.engine.leave().await;
     b.engine.leave().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signaling_outage_keeps_media_flowing_and_the_call_recovers() {
+    let mut cfg = hearth_signal::Config::default();
+    cfg.shutdown_retry_after = Duration::from_millis(200);
+    cfg.drain_timeout = Duration::from_secs(1);
+    let server = Server::start(cfg.clone()).await.unwrap();
+    let addr = server.addr.to_string();
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    decoded(&b, "ada", 10, 10).await;
+
+    // The server goes away (restart): media goes on peer to peer meanwhile.
+    server.shutdown().await;
+    eventually(WAIT, "signaling lost", async || {
+        b.saw(|e| matches!(e, EngineEvent::SignalingLost { .. })).then_some(())
+    })
+    .await
+    .unwrap();
+    let before = b.from("ada").await.unwrap().camera.frames_decoded;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let during = b.from("ada").await.unwrap().camera.frames_decoded;
+    assert!(during > before + 10, "media stopped with the signaling server: {before} -> {during}");
+
+    // A new server on the same address: both reconnect; the old sessions are unknown there, so
+    // they join afresh and the call is rebuilt.
+    let server2 = Server::start_at(&addr, cfg).await.unwrap();
+    for p in [&a, &b] {
+        eventually(WAIT, "signaling restored", async || {
+            p.saw(|e| matches!(e, EngineEvent::SignalingRestored)).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    eventually(WAIT, "media after the rejoin", async || {
+        let s = b.engine.stats().await.ok()?;
+        s.iter().any(|s| s.name == "ada" && s.connected && s.camera.frames_decoded > 10).then_some(())
+    })
+    .await
+    .unwrap();
+    a.engine.leave().await;
+    b.engine.leave().await;
+    server2.shutdown().await;
+}

@@ -155,7 +155,7 @@ enum MicEvent {
 
 /// A microphone delivering 20 ms frames. Open it on the thread that captures from it.
 pub struct Microphone {
-    _stream: cpal::Stream,
+    stream: Option<cpal::Stream>,
     rx: Receiver<MicEvent>,
     pending: Vec<f32>,
     name: String,
@@ -203,7 +203,22 @@ impl Microphone {
                 )
             })?;
         stream.play().map_err(|e| device_error(kind, id, format!("the microphone would not start: {e}")))?;
-        Ok(Microphone { _stream: stream, rx, pending: Vec::with_capacity(4 * FRAME_SAMPLES), name })
+        Ok(Microphone { stream: Some(stream), rx, pending: Vec::with_capacity(4 * FRAME_SAMPLES), name })
+    }
+}
+
+impl Drop for Microphone {
+    fn drop(&mut self) {
+        // cpal 0.18's PulseAudio backend can block for most of a minute closing a record
+        // stream (its latency thread waits on a timing query). Close it on a thread of its own
+        // so stopping the microphone never stalls the call.
+        if let Some(stream) = self.stream.take() {
+            let closer =
+                std::thread::Builder::new().name("hearth-mic-close".into()).spawn(move || drop(stream));
+            if let Err(e) = closer {
+                tracing::debug!(error = %e, "closing the microphone inline");
+            }
+        }
     }
 }
 

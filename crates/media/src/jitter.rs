@@ -32,6 +32,9 @@ pub struct ReorderStats {
     pub reordered: u64,
     /// Arrived too late (after its slot was released or given up) or duplicated; dropped.
     pub late: u64,
+    /// Sequence numbers jumped so far that the sender must have restarted its stream: the
+    /// buffer started over.
+    pub resets: u64,
 }
 
 #[derive(Debug)]
@@ -45,6 +48,9 @@ pub struct ReorderBuffer<T> {
     held: BTreeMap<u64, (T, Instant)>,
     stats: ReorderStats,
 }
+
+/// A jump larger than this (in either direction) restarts the buffer.
+const RESET_GAP: u64 = 3000;
 
 impl<T> ReorderBuffer<T> {
     pub fn new(max_wait: Duration, max_held: usize) -> Self {
@@ -77,7 +83,15 @@ impl<T> ReorderBuffer<T> {
     /// Add an item with its RTP sequence number.
     pub fn push(&mut self, seq: u16, item: T, now: Instant) {
         self.stats.received += 1;
-        let ext = self.extend(seq);
+        let mut ext = self.extend(seq);
+        if self.highest.is_some_and(|h| h.abs_diff(ext) > RESET_GAP) {
+            // No reordering spans thousands of packets: this is a new stream numbering.
+            self.stats.resets += 1;
+            self.held.clear();
+            self.next = None;
+            self.highest = None;
+            ext = self.extend(seq);
+        }
         let next = *self.next.get_or_insert(ext);
         if ext < next || self.held.contains_key(&ext) {
             self.stats.late += 1;
@@ -167,6 +181,27 @@ mod tests {
         b.push(13, 'd', t);
         assert!(b.pop(t).is_none());
         assert_eq!(b.stats().late, 1);
+    }
+
+    #[test]
+    fn a_restarted_stream_is_followed_whatever_its_new_numbering() {
+        let t = Instant::now();
+        for restart_at in [100u16, 40_000, 60_000] {
+            let mut b = ReorderBuffer::new(Duration::from_millis(40), 16);
+            for s in 20_000u16..20_010 {
+                b.push(s, s, t);
+                assert!(b.pop(t).is_some());
+            }
+            for s in restart_at..restart_at + 5 {
+                b.push(s, s, t);
+                assert!(
+                    matches!(b.pop(t), Some(Released::Item { item, .. }) if item == s),
+                    "restart at {restart_at}"
+                );
+            }
+            assert_eq!(b.stats().resets, 1);
+            assert_eq!(b.stats().lost, 0);
+        }
     }
 
     #[test]

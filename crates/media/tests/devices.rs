@@ -18,12 +18,14 @@ fn speaker_to_microphone_round_trip_through_a_null_sink() {
     let mixer = Arc::new(Mixer::new(960, 960, 48_000));
     let _speaker = Speaker::open(Some("pulseaudio:vsink"), mixer.clone()).unwrap();
     let mut mic = Microphone::open(Some("pulseaudio:vsink.monitor")).unwrap();
+    // Play tone bursts into the sink until the microphone has heard five of them.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let feeder = {
-        let mixer = mixer.clone();
+        let (mixer, stop) = (mixer.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut src = ToneBursts::new();
             let mut f = AudioFrame::default();
-            for _ in 0..150 {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 src.capture(&mut f).unwrap();
                 mixer.push_timed(1, &f.samples, Some(f.capture_us));
             }
@@ -33,10 +35,11 @@ fn speaker_to_microphone_round_trip_through_a_null_sink() {
     let mut bursts = Vec::new();
     let mut f = AudioFrame::default();
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(4) && bursts.len() < 5 {
+    while t.elapsed() < Duration::from_secs(20) && bursts.len() < 5 {
         mic.capture(&mut f).unwrap();
         bursts.extend(det.push(&f.samples, now_us()));
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     feeder.join().unwrap();
     assert!(bursts.len() >= 5, "found {bursts:?}");
     // Consecutive slots: in order, none missing.

@@ -189,6 +189,12 @@ impl Call {
         if self.me.is_some() {
             self.push(Action::Send(ClientMessage::Leave));
         }
+        self.reset();
+    }
+
+    /// Forget the session without telling the server (it no longer knows it, e.g. after a
+    /// failed resume): close every link, so a fresh join starts clean.
+    pub fn reset(&mut self) {
         let ids: Vec<PeerId> = self.peers.keys().cloned().collect();
         for id in ids {
             self.close_link(&id);

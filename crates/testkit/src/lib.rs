@@ -23,7 +23,12 @@ pub struct Server {
 impl Server {
     /// Start with `config` (call from within a tokio runtime).
     pub async fn start(config: hearth_signal::Config) -> anyhow::Result<Server> {
-        let listener = hearth_signal::bind("127.0.0.1:0").await?;
+        Self::start_at("127.0.0.1:0", config).await
+    }
+
+    /// Start on a given address (e.g. the address of a server that was just stopped).
+    pub async fn start_at(addr: &str, config: hearth_signal::Config) -> anyhow::Result<Server> {
+        let listener = hearth_signal::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(hearth_signal::run(listener, config, async {
@@ -98,7 +103,8 @@ impl PulseAudio {
                 "--exit-idle-time=-1",
                 "--disallow-exit",
                 "-L",
-                "module-native-protocol-unix",
+                // No cookie: the daemon and this process need not share a HOME.
+                "module-native-protocol-unix auth-anonymous=1",
                 "-L",
                 "module-null-sink sink_name=vsink rate=48000",
                 "-L",
