@@ -445,9 +445,11 @@ async fn video_shown_in_step_with_the_audio_heard() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signaling_outage_keeps_media_flowing_and_the_call_recovers() {
-    let mut cfg = hearth_signal::Config::default();
-    cfg.shutdown_retry_after = Duration::from_millis(200);
-    cfg.drain_timeout = Duration::from_secs(1);
+    let cfg = hearth_signal::Config {
+        shutdown_retry_after: Duration::from_millis(200),
+        drain_timeout: Duration::from_secs(1),
+        ..hearth_signal::Config::default()
+    };
     let server = Server::start(cfg.clone()).await.unwrap();
     let addr = server.addr.to_string();
     let a = Peer::join(&server, "ada").await;
