@@ -209,7 +209,13 @@ pub async fn new_peer_connection(
     let se = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_network_types(vec![NetworkType::Udp4])
-        .with_ice_connection_attempts(Some(settings.ice_check_interval), None)
+        // A candidate pair fails after interval x max requests; keep that at ~2 s so fast checks
+        // still work across the internet (the default 7 requests at 20 ms would give up after
+        // 140 ms, shorter than many WAN round trips).
+        .with_ice_connection_attempts(
+            Some(settings.ice_check_interval),
+            Some(max_binding_requests(settings.ice_check_interval)),
+        )
         .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
         // A vanished peer is noticed in ~3 s instead of the default ~5-30 s.
         .with_ice_timeouts(
@@ -230,6 +236,12 @@ pub async fn new_peer_connection(
         .build()
         .await?;
     Ok(Arc::new(pc))
+}
+
+/// Binding requests per candidate pair so that checks last about 2 s at `interval`.
+pub fn max_binding_requests(interval: Duration) -> u16 {
+    let ms = interval.as_millis().max(1);
+    u16::try_from(2000u128.div_ceil(ms)).unwrap_or(u16::MAX).max(7)
 }
 
 pub fn candidate_init(c: &IceCandidate) -> RTCIceCandidateInit {
@@ -253,4 +265,47 @@ pub fn rtt_from_report(last_sender_report: u32, delay: u32) -> Option<f64> {
     let rtt = ntp_mid.wrapping_sub(last_sender_report).wrapping_sub(delay);
     // A wrapped negative value means clocks disagree; ignore it.
     (rtt < 0x8000_0000).then(|| f64::from(rtt) * 1000.0 / 65536.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_last_about_two_seconds() {
+        assert_eq!(max_binding_requests(Duration::from_millis(20)), 100);
+        assert_eq!(max_binding_requests(Duration::from_millis(200)), 10);
+        assert_eq!(max_binding_requests(Duration::from_millis(500)), 7);
+        assert_eq!(max_binding_requests(Duration::ZERO), 2000);
+    }
+
+    #[test]
+    fn only_udp_ice_servers_are_used() {
+        let servers = vec![IceServer {
+            urls: vec![
+                "turn:h:3478?transport=udp".into(),
+                "turn:h:3478?transport=tcp".into(),
+                "turns:h:5349".into(),
+            ],
+            username: Some("u".into()),
+            credential: Some("c".into()),
+        }];
+        let usable = usable_ice_servers(&servers);
+        assert_eq!(usable.len(), 1);
+        assert_eq!(usable[0].urls, vec!["turn:h:3478?transport=udp".to_owned()]);
+        assert_eq!(usable[0].username, "u");
+        assert!(
+            usable_ice_servers(&[IceServer {
+                urls: vec!["turns:h".into()],
+                username: None,
+                credential: None
+            }])
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn rtt_needs_a_sender_report() {
+        assert_eq!(rtt_from_report(0, 0), None);
+    }
 }
