@@ -1,7 +1,7 @@
 //! Building webrtc-rs 0.21 peer connections the way Hearth needs them.
 //!
 //! Notes from measuring 0.21.1 here (docs/decisions.md has the list):
-//! - ICE checks every 20 ms and no wait for peer-reflexive pairs connect in ~23 ms on loopback
+//! - ICE checks every 10 ms and no wait for peer-reflexive pairs connect in ~25 ms on loopback
 //!   (defaults: ~200 ms, with 1 s outliers).
 //! - Inbound RTCP reaches the application only if an interceptor marks it; [`RtcpToApp`] does so
 //!   for PLI, FIR and receiver reports, which drive keyframes, RTT and "they receive us".
