@@ -193,6 +193,25 @@ pub struct PeerStats {
     pub screen: StreamStats,
 }
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_in_flight_are_bounded_and_released_on_drop() {
+        let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let f = Arc::new(hearth_media::VideoFrame::new(16, 16));
+        let held: Vec<_> = (0..DisplayFrame::MAX_IN_FLIGHT)
+            .map(|_| DisplayFrame::new(f.clone(), &counter).unwrap())
+            .collect();
+        assert!(DisplayFrame::new(f.clone(), &counter).is_none(), "a fifth frame must be skipped");
+        assert_eq!(held[0].width, 16);
+        drop(held);
+        assert!(DisplayFrame::new(f, &counter).is_some());
+    }
+}
+
 impl PeerStats {
     pub fn quality_level(&self) -> Quality {
         match self.quality {
@@ -203,13 +222,54 @@ impl PeerStats {
     }
 }
 
+/// A decoded frame handed to the app. Dropping it frees its slot: the engine keeps at most
+/// [`DisplayFrame::MAX_IN_FLIGHT`] frames per stream undelivered or undropped, so an app that
+/// stops reading events cannot make memory grow.
+#[derive(Debug, Clone)]
+pub struct DisplayFrame {
+    frame: Arc<hearth_media::VideoFrame>,
+    _slot: Arc<FrameSlot>,
+}
+
+#[derive(Debug)]
+struct FrameSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for FrameSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl DisplayFrame {
+    pub const MAX_IN_FLIGHT: usize = 4;
+
+    /// Wrap `frame` if fewer than [`DisplayFrame::MAX_IN_FLIGHT`] frames counted by
+    /// `in_flight` are out; `None` means skip this frame.
+    pub fn new(
+        frame: Arc<hearth_media::VideoFrame>,
+        in_flight: &Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Option<DisplayFrame> {
+        let n = in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let slot = Arc::new(FrameSlot(in_flight.clone()));
+        (n < Self::MAX_IN_FLIGHT).then_some(DisplayFrame { frame, _slot: slot })
+    }
+}
+
+impl std::ops::Deref for DisplayFrame {
+    type Target = hearth_media::VideoFrame;
+    fn deref(&self) -> &hearth_media::VideoFrame {
+        &self.frame
+    }
+}
+
 /// Events from the engine to the app.
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
     /// Roster, chat, media states, link states: see [`CallEvent`].
     Call(CallEvent),
-    /// A decoded frame (only with [`EngineConfig::deliver_frames`]).
-    Frame { peer: PeerId, kind: TrackKind, frame: Arc<hearth_media::VideoFrame> },
+    /// A decoded frame to show now (only with [`EngineConfig::deliver_frames`]). At most a few
+    /// frames per stream are in flight: while the app holds them, newer frames are skipped.
+    Frame { peer: PeerId, kind: TrackKind, frame: DisplayFrame },
     /// A device failed or is missing; the call goes on without that medium.
     DeviceError { kind: TrackKind, message: String },
     /// The signaling connection dropped; reconnecting in `retry_in`.

@@ -324,6 +324,7 @@ fn present_video(rx: std::sync::mpsc::Receiver<(u64, Arc<VideoFrame>)>, ctx: Rec
     let sync = AvSync::default();
     let source = mixer_source(&ctx.peer);
     let Some(events) = ctx.frames.clone() else { return };
+    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for (media, frame) in rx {
         let playout = || ctx.mixer.as_ref().and_then(|m| m.playout(source));
         let release = sync.release_at(media, playout(), Instant::now());
@@ -337,6 +338,8 @@ fn present_video(rx: std::sync::mpsc::Receiver<(u64, Arc<VideoFrame>)>, ctx: Rec
                 acc.av_offset_us.push(off.unsigned_abs());
             }
         }
+        // The app still holds several frames of this stream: skip this one.
+        let Some(frame) = crate::config::DisplayFrame::new(frame, &in_flight) else { continue };
         if events.send(EngineEvent::Frame { peer: ctx.peer.clone(), kind: ctx.kind, frame }).is_err() {
             break;
         }
