@@ -220,40 +220,36 @@ impl SendStream {
         clock: MediaClock,
         events: mpsc::UnboundedSender<EngineEvent>,
     ) {
-        self.stop_capture();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stream = Arc::clone(self);
-        let stop_flag = stop.clone();
-        let spawned =
-            std::thread::Builder::new().name(format!("hearth-{}", self.kind.id())).spawn(move || {
-                if let Err(e) = video_loop(&stream, &spec, clock, &stop_flag) {
-                    let _ =
-                        events.send(EngineEvent::DeviceError { kind: stream.kind, message: e.to_string() });
-                }
-            });
-        match spawned {
-            Ok(thread) => *self.capture.lock() = Some(Capture { stop, thread }),
-            Err(e) => tracing::error!(error = %e, "cannot start a capture thread"),
-        }
+        self.spawn_capture(events, move |stream, stop| video_loop(stream, &spec, clock, stop));
     }
 
-    /// Start capturing audio from `spec` on a new thread.
+    /// Start capturing audio from `spec` on a new thread. Device errors are reported on `events`.
     pub fn start_audio(
         self: &Arc<Self>,
         spec: AudioSpec,
         clock: MediaClock,
         events: mpsc::UnboundedSender<EngineEvent>,
     ) {
+        self.spawn_capture(events, move |stream, stop| audio_loop(stream, &spec, clock, stop));
+    }
+
+    /// Replace the capture thread with one running `capture_loop` until stopped; its error, if
+    /// any, becomes a device error event (the call goes on without this medium).
+    fn spawn_capture(
+        self: &Arc<Self>,
+        events: mpsc::UnboundedSender<EngineEvent>,
+        capture_loop: impl FnOnce(&SendStream, &AtomicBool) -> Result<(), MediaError> + Send + 'static,
+    ) {
         self.stop_capture();
         let stop = Arc::new(AtomicBool::new(false));
-        let stream = Arc::clone(self);
-        let stop_flag = stop.clone();
-        let spawned = std::thread::Builder::new().name("hearth-audio".into()).spawn(move || {
-            if let Err(e) = audio_loop(&stream, &spec, clock, &stop_flag) {
-                let _ =
-                    events.send(EngineEvent::DeviceError { kind: TrackKind::Audio, message: e.to_string() });
-            }
-        });
+        let (stream, stop_flag) = (Arc::clone(self), stop.clone());
+        let spawned =
+            std::thread::Builder::new().name(format!("hearth-{}", self.kind.id())).spawn(move || {
+                if let Err(e) = capture_loop(&stream, &stop_flag) {
+                    let _ =
+                        events.send(EngineEvent::DeviceError { kind: stream.kind, message: e.to_string() });
+                }
+            });
         match spawned {
             Ok(thread) => *self.capture.lock() = Some(Capture { stop, thread }),
             Err(e) => tracing::error!(error = %e, "cannot start a capture thread"),
