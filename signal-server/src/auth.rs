@@ -104,6 +104,15 @@ pub fn verify_room_token(
             format!("the room token is for another room, not {room:?}"),
         ));
     }
+    if let Some(name) = &claims.name {
+        let as_join = hearth_proto::ClientMessage::Join(hearth_proto::Join::new(room, name.clone()));
+        if let Err(e) = as_join.validate() {
+            return Err(refuse(
+                ErrorCode::TokenInvalid,
+                format!("the room token's name claim is unusable: {e}"),
+            ));
+        }
+    }
     Ok(Grant { name: claims.name })
 }
 
@@ -189,6 +198,9 @@ mod tests {
         assert_eq!(verify(&t).unwrap(), Grant { name: Some("Ada".into()) });
         let t = token(json!({"room": "standup", "exp": NOW + 60, "nbf": NOW - 1}));
         assert_eq!(verify(&t).unwrap(), Grant { name: None });
+        // A name claim gets the same checks as a display name.
+        let t = token(json!({"room": "standup", "exp": NOW + 60, "name": "x".repeat(100)}));
+        assert_eq!(verify(&t).unwrap_err().code, ErrorCode::TokenInvalid);
     }
 
     #[test]

@@ -291,6 +291,9 @@ impl Cli {
         if rate_per_sec == 0 || rate_burst == 0 {
             return Err(invalid("rate_per_sec / rate_burst", "must be at least 1"));
         }
+        if heartbeat_timeout > Duration::from_secs(3600) {
+            return Err(invalid("heartbeat_timeout_secs", "must be at most 3600"));
+        }
         if heartbeat_interval.is_zero() || heartbeat_timeout <= heartbeat_interval {
             return Err(invalid(
                 "heartbeat_secs / heartbeat_timeout_secs",
@@ -335,10 +338,18 @@ impl Cli {
             _ => return Err(invalid("tls_cert / tls_key", "give both or neither")),
         };
 
+        let resume_grace = self.resume_grace_secs.or(file.resume_grace_secs).map_or(d.hub.resume_grace, secs);
+        if resume_grace > Duration::from_secs(86_400) {
+            return Err(invalid("resume_grace_secs", "must be at most 86400 (a day)"));
+        }
+        let drain_timeout = self.drain_secs.or(file.drain_secs).map_or(d.drain_timeout, secs);
+        if drain_timeout > Duration::from_secs(3600) {
+            return Err(invalid("drain_secs", "must be at most 3600"));
+        }
         let hub = HubConfig {
             max_room_size,
             history_len: self.history.or(file.history).unwrap_or(d.hub.history_len),
-            resume_grace: self.resume_grace_secs.or(file.resume_grace_secs).map_or(d.hub.resume_grace, secs),
+            resume_grace,
             auth,
             stun_urls: pick_vec(self.stun_urls, file.stun_urls),
             turn,
@@ -354,7 +365,7 @@ impl Cli {
             heartbeat_timeout,
             allowed_origins: pick_vec(self.allowed_origins, file.allowed_origins),
             tls,
-            drain_timeout: self.drain_secs.or(file.drain_secs).map_or(d.drain_timeout, secs),
+            drain_timeout,
             ..d
         };
         Ok(Settings {
@@ -423,6 +434,9 @@ mod tests {
         assert!(parse(&["--jwt-secret", "short"]).is_err());
         assert!(parse(&["--max-room-size", "0"]).is_err());
         assert!(parse(&["--heartbeat-secs", "30", "--heartbeat-timeout-secs", "10"]).is_err());
+        assert!(parse(&["--resume-grace-secs", "18446744073709551615"]).is_err());
+        assert!(parse(&["--heartbeat-secs", "100000", "--heartbeat-timeout-secs", "200000"]).is_err());
+        assert!(parse(&["--drain-secs", "18446744073709551615"]).is_err());
         let ok = parse(&["--turn-url", "turn:127.0.0.1:3478", "--turn-secret", "s3cret"]).unwrap();
         assert_eq!(ok.config.hub.turn.unwrap().ttl_secs, 600);
         let ok = parse(&["--jwt-secret", "0123456789abcdef"]).unwrap();

@@ -218,7 +218,28 @@ async fn hub_loop(
     }
 }
 
+/// Carry out the hub's outputs. A connection whose queue is full is evicted and, at once,
+/// treated as disconnected by the hub (so its session enters the grace period and relays to it
+/// are held for its resume instead of going to a dead queue).
 fn route(hub: &mut Hub, queues: &mut HashMap<ConnId, mpsc::Sender<Outbound>>, metrics: &Metrics) {
+    loop {
+        let evicted = route_once(hub, queues, metrics);
+        if evicted.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for conn in evicted {
+            hub.disconnect(now, conn);
+        }
+    }
+}
+
+fn route_once(
+    hub: &mut Hub,
+    queues: &mut HashMap<ConnId, mpsc::Sender<Outbound>>,
+    metrics: &Metrics,
+) -> Vec<ConnId> {
+    let mut evicted = Vec::new();
     while let Some(out) = hub.poll_output() {
         match out {
             Output::Deliver { to, msg } => {
@@ -232,6 +253,7 @@ fn route(hub: &mut Hub, queues: &mut HashMap<ConnId, mpsc::Sender<Outbound>>, me
                         // whose session may then resume.
                         tracing::info!(conn = conn.0, "send queue full; disconnecting slow client");
                         queues.remove(&conn);
+                        evicted.push(conn);
                     }
                 }
             }
@@ -252,6 +274,7 @@ fn route(hub: &mut Hub, queues: &mut HashMap<ConnId, mpsc::Sender<Outbound>>, me
             }
         }
     }
+    evicted
 }
 
 fn count_outgoing(msg: &ServerMessage, metrics: &Metrics) {
@@ -438,11 +461,14 @@ async fn serve_ws<S>(
     metrics.connections_accepted.inc();
     let (tx, mut rx) = mpsc::channel(cfg.send_queue);
     if shared.hub_tx.send(HubEvent::Connected { conn, tx }).await.is_err() {
-        let _ = ws.send(close_frame(close_code::GOING_AWAY, "server shutting down")).await;
+        within(CLOSE_TIMEOUT, ws.send(close_frame(close_code::GOING_AWAY, "server shutting down"))).await;
         metrics.connections.dec();
         return;
     }
     let mut bucket = TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst, Instant::now());
+    // A client that cannot take a write for this long is not reading: treat it as gone, so
+    // heartbeats, eviction and the grace period still apply to it.
+    let write_timeout = cfg.heartbeat_timeout;
     let mut rate_error = Throttle::new(Duration::from_secs(1));
     let mut last_heard = Instant::now();
     let mut heartbeat = tokio::time::interval_at(
@@ -460,7 +486,7 @@ async fn serve_ws<S>(
                     Some(Err(tungstenite::Error::Capacity(e))) => {
                         tracing::debug!(conn = conn.0, error = %e, "message too large");
                         count_error_name(metrics, "message_too_large");
-                        let _ = ws.send(close_frame(close_code::TOO_BIG, "message too large")).await;
+                        within(CLOSE_TIMEOUT, ws.send(close_frame(close_code::TOO_BIG, "message too large"))).await;
                         break;
                     }
                     Some(Err(e)) => {
@@ -469,30 +495,29 @@ async fn serve_ws<S>(
                     }
                 };
                 last_heard = Instant::now();
+                let is_data = matches!(msg, Message::Text(_) | Message::Binary(_));
+                let limited = is_data && !bucket.try_take(last_heard);
                 let reply = match msg {
-                    Message::Text(text) => {
-                        if !bucket.try_take(last_heard) {
-                            metrics.rate_limited.inc();
-                            rate_error.allow(last_heard).then(|| {
-                                ServerMessage::error(
-                                    ErrorCode::RateLimited,
-                                    format!("more than {} messages per second; message dropped, slow down", cfg.rate_per_sec),
-                                    None,
-                                )
-                            })
-                        } else {
-                            match decode_client(&text) {
-                                Ok(msg) => {
-                                    metrics.messages.get_or_create(&[("type", msg.type_name())]).inc();
-                                    if shared.hub_tx.send(HubEvent::Message { conn, msg }).await.is_err() {
-                                        break;
-                                    }
-                                    None
-                                }
-                                Err(e) => Some(ServerMessage::error(e.code(), e.to_string(), e.type_name())),
-                            }
-                        }
+                    _ if limited => {
+                        metrics.rate_limited.inc();
+                        rate_error.allow(last_heard).then(|| {
+                            ServerMessage::error(
+                                ErrorCode::RateLimited,
+                                format!("more than {} messages per second; message dropped, slow down", cfg.rate_per_sec),
+                                None,
+                            )
+                        })
                     }
+                    Message::Text(text) => match decode_client(&text) {
+                        Ok(msg) => {
+                            metrics.messages.get_or_create(&[("type", msg.type_name())]).inc();
+                            if shared.hub_tx.send(HubEvent::Message { conn, msg }).await.is_err() {
+                                break;
+                            }
+                            None
+                        }
+                        Err(e) => Some(ServerMessage::error(e.code(), e.to_string(), e.type_name())),
+                    },
                     Message::Binary(_) => Some(ServerMessage::error(
                         ErrorCode::MalformedJson,
                         "binary frames are not accepted; send JSON text frames",
@@ -505,14 +530,14 @@ async fn serve_ws<S>(
                     if let ServerMessage::Error { code, .. } = &reply {
                         count_error(*code, metrics);
                     }
-                    if ws.send(Message::Text(encode(&reply).into())).await.is_err() {
+                    if !within(write_timeout, ws.send(Message::Text(encode(&reply).into()))).await {
                         break;
                     }
                 }
             }
             out = rx.recv() => match out {
                 Some(Outbound::Text(text)) => {
-                    if ws.feed(Message::Text(text)).await.is_err() {
+                    if !within(write_timeout, ws.feed(Message::Text(text))).await {
                         break;
                     }
                     // Write whatever else is queued in the same flush.
@@ -520,7 +545,7 @@ async fn serve_ws<S>(
                     while let Ok(more) = rx.try_recv() {
                         match more {
                             Outbound::Text(t) => {
-                                if ws.feed(Message::Text(t)).await.is_err() {
+                                if !within(write_timeout, ws.feed(Message::Text(t))).await {
                                     break;
                                 }
                             }
@@ -530,40 +555,51 @@ async fn serve_ws<S>(
                             }
                         }
                     }
-                    if ws.flush().await.is_err() {
+                    if !within(write_timeout, ws.flush()).await {
                         break;
                     }
                     if let Some((code, reason)) = closing {
-                        let _ = ws.send(close_frame(code, reason)).await;
+                        within(CLOSE_TIMEOUT, ws.send(close_frame(code, reason))).await;
                         break;
                     }
                 }
                 Some(Outbound::Close(code, reason)) => {
-                    let _ = ws.send(close_frame(code, reason)).await;
+                    within(CLOSE_TIMEOUT, ws.send(close_frame(code, reason))).await;
                     break;
                 }
                 None => {
-                    let _ = ws.send(close_frame(close_code::POLICY, "too slow: send queue overflowed")).await;
+                    within(CLOSE_TIMEOUT, ws.send(close_frame(close_code::POLICY, "too slow: send queue overflowed"))).await;
                     break;
                 }
             },
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() >= cfg.heartbeat_timeout {
                     tracing::debug!(conn = conn.0, "heartbeat timeout");
-                    let _ = ws.send(close_frame(close_code::GOING_AWAY, "heartbeat timeout")).await;
+                    within(CLOSE_TIMEOUT, ws.send(close_frame(close_code::GOING_AWAY, "heartbeat timeout"))).await;
                     break;
                 }
-                if ws.send(Message::Ping(Bytes::new())).await.is_err() {
+                if !within(write_timeout, ws.send(Message::Ping(Bytes::new()))).await {
                     break;
                 }
             }
         }
     }
     // Closing the socket may block on a dead peer: bound it.
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    within(CLOSE_TIMEOUT, ws.close(None)).await;
     let _ = shared.hub_tx.send(HubEvent::Disconnected { conn }).await;
     metrics.connections.dec();
     drop(permit);
+}
+
+/// Bound on sending a close frame (the peer may be gone).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Run a socket write for at most `limit`; true if it completed without error.
+async fn within<F>(limit: Duration, write: F) -> bool
+where
+    F: Future<Output = Result<(), tungstenite::Error>>,
+{
+    matches!(tokio::time::timeout(limit, write).await, Ok(Ok(())))
 }
 
 fn count_error_name(metrics: &Metrics, name: &'static str) {

@@ -660,3 +660,86 @@ async fn bad_tls_files_are_a_clear_error() {
     let err = hearth_signal::run(listener, cfg, std::future::pending()).await.unwrap_err();
     assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_reported() {
+    let mut cfg = config();
+    cfg.heartbeat_interval = Duration::from_millis(200);
+    cfg.heartbeat_timeout = Duration::from_secs(1);
+    cfg.rate_per_sec = 10_000;
+    cfg.rate_burst = 10_000;
+    cfg.hub.resume_grace = Duration::from_secs(1);
+    let s = TestServer::start(cfg).await;
+    let (mut flooder, _) = s.joined("r", "Flooder").await;
+    // A raw client with a tiny receive buffer that joins and then never reads again.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut raw = sock.connect(s.addr).await.unwrap();
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    raw.write_all(upgrade_request(None).as_bytes()).await.unwrap();
+    let mut reader = BufReader::new(&mut raw);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    raw.write_all(&masked_text_frame(r#"{"type":"join","protocol":1,"room":"r","name":"Stuck"}"#))
+        .await
+        .unwrap();
+    let stuck = flooder
+        .recv_until(|m| match m {
+            ServerMessage::PeerJoined { peer } => Some(peer.id.clone()),
+            _ => None,
+        })
+        .await;
+    // Flood the room (while reading our own echoes, as a live client does): the stuck client's
+    // socket and queue fill up.
+    use futures_util::StreamExt;
+    let (mut sink, mut stream) = flooder.ws.split();
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let t = match stream.next().await {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(Message::Close(f))) => {
+                    break;
+                }
+                Some(Ok(_)) => continue,
+                other => {
+                    break;
+                }
+            };
+            match hearth_proto::decode_server(&t) {
+                Ok(ServerMessage::PeerReconnecting { peer_id }) => {
+                    let _ = events_tx.send(("reconnecting", peer_id));
+                }
+                Ok(ServerMessage::PeerLeft { peer_id, .. }) => {
+                    let _ = events_tx.send(("left", peer_id));
+                }
+                _ => {}
+            }
+        }
+    });
+    let big = "x".repeat(3900);
+    let started = std::time::Instant::now();
+    let flood = tokio::spawn(async move {
+        // ~12 MB in 3 s: more than the stuck client's socket buffers can take.
+        for _ in 0..3000 {
+            if sink.send(Message::Text(hearth_proto::encode(&chat(&big)).into())).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let first = tokio::time::timeout(Duration::from_secs(10), events_rx.recv()).await.unwrap().unwrap();
+    assert_eq!(first, ("reconnecting", stuck.clone()));
+    let second = tokio::time::timeout(Duration::from_secs(10), events_rx.recv()).await.unwrap().unwrap();
+    assert_eq!(second, ("left", stuck));
+    flood.abort();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(metric(&s.metrics_text().await, "hearth_peers"), 1.0);
+    drop(raw);
+}
