@@ -155,10 +155,11 @@ impl Engine {
             env,
             events: events_tx,
             dev_tx,
-            _speaker: speaker,
+            speaker,
             label,
             reconnecting: None,
             reconn_tx,
+            outbox: std::collections::VecDeque::new(),
             leaving: false,
             resuming: false,
         };
@@ -226,6 +227,9 @@ impl Drop for Engine {
     }
 }
 
+/// Messages held while offline, at most.
+const OUTBOX_LIMIT: usize = 512;
+
 struct Core {
     cfg: EngineConfig,
     url: String,
@@ -239,11 +243,13 @@ struct Core {
     env: LinkEnv,
     events: mpsc::UnboundedSender<EngineEvent>,
     dev_tx: mpsc::UnboundedSender<EngineEvent>,
-    _speaker: Option<Speaker>,
+    speaker: Option<Speaker>,
     label: String,
     /// A reconnect attempt in flight, and where it hands over the new connection.
     reconnecting: Option<JoinHandle<()>>,
     reconn_tx: mpsc::UnboundedSender<SignalConn>,
+    /// Messages produced while the signaling connection was down.
+    outbox: std::collections::VecDeque<hearth_proto::ClientMessage>,
     leaving: bool,
     /// The current connection was opened to resume: a refused resume falls back to a fresh join.
     resuming: bool,
@@ -259,8 +265,16 @@ impl Core {
         mut reconn_rx: mpsc::UnboundedReceiver<SignalConn>,
     ) {
         let mut leave_reply = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = tick.tick() => {
+                    self.call.tick(Instant::now());
+                    if let Some(e) = self.speaker.as_ref().and_then(Speaker::take_error) {
+                        let _ = self.events.send(EngineEvent::DeviceError { kind: TrackKind::Audio, message: e.to_string() });
+                    }
+                }
                 cmd = cmd_rx.recv() => match cmd {
                     None => break,
                     Some(Command::Leave(reply)) => {
@@ -280,7 +294,12 @@ impl Core {
                 }
                 Some(report) = reports_rx.recv() => match report {
                     LinkReport::Send(m) => self.send(m),
-                    LinkReport::State { peer, state } => self.call.link_changed(Instant::now(), &peer, state),
+                    LinkReport::State { peer, link, state } => {
+                        // Ignore a replaced link's late reports.
+                        if self.links.get(&peer).is_some_and(|l| l.id == link) {
+                            self.call.link_changed(Instant::now(), &peer, state);
+                        }
+                    }
                     LinkReport::Closed { .. } => {}
                 },
                 Some(ev) = dev_rx.recv() => self.device_error(ev),
@@ -295,8 +314,19 @@ impl Core {
     }
 
     fn send(&mut self, m: hearth_proto::ClientMessage) {
-        if let Some(s) = &self.signal {
-            s.send(m);
+        match &self.signal {
+            Some(s) if s.send(m.clone()) => {}
+            _ => {
+                // Offline: hold it (bounded) and send it once the session is back, so offers,
+                // candidates, media state and chat made meanwhile are not lost.
+                if self.outbox.len() >= OUTBOX_LIMIT {
+                    self.outbox.pop_front();
+                    tracing::warn!(
+                        "too much to send while the signaling server is unreachable; dropped the oldest message"
+                    );
+                }
+                self.outbox.push_back(m);
+            }
         }
     }
 
@@ -307,8 +337,10 @@ impl Core {
                 let _ = self.events.send(EngineEvent::SignalingRestored);
             }
             ServerMessage::Error { code: ErrorCode::ResumeFailed, .. } if self.resuming => {
-                // The session expired while we were away: join afresh.
+                // The session expired while we were away: join afresh. What was held for the
+                // old session addressed its peers; it is moot now.
                 self.resuming = false;
+                self.outbox.clear();
                 let mut join = Join::new(self.cfg.room.clone(), self.cfg.name.clone());
                 join.password = self.cfg.password.clone();
                 join.token = self.cfg.token.clone();
@@ -391,6 +423,10 @@ impl Core {
             j
         });
         conn.send(hearth_proto::ClientMessage::Join(join));
+        // The server handles a connection's messages in order: these follow the join.
+        for m in self.outbox.drain(..) {
+            conn.send(m);
+        }
         self.signal = Some(conn);
     }
 
@@ -445,6 +481,11 @@ impl Core {
             Command::SetAudioMuted(muted) => {
                 if let Some(s) = self.streams.get(&TrackKind::Audio) {
                     s.enabled.store(!muted, Ordering::Relaxed);
+                    // The microphone may have failed earlier: unmuting tries it again.
+                    if let (false, false, Some(spec)) = (muted, s.is_capturing(), self.cfg.microphone.clone())
+                    {
+                        s.start_audio(spec, self.clock, self.dev_tx.clone());
+                    }
                 }
                 let mut m = self.call.local_media();
                 m.audio_muted = muted || !self.streams.contains_key(&TrackKind::Audio);
@@ -460,7 +501,8 @@ impl Core {
                         }
                     } else {
                         s.enabled.store(false, Ordering::Relaxed);
-                        s.stop_capture();
+                        // Does not wait: a device read may take seconds.
+                        let _ = s.stop_capture();
                     }
                 }
                 let mut m = self.call.local_media();
@@ -489,7 +531,7 @@ impl Core {
                     for l in self.links.values() {
                         let _ = l.tx.send(LinkCmd::RemoveStream(TrackKind::Screen));
                     }
-                    s.stop_capture();
+                    let _ = s.stop_capture();
                 }
                 let mut m = self.call.local_media();
                 m.screen_sharing = false;
@@ -519,7 +561,8 @@ impl Core {
         self.call.leave();
         self.drain_actions();
         for (_, s) in self.streams.drain() {
-            s.stop_capture();
+            // A device read can block for seconds; do not stall the runtime on it.
+            let _ = tokio::task::spawn_blocking(move || s.stop_capture_and_wait()).await;
         }
         // Wait for links to close their connections (bounded).
         for (_, l) in self.links.drain() {

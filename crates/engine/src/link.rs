@@ -36,9 +36,20 @@ pub enum LinkCmd {
 #[derive(Debug)]
 pub enum LinkReport {
     Send(ClientMessage),
-    State { peer: PeerId, state: LinkState },
-    Closed { peer: PeerId },
+    /// `link` identifies the link: a peer's link can be replaced while the old one is still
+    /// closing, and the old one's late reports must not touch the new one.
+    State {
+        peer: PeerId,
+        link: u64,
+        state: LinkState,
+    },
+    Closed {
+        peer: PeerId,
+        link: u64,
+    },
 }
+
+static NEXT_LINK_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// State shared between a link task and the engine (for statistics).
 pub struct LinkShared {
@@ -65,6 +76,8 @@ impl std::fmt::Debug for LinkShared {
 /// The engine's handle on a link task.
 #[derive(Debug)]
 pub struct LinkHandle {
+    /// Unique per link (a peer's replacement link gets a new one).
+    pub id: u64,
     pub tx: mpsc::UnboundedSender<LinkCmd>,
     pub shared: Arc<LinkShared>,
     pub task: JoinHandle<()>,
@@ -106,7 +119,9 @@ pub fn spawn(
         closed: std::sync::atomic::AtomicBool::new(false),
         last_bytes: Mutex::new(None),
     });
+    let id = NEXT_LINK_ID.fetch_add(1, Ordering::Relaxed);
     let link = Link {
+        id,
         peer,
         polite,
         env,
@@ -116,7 +131,7 @@ pub fn spawn(
         connected: false,
     };
     let task = tokio::spawn(run(link, offer, streams, rx));
-    LinkHandle { tx, shared, task }
+    LinkHandle { id, tx, shared, task }
 }
 
 /// Our tracks on this connection: the transceiver's sender, the peer's target in the
@@ -124,6 +139,7 @@ pub fn spawn(
 type Senders = HashMap<TrackKind, (Arc<dyn RtpSender>, Arc<Target>, Arc<SendStream>)>;
 
 struct Link {
+    id: u64,
     peer: PeerId,
     polite: bool,
     env: LinkEnv,
@@ -156,11 +172,12 @@ async fn run(
         Ok(pc) => pc,
         Err(e) => {
             tracing::error!(peer = %link.peer, error = %e, "cannot create a peer connection");
-            let _ = link
-                .env
-                .reports
-                .send(LinkReport::State { peer: link.peer.clone(), state: LinkState::Failed });
-            let _ = link.env.reports.send(LinkReport::Closed { peer: link.peer.clone() });
+            let _ = link.env.reports.send(LinkReport::State {
+                peer: link.peer.clone(),
+                link: link.id,
+                state: LinkState::Failed,
+            });
+            let _ = link.env.reports.send(LinkReport::Closed { peer: link.peer.clone(), link: link.id });
             return;
         }
     };
@@ -187,8 +204,8 @@ async fn run(
                     steps.push_back(link.neg.negotiation_needed());
                 }
                 Some(LinkCmd::RemoveStream(kind)) => {
-                    if let Some((sender, _, stream)) = link.senders.remove(&kind) {
-                        stream.detach(&link.peer);
+                    if let Some((sender, target, stream)) = link.senders.remove(&kind) {
+                        stream.detach(&target);
                         if let Err(e) = pc.remove_track(&sender).await {
                             tracing::warn!(error = %e, "remove_track failed");
                         }
@@ -211,15 +228,15 @@ async fn run(
                             stream.attach(target.clone());
                         }
                     }
-                    let _ = link.env.reports.send(LinkReport::State { peer: link.peer.clone(), state });
+                    let _ = link.env.reports.send(LinkReport::State { peer: link.peer.clone(), link: link.id, state });
                 }
                 Some(PcEvent::Track(track)) => receivers.push(link.start_receiver(track).await),
             },
         }
     }
     link.shared.closed.store(true, Ordering::Relaxed);
-    for (_, _, stream) in link.senders.values() {
-        stream.detach(&link.peer);
+    for (_, target, stream) in link.senders.values() {
+        stream.detach(target);
     }
     // Always close: a dropped, unclosed connection leaks its socket and tasks in 0.21.
     if let Err(e) = pc.close().await {
@@ -230,7 +247,7 @@ async fn run(
         // Receivers end when the closed connection's tracks return None; do not wait forever.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), r).await;
     }
-    let _ = link.env.reports.send(LinkReport::Closed { peer: link.peer.clone() });
+    let _ = link.env.reports.send(LinkReport::Closed { peer: link.peer.clone(), link: link.id });
     tracing::debug!(peer = %link.peer, "link closed");
 }
 
@@ -249,7 +266,13 @@ impl Link {
                 spawn_feedback_listener(track, target.clone(), stream.clone(), self.shared.clone());
                 self.senders.insert(stream.kind, (sender, target, stream));
             }
-            Err(e) => tracing::error!(error = %e, kind = ?stream.kind, "add_track failed"),
+            Err(e) => {
+                tracing::error!(error = %e, kind = ?stream.kind, "add_track failed");
+                let _ = self.env.events.send(EngineEvent::DeviceError {
+                    kind: stream.kind,
+                    message: format!("cannot send this stream to {}: {e}", self.peer),
+                });
+            }
         }
     }
 
@@ -267,6 +290,7 @@ impl Link {
         let ctx = RecvCtx {
             peer: self.peer.clone(),
             kind,
+            mixer_source: crate::receive::mixer_source(&self.peer, self.id),
             acc,
             frames: self.env.deliver_frames.then(|| self.env.events.clone()),
             mixer: self.env.mixer.clone(),
@@ -340,7 +364,7 @@ impl Link {
                         }
                         Err(e) => {
                             tracing::warn!(peer = %self.peer, error = %e, "the peer's session description was refused");
-                            self.neg.remote_failed(kind);
+                            steps.extend(self.neg.remote_failed(kind));
                         }
                     }
                 }
@@ -349,8 +373,22 @@ impl Link {
                         self.refresh_payload_types().await;
                         steps.extend(self.neg.local_answer_sent());
                     }
-                    Err(e) => tracing::warn!(peer = %self.peer, error = %e, "creating an answer failed"),
+                    Err(e) => {
+                        tracing::warn!(peer = %self.peer, error = %e, "creating an answer failed");
+                        steps.extend(self.neg.local_answer_failed());
+                    }
                 },
+                Step::RollbackLocal | Step::RollbackRemote => {
+                    let local = matches!(step, Step::RollbackLocal);
+                    let rolled = match RTCSessionDescription::rollback(None) {
+                        Ok(rb) if local => pc.set_local_description(rb).await.map_err(|e| e.to_string()),
+                        Ok(rb) => pc.set_remote_description(rb).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = rolled {
+                        tracing::warn!(peer = %self.peer, error = %e, local, "rollback failed");
+                    }
+                }
                 Step::AddCandidates(cands) => {
                     for c in cands {
                         let init = c.as_ref().map(candidate_init).unwrap_or_default();

@@ -24,6 +24,8 @@ const VIDEO_REORDER_WAIT: Duration = Duration::from_millis(80);
 const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(40);
 const MAX_LATENCY_SAMPLES: usize = 200_000;
 const PLI_MIN_INTERVAL: Duration = Duration::from_millis(250);
+/// Packets in one video frame, at most (~4.8 MB at 1200 bytes): far beyond any real frame.
+const MAX_FRAME_PACKETS: usize = 4000;
 
 /// Running counters of one received stream; [`StreamAcc::snapshot`] turns them into
 /// [`StreamStats`].
@@ -96,6 +98,8 @@ impl StreamAcc {
 pub struct RecvCtx {
     pub peer: PeerId,
     pub kind: TrackKind,
+    /// This link's source in the mixer.
+    pub mixer_source: u64,
     pub acc: Arc<Mutex<StreamAcc>>,
     /// Decoded frames go here when the app displays them.
     pub frames: Option<mpsc::UnboundedSender<EngineEvent>>,
@@ -148,6 +152,14 @@ impl Assembler {
                     self.ts = Some(p.header.timestamp);
                 }
                 self.parts.push(p.payload);
+                if self.parts.len() > MAX_FRAME_PACKETS {
+                    // A sender that never marks the end of a frame: give the frame up.
+                    self.parts.clear();
+                    self.ts = None;
+                    self.depack = H264Packet::default();
+                    self.wait_keyframe = true;
+                    return Assembled::NeedKeyframe;
+                }
                 if !p.header.marker {
                     return Assembled::Nothing;
                 }
@@ -322,7 +334,7 @@ fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: 
 /// Shows decoded frames in step with the peer's audio (see `hearth_media::sync`).
 fn present_video(rx: std::sync::mpsc::Receiver<(u64, Arc<VideoFrame>)>, ctx: RecvCtx) {
     let sync = AvSync::default();
-    let source = mixer_source(&ctx.peer);
+    let source = ctx.mixer_source;
     let Some(events) = ctx.frames.clone() else { return };
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for (media, frame) in rx {
@@ -346,11 +358,12 @@ fn present_video(rx: std::sync::mpsc::Receiver<(u64, Arc<VideoFrame>)>, ctx: Rec
     }
 }
 
-/// A stable mixer source id for a peer.
-pub fn mixer_source(peer: &PeerId) -> u64 {
+/// The mixer source id of one link to a peer (unique per link, so a replacement link for the
+/// same peer never shares or clears the old one's queue).
+pub fn mixer_source(peer: &PeerId, link: u64) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    peer.hash(&mut h);
+    (peer, link).hash(&mut h);
     h.finish()
 }
 
@@ -367,7 +380,7 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     let mut detector = BurstDetector::new();
     let mut pcm = Vec::new();
     let mut pending_loss = 0u64;
-    let source = mixer_source(&ctx.peer);
+    let source = ctx.mixer_source;
     let mut ssrc = None;
     loop {
         let deadline = reorder.deadline();

@@ -182,9 +182,10 @@ impl SendStream {
         self.keyframe_wanted.store(true, Ordering::Relaxed);
     }
 
-    /// Stop sending to `peer`.
-    pub fn detach(&self, peer: &PeerId) {
-        self.targets.lock().retain(|t| &t.peer != peer);
+    /// Stop sending to this target (only this one: a replacement link for the same peer keeps
+    /// its own).
+    pub fn detach(&self, target: &Arc<Target>) {
+        self.targets.lock().retain(|t| !Arc::ptr_eq(t, target));
     }
 
     pub fn request_keyframe(&self) {
@@ -195,12 +196,18 @@ impl SendStream {
         self.capture.lock().as_ref().is_some_and(|c| !c.thread.is_finished())
     }
 
-    /// Stop the capture thread (releasing the device) and wait for it.
-    pub fn stop_capture(&self) {
-        let capture = self.capture.lock().take();
-        if let Some(c) = capture {
-            c.stop.store(true, Ordering::Relaxed);
-            let _ = c.thread.join();
+    /// Tell the capture thread to stop (it releases the device on its way out) without waiting;
+    /// returns its handle.
+    pub fn stop_capture(&self) -> Option<JoinHandle<()>> {
+        let c = self.capture.lock().take()?;
+        c.stop.store(true, Ordering::Relaxed);
+        Some(c.thread)
+    }
+
+    /// Stop the capture thread and wait until it has released the device (blocking).
+    pub fn stop_capture_and_wait(&self) {
+        if let Some(t) = self.stop_capture() {
+            let _ = t.join();
         }
     }
 
@@ -240,11 +247,15 @@ impl SendStream {
         events: mpsc::UnboundedSender<EngineEvent>,
         capture_loop: impl FnOnce(&SendStream, &AtomicBool) -> Result<(), MediaError> + Send + 'static,
     ) {
-        self.stop_capture();
+        // The previous capture thread (if any) finishes first: a camera cannot be opened twice.
+        let previous = self.stop_capture();
         let stop = Arc::new(AtomicBool::new(false));
         let (stream, stop_flag) = (Arc::clone(self), stop.clone());
         let spawned =
             std::thread::Builder::new().name(format!("hearth-{}", self.kind.id())).spawn(move || {
+                if let Some(p) = previous {
+                    let _ = p.join();
+                }
                 if let Err(e) = capture_loop(&stream, &stop_flag) {
                     let _ =
                         events.send(EngineEvent::DeviceError { kind: stream.kind, message: e.to_string() });

@@ -8,6 +8,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+/// How often the client pings the server.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// A connection silent for this long (pings unanswered) is treated as dead.
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+
 /// What the read task reports, tagged with the connection's generation.
 #[derive(Debug)]
 pub enum SignalEvent {
@@ -81,16 +86,37 @@ pub async fn connect(
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<ClientMessage>();
     let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            if sink.send(Message::Text(encode(&msg).into())).await.is_err() {
+        // Our own pings make the server answer even if it does not ping us, so the reader can
+        // tell a dead connection (no frame at all for SILENCE_LIMIT) from a quiet one.
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut nonce = 0u64;
+        loop {
+            let msg = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                _ = ping.tick() => {
+                    nonce += 1;
+                    ClientMessage::Ping { nonce }
+                }
+            };
+            let sent =
+                tokio::time::timeout(SILENCE_LIMIT, sink.send(Message::Text(encode(&msg).into()))).await;
+            if !matches!(sent, Ok(Ok(()))) {
                 break;
             }
         }
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
     });
     let reader = tokio::spawn(async move {
         let reason = loop {
-            match stream.next().await {
+            let next = match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
+                Ok(n) => n,
+                Err(_) => break format!("no answer from the server for {} s", SILENCE_LIMIT.as_secs()),
+            };
+            match next {
                 Some(Ok(Message::Text(t))) => match decode_server(&t) {
                     Ok(m) => {
                         if events.send((generation, SignalEvent::Message(m))).is_err() {

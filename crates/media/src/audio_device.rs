@@ -272,6 +272,7 @@ pub struct Speaker {
     stop: Option<Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     name: String,
+    errors: Receiver<String>,
 }
 
 impl Speaker {
@@ -279,6 +280,7 @@ impl Speaker {
     pub fn open(id: Option<&str>, mixer: Arc<Mixer>) -> Result<Speaker, MediaError> {
         let (ready_tx, ready_rx) = bounded::<Result<String, MediaError>>(1);
         let (stop_tx, stop_rx) = bounded::<()>(1);
+        let (err_tx, err_rx) = bounded::<String>(16);
         let id_owned = id.map(str::to_owned);
         let thread = std::thread::Builder::new()
             .name("hearth-speaker".into())
@@ -323,7 +325,10 @@ impl Speaker {
                                     chunk.fill(*s);
                                 }
                             },
-                            |e: cpal::Error| tracing::warn!(error = %e, "speaker stream error"),
+                            move |e: cpal::Error| {
+                                tracing::warn!(error = %e, "speaker stream error");
+                                let _ = err_tx.try_send(e.to_string());
+                            },
                             None,
                         )
                         .map_err(|e| device_error(kind, id, format!("cannot open the speaker: {e}")))?;
@@ -349,11 +354,18 @@ impl Speaker {
         let name = ready_rx.recv().map_err(|_| {
             device_error(DeviceKind::Speaker, id, "the audio thread ended while opening the speaker")
         })??;
-        Ok(Speaker { stop: Some(stop_tx), thread: Some(thread), name })
+        Ok(Speaker { stop: Some(stop_tx), thread: Some(thread), name, errors: err_rx })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A failure of the playing stream (unplugged, server gone), if one happened since the last
+    /// call.
+    pub fn take_error(&self) -> Option<MediaError> {
+        let message = self.errors.try_recv().ok()?;
+        Some(device_error(DeviceKind::Speaker, Some(&self.name), format!("the speaker failed: {message}")))
     }
 }
 

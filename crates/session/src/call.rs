@@ -111,7 +111,14 @@ struct Remote {
     link: Option<LinkState>,
     link_opened: Option<Instant>,
     reported: bool,
+    /// Consecutive rebuilds of this peer's link without it connecting, and when the next is due.
+    relink_attempts: u32,
+    relink_at: Option<Instant>,
 }
+
+/// A link still not connected after this long is treated as failed (its negotiation was lost,
+/// e.g. in a signaling outage) and rebuilt.
+pub const LINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -248,7 +255,17 @@ impl Call {
     }
 
     fn add_peer(&mut self, info: PeerInfo) {
-        self.peers.insert(info.id.clone(), Remote { info, link: None, link_opened: None, reported: false });
+        self.peers.insert(
+            info.id.clone(),
+            Remote {
+                info,
+                link: None,
+                link_opened: None,
+                reported: false,
+                relink_attempts: 0,
+                relink_at: None,
+            },
+        );
     }
 
     fn on_welcome(&mut self, now: Instant, w: Welcome) {
@@ -398,10 +415,50 @@ impl Call {
     fn relink(&mut self, now: Instant, peer: &PeerId) {
         let Some(me) = self.me.clone() else { return };
         // Only the impolite side initiates, so the two sides do not both rebuild.
-        let offer = !is_polite(me.as_str(), peer.as_str());
-        if offer {
+        if is_polite(me.as_str(), peer.as_str()) {
+            return;
+        }
+        let Some(r) = self.peers.get_mut(peer) else { return };
+        // Back off when rebuilding keeps failing (e.g. no usable network yet).
+        if r.relink_attempts > 0 {
+            let due = now + reconnect_delay(r.relink_attempts, 0.5);
+            r.relink_attempts += 1;
+            r.relink_at = Some(due);
+            return;
+        }
+        r.relink_attempts += 1;
+        r.relink_at = None;
+        self.push(Action::CloseLink { peer: peer.clone() });
+        self.open_link(now, peer, true);
+    }
+
+    /// Time passes: rebuild links whose backoff has ended, and give up on links that never
+    /// connected. Call it about once a second.
+    pub fn tick(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, r)| r.relink_at.is_some_and(|t| t <= now) && !r.info.reconnecting)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for peer in due {
+            if let Some(r) = self.peers.get_mut(&peer) {
+                r.relink_at = None;
+            }
             self.push(Action::CloseLink { peer: peer.clone() });
-            self.open_link(now, peer, true);
+            self.open_link(now, &peer, true);
+        }
+        let stuck: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, r)| {
+                r.link == Some(LinkState::Connecting)
+                    && r.link_opened.is_some_and(|t| now.saturating_duration_since(t) >= LINK_CONNECT_TIMEOUT)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for peer in stuck {
+            self.link_changed(now, &peer, LinkState::Failed);
         }
     }
 
@@ -412,6 +469,10 @@ impl Call {
             return;
         }
         r.link = Some(state);
+        if state == LinkState::Connected {
+            r.relink_attempts = 0;
+            r.relink_at = None;
+        }
         let connect_ms = r
             .link_opened
             .map(|t| u64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(u64::MAX));
@@ -437,10 +498,9 @@ impl Call {
         }
     }
 
-    /// The signaling connection dropped: links stay up; the driver reconnects and resumes.
-    pub fn signaling_lost(&mut self) {
-        self.actions.retain(|a| !matches!(a, Action::Send(_)));
-    }
+    /// The signaling connection dropped: links stay up; the driver reconnects and resumes, and
+    /// holds the messages produced meanwhile until it is back.
+    pub fn signaling_lost(&mut self) {}
 }
 
 /// Delay before reconnect attempt `attempt` (0-based): exponential from 250 ms, capped at 10 s,

@@ -42,6 +42,10 @@ pub enum Step {
     CreateAnswer,
     /// Add these remote candidates (`None` = end of candidates).
     AddCandidates(Vec<Option<IceCandidate>>),
+    /// Roll back the pending local offer (`setLocalDescription(rollback)`).
+    RollbackLocal,
+    /// Roll back the pending remote offer (`setRemoteDescription(rollback)`).
+    RollbackRemote,
     /// Nothing to do; the input was ignored (explained for logs).
     Ignore(&'static str),
 }
@@ -54,7 +58,7 @@ pub struct Negotiator {
     has_remote: bool,
     /// Renegotiation was asked for while not stable.
     offer_wanted: bool,
-    /// The last remote offer was ignored (glare, impolite side): drop its candidates.
+    /// The last remote offer was ignored (glare, impolite side); cleared by the next exchange.
     ignoring_offer: bool,
     held_candidates: Vec<Option<IceCandidate>>,
     /// How many offer/answer rounds completed (for tests and stats).
@@ -155,6 +159,7 @@ impl Negotiator {
             }
             SdpKind::Answer => {
                 self.state = SignalingState::Stable;
+                self.ignoring_offer = false;
                 self.rounds += 1;
             }
         }
@@ -168,11 +173,27 @@ impl Negotiator {
         steps
     }
 
-    /// Applying the remote description failed (bad SDP): back to where we were.
-    pub fn remote_failed(&mut self, kind: SdpKind) {
-        if kind == SdpKind::Offer {
-            self.state = SignalingState::Stable;
+    /// Applying the remote description failed (bad or unacceptable SDP). The driver must roll
+    /// back whatever is pending on the connection (`Rollback` steps come first), after which the
+    /// negotiator is stable and offers again so both sides resynchronise.
+    pub fn remote_failed(&mut self, kind: SdpKind) -> Vec<Step> {
+        let mut steps = Vec::new();
+        if kind == SdpKind::Answer && self.state == SignalingState::HaveLocalOffer {
+            steps.push(Step::RollbackLocal);
         }
+        self.state = SignalingState::Stable;
+        self.offer_wanted = false;
+        steps.push(Step::CreateOffer);
+        steps
+    }
+
+    /// Creating or sending an answer failed: roll back the remote offer and offer instead.
+    pub fn local_answer_failed(&mut self) -> Vec<Step> {
+        let steps =
+            if self.state == SignalingState::HaveRemoteOffer { vec![Step::RollbackRemote] } else { vec![] };
+        self.state = SignalingState::Stable;
+        self.offer_wanted = false;
+        steps.into_iter().chain(std::iter::once(Step::CreateOffer)).collect()
     }
 
     /// The answer was set locally and sent. Returns a postponed offer if one is wanted.
@@ -182,11 +203,10 @@ impl Negotiator {
         if std::mem::take(&mut self.offer_wanted) { Some(Step::CreateOffer) } else { None }
     }
 
-    /// A remote ICE candidate arrived.
+    /// A remote ICE candidate arrived. Candidates are added even after an ignored offer (the
+    /// peer's ICE credentials survive its rollback, so they stay valid); the driver should only
+    /// log a failure to add one.
     pub fn remote_candidate(&mut self, candidate: Option<IceCandidate>) -> Step {
-        if self.ignoring_offer {
-            return Step::Ignore("candidate of an ignored offer");
-        }
         if !self.has_remote {
             if self.held_candidates.len() < MAX_HELD_CANDIDATES {
                 self.held_candidates.push(candidate);
@@ -268,7 +288,8 @@ mod tests {
                     }
                 }
                 Step::AddCandidates(c) => self.pc.candidates.extend(c),
-                Step::Ignore(_) => {}
+                Step::RollbackLocal => self.pc.pending_local = None,
+                Step::RollbackRemote | Step::Ignore(_) => {}
             }
         }
 
@@ -363,12 +384,33 @@ mod tests {
     }
 
     #[test]
-    fn stray_answers_and_ignored_offer_candidates() {
+    fn stray_answers_are_ignored_and_candidates_survive_glare() {
         let mut n = Negotiator::new(false);
         assert!(matches!(n.remote_description(SdpKind::Answer, "x".into()), Step::Ignore(_)));
         n.local_offer_sent();
         assert!(matches!(n.remote_description(SdpKind::Offer, "x".into()), Step::Ignore(_)));
-        assert!(matches!(n.remote_candidate(cand(1)), Step::Ignore(_)));
+        // Our answer arrives; the polite peer's candidates (from before and after its rollback)
+        // must all be added.
+        let _ = n.remote_description(SdpKind::Answer, "a".into());
+        n.remote_applied(SdpKind::Answer);
+        for i in 0..3 {
+            assert_eq!(n.remote_candidate(cand(i)), Step::AddCandidates(vec![cand(i)]));
+        }
         assert!(is_polite("a", "b") && !is_polite("b", "a"));
+    }
+
+    #[test]
+    fn failures_roll_back_and_renegotiate() {
+        let mut n = Negotiator::new(true);
+        n.local_offer_sent();
+        assert_eq!(n.remote_failed(SdpKind::Answer), vec![Step::RollbackLocal, Step::CreateOffer]);
+        assert_eq!(n.state(), SignalingState::Stable);
+        let mut n = Negotiator::new(true);
+        let _ = n.remote_description(SdpKind::Offer, "o".into());
+        n.remote_applied(SdpKind::Offer);
+        assert_eq!(n.local_answer_failed(), vec![Step::RollbackRemote, Step::CreateOffer]);
+        assert_eq!(n.state(), SignalingState::Stable);
+        let mut n = Negotiator::new(true);
+        assert_eq!(n.remote_failed(SdpKind::Offer), vec![Step::CreateOffer]);
     }
 }

@@ -331,7 +331,7 @@ impl Hub {
             );
         }
         if let Some(resume) = &join.resume {
-            return self.resume(now, conn, &join.room, &resume.token, resume.last_seq);
+            return self.resume(now, conn, &join.room, &resume.token, resume.last_seq, join.media);
         }
         let mut name = join.name.trim().to_owned();
         if let JoinAuth::Jwt { secret, leeway_secs } = &self.cfg.auth {
@@ -423,7 +423,15 @@ impl Hub {
         }
     }
 
-    fn resume(&mut self, now: Instant, conn: ConnId, room: &str, token: &str, last_seq: u64) {
+    fn resume(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        room: &str,
+        token: &str,
+        last_seq: u64,
+        media: MediaState,
+    ) {
         let Some(peer) = self.tokens.get(token).cloned() else {
             return self.error(
                 conn,
@@ -476,6 +484,16 @@ impl Hub {
         }
         if was_reconnecting.is_some() {
             self.deliver_room(room, Some(&peer), ServerMessage::PeerReconnected { peer_id: peer.clone() });
+        }
+        // The client may have muted (or started sharing) while away: its join says how it is now.
+        let changed =
+            self.sessions.get_mut(&peer).is_some_and(|s| std::mem::replace(&mut s.media, media) != media);
+        if changed {
+            self.deliver_room(
+                room,
+                Some(&peer),
+                ServerMessage::MediaState { peer_id: peer.clone(), state: media },
+            );
         }
     }
 

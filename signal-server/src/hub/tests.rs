@@ -529,3 +529,36 @@ fn unknown_connection_is_ignored() {
     h.drop_conn(99);
     assert!(h.inbox.is_empty());
 }
+
+#[test]
+fn resume_applies_the_media_state_of_the_join() {
+    let mut h = Harness::new(HubConfig::default());
+    h.join(1, "r", "A");
+    let b = h.join(2, "r", "B");
+    h.drop_conn(2);
+    h.inbox.clear();
+    // B muted while it was offline; its resume says so.
+    h.connect(3);
+    let mut j = Join::new("r", "B");
+    j.resume = Some(Resume { token: b.resume_token.clone(), last_seq: 0 });
+    j.media = MediaState { audio_muted: true, ..MediaState::default() };
+    h.send(3, ClientMessage::Join(j));
+    let to_a = h.take(1);
+    assert_eq!(to_a.len(), 2, "{to_a:?}");
+    assert_eq!(
+        to_a[1],
+        ServerMessage::MediaState {
+            peer_id: b.peer_id.clone(),
+            state: MediaState { audio_muted: true, ..MediaState::default() }
+        }
+    );
+    // A resume with the same state announces nothing more.
+    h.drop_conn(3);
+    h.inbox.clear();
+    h.connect(4);
+    let mut j = Join::new("r", "B");
+    j.resume = Some(Resume { token: b.resume_token, last_seq: 0 });
+    j.media = MediaState { audio_muted: true, ..MediaState::default() };
+    h.send(4, ClientMessage::Join(j));
+    assert_eq!(h.take(1).len(), 1);
+}

@@ -1,4 +1,5 @@
 use super::*;
+use crate::call::LINK_CONNECT_TIMEOUT;
 use hearth_proto::ServerLimits;
 
 fn info(id: &str) -> PeerInfo {
@@ -188,4 +189,30 @@ fn reconnect_delays_grow_and_are_capped() {
     assert_eq!(reconnect_delay(3, 1.0), Duration::from_millis(2000));
     assert_eq!(reconnect_delay(30, 1.0), Duration::from_millis(10_000));
     assert!(reconnect_delay(30, 0.0) >= Duration::from_millis(5_000));
+}
+
+#[test]
+fn failing_relinks_back_off_and_stuck_links_are_rebuilt() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    // "m" > "a": impolite towards a, so it rebuilds.
+    c.handle_server(t, welcome("m", &["a"], false));
+    let a = PeerId::from("a");
+    drain(&mut c);
+    c.link_changed(t, &a, LinkState::Failed);
+    assert_eq!(opens(&drain(&mut c)), [("a".into(), false, true)], "first rebuild at once");
+    c.link_changed(t, &a, LinkState::Failed);
+    assert!(opens(&drain(&mut c)).is_empty(), "second rebuild waits");
+    c.tick(t + Duration::from_millis(100));
+    assert!(opens(&drain(&mut c)).is_empty());
+    c.tick(t + Duration::from_secs(1));
+    assert_eq!(opens(&drain(&mut c)), [("a".into(), false, true)]);
+    c.link_changed(t + Duration::from_secs(1), &a, LinkState::Connected);
+    drain(&mut c);
+    // A link that never connects (its negotiation was lost) is rebuilt after the timeout.
+    c.link_changed(t + Duration::from_secs(2), &a, LinkState::Failed);
+    assert_eq!(opens(&drain(&mut c)).len(), 1, "connected once: back to immediate rebuilds");
+    c.tick(t + Duration::from_secs(2) + LINK_CONNECT_TIMEOUT);
+    let acts = drain(&mut c);
+    assert!(acts.contains(&Action::Emit(CallEvent::Link { peer_id: a.clone(), state: LinkState::Failed })));
 }
