@@ -497,3 +497,64 @@ async fn a_signaling_outage_keeps_media_flowing_and_the_call_recovers() {
     b.engine.leave().await;
     server2.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_signaling_connection_resumes_and_offline_changes_arrive() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    // Ada reaches the server through a relay the test can cut; Bob connects directly.
+    let proxy = hearth_testkit::CuttableProxy::start(server.addr).await.unwrap();
+    let cfg = |name: &str, url: String| EngineConfig::new(url, "room", name).synthetic(W, H, 30.0);
+    let (ada, mut rx) = Engine::start(cfg("ada", proxy.url())).await.unwrap();
+    let a = {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                sink.lock().unwrap().push(ev);
+            }
+        });
+        Peer { name: "ada".into(), engine: ada, log, frames_shown: Arc::default() }
+    };
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    let ada_id = a.engine.peer_id().clone();
+
+    proxy.set_blocked(true);
+    proxy.cut_all();
+    eventually(WAIT, "ada notices", async || {
+        a.saw(|e| matches!(e, EngineEvent::SignalingLost { .. })).then_some(())
+    })
+    .await
+    .unwrap();
+    // While offline Ada mutes and says something.
+    a.engine.command(Command::SetAudioMuted(true)).unwrap();
+    a.engine.command(Command::Chat { text: "sent while offline".into(), to: None }).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!media_seen(&b, "ada", |m| m.audio_muted), "the mute cannot have reached bob yet");
+    assert!(!a.saw(|e| matches!(e, EngineEvent::SignalingRestored)));
+    proxy.set_blocked(false);
+    // She resumes: same peer id, the link was never torn down, and Bob learns both.
+    eventually(WAIT, "ada back", async || {
+        a.saw(|e| matches!(e, EngineEvent::SignalingRestored)).then_some(())
+    })
+    .await
+    .unwrap();
+    eventually(WAIT, "bob sees ada muted", async || media_seen(&b, "ada", |m| m.audio_muted).then_some(()))
+        .await
+        .unwrap();
+    eventually(WAIT, "bob gets the chat", async || {
+        b.saw(|e| matches!(e, EngineEvent::Call(CallEvent::Chat(m)) if m.text == "sent while offline" && m.from == ada_id)).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(!b.saw(|e| matches!(e, EngineEvent::Call(CallEvent::PeerLeft { .. }))), "ada must not have left");
+    // Video never stopped.
+    let before = b.from("ada").await.unwrap().camera.frames_decoded;
+    eventually(WAIT, "video still flowing", async || {
+        (b.from("ada").await?.camera.frames_decoded > before + 10).then_some(())
+    })
+    .await
+    .unwrap();
+    a.engine.leave().await;
+    b.engine.leave().await;
+}

@@ -223,6 +223,65 @@ impl Drop for Xvfb {
     }
 }
 
+/// A TCP relay in front of a server, whose connections the test can cut (to simulate a network
+/// drop on one side without stopping the server).
+#[derive(Debug)]
+pub struct CuttableProxy {
+    pub addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+    blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    /// Relay connections made to [`CuttableProxy::addr`] to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> anyhow::Result<CuttableProxy> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
+        let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refuse = blocked.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if refuse.load(std::sync::atomic::Ordering::Relaxed) {
+                    continue; // dropped at once: the network is "down"
+                }
+                let mut cut_rx = cut_rx.clone();
+                let generation = *cut_rx.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.wait_for(|g| *g != generation) => {}
+                    }
+                    // Dropping both sockets ends the connection abruptly (no close frames).
+                });
+            }
+        });
+        Ok(CuttableProxy { addr, cut, blocked, task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Drop every connection relayed so far; new ones are relayed again.
+    pub fn cut_all(&self) {
+        self.cut.send_modify(|g| *g += 1);
+    }
+
+    /// While blocked, new connections are dropped as soon as they are accepted.
+    pub fn set_blocked(&self, blocked: bool) {
+        self.blocked.store(blocked, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Poll `f` every 20 ms until it returns `Some`, or fail after `timeout`.
 pub async fn eventually<T>(
     timeout: Duration,
