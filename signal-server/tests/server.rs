@@ -702,15 +702,11 @@ async fn a_client_that_stops_reading_is_dropped_and_reported() {
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
+            // Pings and other control frames are skipped; a close or an error ends the reader.
             let t = match stream.next().await {
                 Some(Ok(Message::Text(t))) => t,
-                Some(Ok(Message::Close(f))) => {
-                    break;
-                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(_)) => continue,
-                other => {
-                    break;
-                }
             };
             match hearth_proto::decode_server(&t) {
                 Ok(ServerMessage::PeerReconnecting { peer_id }) => {

@@ -159,6 +159,9 @@ pub struct Microphone {
     rx: Receiver<MicEvent>,
     pending: Vec<f32>,
     name: String,
+    /// Capture time of the next sample handed out: counted in samples from the device's clock,
+    /// so frames are evenly spaced even when callbacks arrive in bursts.
+    next_sample_us: Option<u64>,
 }
 
 impl std::fmt::Debug for Microphone {
@@ -203,7 +206,13 @@ impl Microphone {
                 )
             })?;
         stream.play().map_err(|e| device_error(kind, id, format!("the microphone would not start: {e}")))?;
-        Ok(Microphone { stream: Some(stream), rx, pending: Vec::with_capacity(4 * FRAME_SAMPLES), name })
+        Ok(Microphone {
+            next_sample_us: None,
+            stream: Some(stream),
+            rx,
+            pending: Vec::with_capacity(4 * FRAME_SAMPLES),
+            name,
+        })
     }
 }
 
@@ -255,12 +264,20 @@ impl AudioSource for Microphone {
                 }
             }
         }
+        // The newest pending sample was captured about now; count back to this frame's first.
+        let queued_us = self.pending.len() as u64 * 1_000_000 / u64::from(SAMPLE_RATE);
+        let observed = now_us().saturating_sub(queued_us);
+        let start = match self.next_sample_us {
+            // Follow the sample count unless it drifted far from the wall clock (a stall).
+            Some(t) if t.abs_diff(observed) < 200_000 => t,
+            _ => observed,
+        };
         frame.samples.clear();
         frame
             .samples
             .extend(self.pending.drain(..FRAME_SAMPLES).map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16));
-        // The last sample arrived just now; the first one a frame earlier.
-        frame.capture_us = now_us().saturating_sub(FRAME_US);
+        frame.capture_us = start;
+        self.next_sample_us = Some(start + FRAME_US);
         Ok(())
     }
 }
