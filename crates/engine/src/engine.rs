@@ -1,7 +1,7 @@
 //! The engine task: owns the [`Call`], the signaling connection, the local streams and one link
 //! task per peer; turns commands and network events into actions.
 
-use crate::config::{EngineConfig, EngineEvent, PeerStats, TrackKind, VideoSpec};
+use crate::config::{AudioSpec, EngineConfig, EngineEvent, PeerStats, TrackKind, VideoSpec};
 use crate::error::EngineError;
 use crate::link::{self, LinkCmd, LinkEnv, LinkHandle, LinkReport};
 use crate::rtc_setup::RtcSettings;
@@ -22,9 +22,16 @@ use tokio::task::JoinHandle;
 pub enum Command {
     SetAudioMuted(bool),
     SetCameraOn(bool),
+    /// Use another camera (or format) from now on; applies at once if the camera is on.
+    SwitchCamera(VideoSpec),
+    /// Use another microphone from now on.
+    SwitchMicrophone(AudioSpec),
     StartScreenShare(VideoSpec),
     StopScreenShare,
-    Chat { text: String, to: Option<PeerId> },
+    Chat {
+        text: String,
+        to: Option<PeerId>,
+    },
     React(String),
     RaiseHand(bool),
     Stats(oneshot::Sender<Vec<PeerStats>>),
@@ -508,6 +515,43 @@ impl Core {
                 let mut m = self.call.local_media();
                 m.video_off = !on || !self.streams.contains_key(&TrackKind::Camera);
                 self.call.set_media(m);
+            }
+            Command::SwitchCamera(spec) => {
+                self.cfg.camera = Some(spec.clone());
+                match self.streams.get(&TrackKind::Camera) {
+                    Some(s) if s.is_capturing() => s.start_video(spec, self.clock, self.dev_tx.clone()),
+                    Some(_) => {}
+                    None => {
+                        // No camera was configured at the start: add the stream to every link.
+                        let s = SendStream::new(TrackKind::Camera, self.label.clone());
+                        s.start_video(spec, self.clock, self.dev_tx.clone());
+                        for l in self.links.values() {
+                            let _ = l.tx.send(LinkCmd::AddStream(s.clone()));
+                        }
+                        self.streams.insert(TrackKind::Camera, s);
+                        let mut m = self.call.local_media();
+                        m.video_off = false;
+                        self.call.set_media(m);
+                    }
+                }
+            }
+            Command::SwitchMicrophone(spec) => {
+                self.cfg.microphone = Some(spec.clone());
+                match self.streams.get(&TrackKind::Audio) {
+                    Some(s) if s.is_capturing() => s.start_audio(spec, self.clock, self.dev_tx.clone()),
+                    Some(_) => {}
+                    None => {
+                        let s = SendStream::new(TrackKind::Audio, self.label.clone());
+                        s.start_audio(spec, self.clock, self.dev_tx.clone());
+                        for l in self.links.values() {
+                            let _ = l.tx.send(LinkCmd::AddStream(s.clone()));
+                        }
+                        self.streams.insert(TrackKind::Audio, s);
+                        let mut m = self.call.local_media();
+                        m.audio_muted = false;
+                        self.call.set_media(m);
+                    }
+                }
             }
             Command::StartScreenShare(spec) => {
                 let stream = match self.streams.get(&TrackKind::Screen) {

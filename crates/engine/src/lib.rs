@@ -44,4 +44,7 @@ pub use config::{
 };
 pub use engine::{Command, Engine};
 pub use error::EngineError;
+/// Devices the engine can open (ids for [`VideoSpec::Camera`], [`AudioSpec::Microphone`], the
+/// speaker, [`VideoSpec::Screen`]).
+pub use hearth_media::device::{DeviceInfo, DeviceKind, list as list_devices};
 pub use hearth_session::{CallEvent, LinkState};

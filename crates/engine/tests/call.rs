@@ -558,3 +558,63 @@ async fn a_dropped_signaling_connection_resumes_and_offline_changes_arrive() {
     a.engine.leave().await;
     b.engine.leave().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_the_camera_mid_call_changes_what_peers_decode() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    decoded(&b, "ada", 10, 10).await;
+    a.engine
+        .command(Command::SwitchCamera(VideoSpec::Synthetic { width: 640, height: 360, fps: 30.0 }))
+        .unwrap();
+    let st = eventually(WAIT, "the new camera's frames", async || {
+        b.from("ada").await.filter(|s| s.camera.width == 640)
+    })
+    .await
+    .unwrap();
+    assert_eq!(st.camera.height, 360);
+    let before = st.camera.frames_decoded;
+    eventually(WAIT, "frames keep coming", async || {
+        (b.from("ada").await?.camera.frames_decoded > before + 10).then_some(())
+    })
+    .await
+    .unwrap();
+    // Audio can be switched the same way (here to the same synthetic source).
+    a.engine.command(Command::SwitchMicrophone(AudioSpec::Synthetic)).unwrap();
+    let audio = b.from("ada").await.unwrap().audio.frames_decoded;
+    eventually(WAIT, "audio keeps coming", async || {
+        (b.from("ada").await?.audio.frames_decoded > audio + 20).then_some(())
+    })
+    .await
+    .unwrap();
+    a.engine.leave().await;
+    b.engine.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_can_be_added_to_an_audio_only_participant() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join_with(&server, "ada", |mut c| {
+        c.camera = None;
+        c
+    })
+    .await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    eventually(WAIT, "audio from ada", async || b.from("ada").await.filter(|s| s.audio.frames_decoded > 20))
+        .await
+        .unwrap();
+    assert!(media_seen(&b, "ada", |m| m.video_off));
+    assert_eq!(b.from("ada").await.unwrap().camera.frames_decoded, 0);
+    a.engine.command(Command::SwitchCamera(VideoSpec::Synthetic { width: W, height: H, fps: 30.0 })).unwrap();
+    decoded(&b, "ada", 10, 0).await;
+    eventually(WAIT, "bob sees ada's camera on", async || {
+        media_seen(&b, "ada", |m| !m.video_off).then_some(())
+    })
+    .await
+    .unwrap();
+    a.engine.leave().await;
+    b.engine.leave().await;
+}
