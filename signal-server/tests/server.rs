@@ -405,18 +405,8 @@ async fn dead_socket_is_detected_by_heartbeat() {
     let (mut a, _) = s.joined("r", "Ada").await;
     // A raw client that completes the handshake, joins, then goes silent: it never reads, so it
     // never answers the server's pings.
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let mut raw = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    raw.write_all(upgrade_request(None).as_bytes()).await.unwrap();
-    let mut reader = BufReader::new(&mut raw);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line).await.unwrap();
-        if line == "\r\n" {
-            break;
-        }
-    }
+    use tokio::io::AsyncWriteExt;
+    let mut raw = raw_upgrade(tokio::net::TcpStream::connect(s.addr).await.unwrap()).await;
     raw.write_all(&masked_text_frame(r#"{"type":"join","protocol":1,"room":"r","name":"Ghost"}"#))
         .await
         .unwrap();
@@ -436,6 +426,21 @@ async fn dead_socket_is_detected_by_heartbeat() {
     assert_eq!(reconnecting, ghost);
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     drop(raw);
+}
+
+/// Complete a WebSocket handshake by hand on `raw` (reading exactly the response head), for
+/// clients that then misbehave at the frame level.
+async fn raw_upgrade(mut raw: tokio::net::TcpStream) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw.write_all(upgrade_request(None).as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        raw.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    raw
 }
 
 /// One masked client text frame (payload < 126 bytes).
@@ -674,18 +679,8 @@ async fn a_client_that_stops_reading_is_dropped_and_reported() {
     // A raw client with a tiny receive buffer that joins and then never reads again.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
-    let mut raw = sock.connect(s.addr).await.unwrap();
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    raw.write_all(upgrade_request(None).as_bytes()).await.unwrap();
-    let mut reader = BufReader::new(&mut raw);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line).await.unwrap();
-        if line == "\r\n" {
-            break;
-        }
-    }
+    let mut raw = raw_upgrade(sock.connect(s.addr).await.unwrap()).await;
+    use tokio::io::AsyncWriteExt;
     raw.write_all(&masked_text_frame(r#"{"type":"join","protocol":1,"room":"r","name":"Stuck"}"#))
         .await
         .unwrap();

@@ -518,52 +518,16 @@ impl Core {
             }
             Command::SwitchCamera(spec) => {
                 self.cfg.camera = Some(spec.clone());
-                match self.streams.get(&TrackKind::Camera) {
-                    Some(s) if s.is_capturing() => s.start_video(spec, self.clock, self.dev_tx.clone()),
-                    Some(_) => {}
-                    None => {
-                        // No camera was configured at the start: add the stream to every link.
-                        let s = SendStream::new(TrackKind::Camera, self.label.clone());
-                        s.start_video(spec, self.clock, self.dev_tx.clone());
-                        for l in self.links.values() {
-                            let _ = l.tx.send(LinkCmd::AddStream(s.clone()));
-                        }
-                        self.streams.insert(TrackKind::Camera, s);
-                        let mut m = self.call.local_media();
-                        m.video_off = false;
-                        self.call.set_media(m);
-                    }
-                }
+                self.switch_source(TrackKind::Camera, move |s, clock, dev| s.start_video(spec, clock, dev));
             }
             Command::SwitchMicrophone(spec) => {
                 self.cfg.microphone = Some(spec.clone());
-                match self.streams.get(&TrackKind::Audio) {
-                    Some(s) if s.is_capturing() => s.start_audio(spec, self.clock, self.dev_tx.clone()),
-                    Some(_) => {}
-                    None => {
-                        let s = SendStream::new(TrackKind::Audio, self.label.clone());
-                        s.start_audio(spec, self.clock, self.dev_tx.clone());
-                        for l in self.links.values() {
-                            let _ = l.tx.send(LinkCmd::AddStream(s.clone()));
-                        }
-                        self.streams.insert(TrackKind::Audio, s);
-                        let mut m = self.call.local_media();
-                        m.audio_muted = false;
-                        self.call.set_media(m);
-                    }
-                }
+                self.switch_source(TrackKind::Audio, move |s, clock, dev| s.start_audio(spec, clock, dev));
             }
             Command::StartScreenShare(spec) => {
                 let stream = match self.streams.get(&TrackKind::Screen) {
                     Some(s) => s.clone(),
-                    None => {
-                        let s = SendStream::new(TrackKind::Screen, self.label.clone());
-                        self.streams.insert(TrackKind::Screen, s.clone());
-                        for l in self.links.values() {
-                            let _ = l.tx.send(LinkCmd::AddStream(s.clone()));
-                        }
-                        s
-                    }
+                    None => self.add_stream(TrackKind::Screen),
                 };
                 stream.start_video(spec, self.clock, self.dev_tx.clone());
                 let mut m = self.call.local_media();
@@ -594,6 +558,39 @@ impl Core {
                 let _ = reply.send(out);
             }
             Command::Leave(_) => {}
+        }
+    }
+
+    /// A new local stream, offered to every link (each renegotiates).
+    fn add_stream(&mut self, kind: TrackKind) -> Arc<SendStream> {
+        let s = SendStream::new(kind, self.label.clone());
+        for l in self.links.values() {
+            let _ = l.tx.send(LinkCmd::AddStream(s.clone()));
+        }
+        self.streams.insert(kind, s.clone());
+        s
+    }
+
+    /// Use another camera or microphone: restart the capture if it runs (if the medium is off,
+    /// the new source is used when it is turned on), or add the stream if there was none.
+    fn switch_source(
+        &mut self,
+        kind: TrackKind,
+        start: impl FnOnce(&Arc<SendStream>, MediaClock, mpsc::UnboundedSender<EngineEvent>),
+    ) {
+        match self.streams.get(&kind).cloned() {
+            Some(s) if s.is_capturing() => start(&s, self.clock, self.dev_tx.clone()),
+            Some(_) => {}
+            None => {
+                let s = self.add_stream(kind);
+                start(&s, self.clock, self.dev_tx.clone());
+                let mut m = self.call.local_media();
+                match kind {
+                    TrackKind::Audio => m.audio_muted = false,
+                    TrackKind::Camera | TrackKind::Screen => m.video_off = false,
+                }
+                self.call.set_media(m);
+            }
         }
     }
 
