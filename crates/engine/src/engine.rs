@@ -307,7 +307,6 @@ impl Core {
                             self.call.link_changed(Instant::now(), &peer, state);
                         }
                     }
-                    LinkReport::Closed { .. } => {}
                 },
                 Some(ev) = dev_rx.recv() => self.device_error(ev),
                 Some(conn) = reconn_rx.recv() => self.reconnected(conn),
@@ -372,7 +371,6 @@ impl Core {
 
     fn signaling_closed(&mut self, reason: String, delay: Duration) {
         self.signal = None;
-        self.call.signaling_lost();
         if self.leaving {
             return;
         }

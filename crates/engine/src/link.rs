@@ -43,10 +43,6 @@ pub enum LinkReport {
         link: u64,
         state: LinkState,
     },
-    Closed {
-        peer: PeerId,
-        link: u64,
-    },
 }
 
 static NEXT_LINK_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -177,7 +173,6 @@ async fn run(
                 link: link.id,
                 state: LinkState::Failed,
             });
-            let _ = link.env.reports.send(LinkReport::Closed { peer: link.peer.clone(), link: link.id });
             return;
         }
     };
@@ -247,7 +242,6 @@ async fn run(
         // Receivers end when the closed connection's tracks return None; do not wait forever.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), r).await;
     }
-    let _ = link.env.reports.send(LinkReport::Closed { peer: link.peer.clone(), link: link.id });
     tracing::debug!(peer = %link.peer, "link closed");
 }
 

@@ -37,7 +37,6 @@ pub struct StreamAcc {
     last_marker: Option<u64>,
     decoded_at: VecDeque<u64>,
     bytes_at: VecDeque<(u64, u64)>,
-    pub last_packet_at: Option<Instant>,
 }
 
 impl StreamAcc {
@@ -49,7 +48,6 @@ impl StreamAcc {
         while self.bytes_at.front().is_some_and(|(t, _)| now.saturating_sub(*t) > 2_000_000) {
             self.bytes_at.pop_front();
         }
-        self.last_packet_at = Some(Instant::now());
     }
 
     fn decoded(&mut self, at_us: u64) {

@@ -16,7 +16,7 @@ use rtc::rtp::header::Header;
 use rtc::rtp::packetizer::{Packetizer, new_packetizer};
 use rtc::rtp::sequence::{Sequencer, new_random_sequencer};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -77,9 +77,6 @@ pub struct SendStream {
     pub stream_id: String,
     targets: Mutex<Vec<Arc<Target>>>,
     pub keyframe_wanted: AtomicBool,
-    /// Encoded frames sent (for stats).
-    pub frames_sent: AtomicU64,
-    pub bytes_sent: AtomicU64,
     /// Whether media is sent at all (mute / camera off).
     pub enabled: AtomicBool,
     packets_tx: mpsc::Sender<Vec<rtc::rtp::Packet>>,
@@ -105,8 +102,6 @@ impl SendStream {
             stream_id,
             targets: Mutex::new(Vec::new()),
             keyframe_wanted: AtomicBool::new(true),
-            frames_sent: AtomicU64::new(0),
-            bytes_sent: AtomicU64::new(0),
             enabled: AtomicBool::new(true),
             packets_tx,
             sequencer: Box::new(new_random_sequencer()),
@@ -211,9 +206,7 @@ impl SendStream {
         }
     }
 
-    fn send_batch(&self, batch: Vec<rtc::rtp::Packet>, bytes: usize) {
-        self.frames_sent.fetch_add(1, Ordering::Relaxed);
-        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    fn send_batch(&self, batch: Vec<rtc::rtp::Packet>) {
         if self.packets_tx.try_send(batch).is_err() && self.kind != TrackKind::Audio {
             // The network side is behind: start afresh with a keyframe rather than queue.
             self.keyframe_wanted.store(true, Ordering::Relaxed);
@@ -341,13 +334,12 @@ fn video_loop(
             }
         };
         let ts = clock.rtp_ts(frame.capture_us, 90_000);
-        let bytes = au.data.len();
         match packetizer.packetize(Instant::now(), &Bytes::from(au.data), 0) {
             Ok(mut packets) => {
                 for p in &mut packets {
                     p.header.timestamp = ts;
                 }
-                stream.send_batch(packets, bytes);
+                stream.send_batch(packets);
             }
             Err(e) => tracing::warn!(error = %e, "packetizing failed; skipping a frame"),
         }
@@ -386,7 +378,6 @@ fn audio_loop(
                 continue;
             }
         };
-        let bytes = payload.len();
         let packet = rtc::rtp::Packet {
             header: Header {
                 version: 2,
@@ -400,7 +391,7 @@ fn audio_loop(
             },
             payload,
         };
-        stream.send_batch(vec![packet], bytes);
+        stream.send_batch(vec![packet]);
     }
     Ok(())
 }

@@ -497,10 +497,6 @@ impl Call {
             }
         }
     }
-
-    /// The signaling connection dropped: links stay up; the driver reconnects and resumes, and
-    /// holds the messages produced meanwhile until it is back.
-    pub fn signaling_lost(&mut self) {}
 }
 
 /// Delay before reconnect attempt `attempt` (0-based): exponential from 250 ms, capped at 10 s,
