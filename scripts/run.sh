@@ -14,4 +14,5 @@ if [ "${1:-}" = "server" ]; then
   exec target/release/hearth-signal --listen "${HEARTH_LISTEN:-127.0.0.1:7878}" "$@"
 fi
 cargo build --release -p hearth-call
-exec target/release/hearth-call demo --peers 2 --seconds 10 "$@"
+# Defaults: 2 peers, 10 s, 1280x720@30 (see `hearth-call demo --help`).
+exec target/release/hearth-call demo "$@"
