@@ -11,7 +11,8 @@ scripts/setup.sh
 if [ "${1:-}" = "server" ]; then
   shift
   cargo build --release -p hearth-signal
-  exec target/release/hearth-signal --listen "${HEARTH_LISTEN:-127.0.0.1:7878}" "$@"
+  # --listen on the command line overrides HEARTH_LISTEN.
+  HEARTH_LISTEN="${HEARTH_LISTEN:-127.0.0.1:7878}" exec target/release/hearth-signal "$@"
 fi
 cargo build --release -p hearth-call
 # Defaults: 2 peers, 10 s, 1280x720@30 (see `hearth-call demo --help`).
