@@ -98,7 +98,9 @@ async fn cycles(n: u64) {
             warm = snapshot("after the first cycle");
         }
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // tokio keeps idle blocking-pool threads (used to stop capture threads) for 10 s: wait them
+    // out so a thread count difference means a leak.
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let after = snapshot(&format!("after {n}"));
     println!(
         "  {n} cycles in {:.1} s; RSS growth {:.1} MB from start, {:.1} MB after the first cycle (one-time setup); fds {:+}, sockets {:+}, threads {:+}, tokio tasks {:+}",
