@@ -226,15 +226,12 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
             ev = track.poll() => match ev {
                 None => break,
                 Some(TrackRemoteEvent::OnRtpPacket(p)) => {
-                    if p.header.ssrc != ssrc {
-                        // A new stream on this track (the sender restarted it, e.g. a second
-                        // screen share): its sequence numbers start afresh.
-                        ssrc = p.header.ssrc;
-                        reorder = ReorderBuffer::new(VIDEO_REORDER_WAIT, 512);
+                    ssrc = p.header.ssrc;
+                    ctx.acc.lock().packet(p.payload.len() + 12);
+                    // A restarted stream (e.g. a second screen share) leaves no partial frame.
+                    if reorder.push_from(ssrc, p.header.sequence_number, p, Instant::now()) {
                         asm = Assembler::default();
                     }
-                    ctx.acc.lock().packet(p.payload.len() + 12);
-                    reorder.push(p.header.sequence_number, p, Instant::now());
                 }
                 Some(_) => continue,
             },
@@ -379,19 +376,16 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     let mut pcm = Vec::new();
     let mut pending_loss = 0u64;
     let source = ctx.mixer_source;
-    let mut ssrc = None;
     loop {
         let deadline = reorder.deadline();
         tokio::select! {
             ev = track.poll() => match ev {
                 None => break,
                 Some(TrackRemoteEvent::OnRtpPacket(p)) => {
-                    if ssrc.replace(p.header.ssrc).is_some_and(|s| s != p.header.ssrc) {
-                        reorder = ReorderBuffer::new(AUDIO_REORDER_WAIT, 64);
+                    ctx.acc.lock().packet(p.payload.len() + 12);
+                    if reorder.push_from(p.header.ssrc, p.header.sequence_number, p, Instant::now()) {
                         pending_loss = 0;
                     }
-                    ctx.acc.lock().packet(p.payload.len() + 12);
-                    reorder.push(p.header.sequence_number, p, Instant::now());
                 }
                 Some(_) => continue,
             },

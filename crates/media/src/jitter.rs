@@ -45,6 +45,8 @@ pub struct ReorderBuffer<T> {
     next: Option<u64>,
     /// Highest extended sequence number seen, for unwrapping.
     highest: Option<u64>,
+    /// The stream (RTP SSRC) being ordered, when the caller names it.
+    source: Option<u32>,
     held: BTreeMap<u64, (T, Instant)>,
     stats: ReorderStats,
 }
@@ -59,6 +61,7 @@ impl<T> ReorderBuffer<T> {
             max_held: max_held.max(1),
             next: None,
             highest: None,
+            source: None,
             held: BTreeMap::new(),
             stats: ReorderStats::default(),
         }
@@ -80,12 +83,27 @@ impl<T> ReorderBuffer<T> {
         }
     }
 
-    /// Add an item with its RTP sequence number.
-    pub fn push(&mut self, seq: u16, item: T, now: Instant) {
+    /// Add an item with its RTP sequence number. Returns true if the buffer restarted (see
+    /// [`ReorderBuffer::push_from`]).
+    pub fn push(&mut self, seq: u16, item: T, now: Instant) -> bool {
+        self.insert(false, seq, item, now)
+    }
+
+    /// Add an item of stream `source` (its RTP SSRC). A new source (the sender restarted its
+    /// stream on this track), or a jump of thousands of sequence numbers, starts the buffer over
+    /// with the new numbering; returns true then, so the caller can drop state tied to the old
+    /// stream.
+    pub fn push_from(&mut self, source: u32, seq: u16, item: T, now: Instant) -> bool {
+        let new_source = self.source.replace(source).is_some_and(|s| s != source);
+        self.insert(new_source, seq, item, now)
+    }
+
+    fn insert(&mut self, new_source: bool, seq: u16, item: T, now: Instant) -> bool {
         self.stats.received += 1;
         let mut ext = self.extend(seq);
-        if self.highest.is_some_and(|h| h.abs_diff(ext) > RESET_GAP) {
-            // No reordering spans thousands of packets: this is a new stream numbering.
+        // No reordering spans thousands of packets: a jump that big is a new numbering.
+        let restart = new_source || self.highest.is_some_and(|h| h.abs_diff(ext) > RESET_GAP);
+        if restart {
             self.stats.resets += 1;
             self.held.clear();
             self.next = None;
@@ -95,13 +113,14 @@ impl<T> ReorderBuffer<T> {
         let next = *self.next.get_or_insert(ext);
         if ext < next || self.held.contains_key(&ext) {
             self.stats.late += 1;
-            return;
+            return restart;
         }
         if self.highest.is_some_and(|h| ext < h) {
             self.stats.reordered += 1;
         }
         self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
         self.held.insert(ext, (item, now));
+        restart
     }
 
     /// The next released item or gap, if any is ready at `now`.
@@ -202,6 +221,20 @@ mod tests {
             assert_eq!(b.stats().resets, 1);
             assert_eq!(b.stats().lost, 0);
         }
+    }
+
+    #[test]
+    fn a_new_source_restarts_even_with_nearby_numbers() {
+        let t = Instant::now();
+        let mut b = ReorderBuffer::new(Duration::from_millis(40), 16);
+        assert!(!b.push_from(7, 100, 'a', t));
+        assert!(matches!(b.pop(t), Some(Released::Item { item: 'a', .. })));
+        // Another SSRC whose numbers happen to sit just behind: not "late", a new stream.
+        assert!(b.push_from(8, 90, 'b', t));
+        assert!(matches!(b.pop(t), Some(Released::Item { item: 'b', .. })));
+        assert!(!b.push_from(8, 91, 'c', t));
+        assert_eq!(b.stats().late, 0);
+        assert_eq!(b.stats().resets, 1);
     }
 
     #[test]
