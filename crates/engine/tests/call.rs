@@ -97,6 +97,19 @@ async fn decoded(receiver: &Peer, sender: &str, frames: u64, audio: u64) -> Peer
 
 /// Whether `p` has seen `who` in a media state satisfying `want` (from the welcome, a join, or
 /// a media-state update).
+/// Wait until `count` of what `receiver` gets from `sender` exceeds `above`.
+async fn grows_past(
+    receiver: &Peer,
+    sender: &str,
+    what: &str,
+    above: u64,
+    count: impl Fn(&PeerStats) -> u64,
+) {
+    eventually(WAIT, what, async || (count(&receiver.from(sender).await?) > above).then_some(()))
+        .await
+        .unwrap();
+}
+
 fn media_seen(p: &Peer, who: &str, want: impl Fn(&MediaState) -> bool) -> bool {
     let log = p.log.lock().unwrap();
     let mut id = None;
@@ -180,11 +193,7 @@ async fn mute_and_camera_off_stop_media_and_others_see_it() {
     assert!(after.camera.frames_decoded > before.camera.frames_decoded + 15, "video must keep flowing");
 
     a.engine.command(Command::SetAudioMuted(false)).unwrap();
-    eventually(WAIT, "audio back", async || {
-        (b.from("ada").await?.audio.frames_decoded > after.audio.frames_decoded + 10).then_some(())
-    })
-    .await
-    .unwrap();
+    grows_past(&b, "ada", "audio back", after.audio.frames_decoded + 10, |s| s.audio.frames_decoded).await;
 
     a.engine.command(Command::SetCameraOn(false)).unwrap();
     eventually(WAIT, "bob sees ada's camera off", async || {
@@ -203,11 +212,7 @@ async fn mute_and_camera_off_stop_media_and_others_see_it() {
     assert!(after.audio.frames_decoded > before.audio.frames_decoded + 30);
 
     a.engine.command(Command::SetCameraOn(true)).unwrap();
-    eventually(WAIT, "video back", async || {
-        (b.from("ada").await?.camera.frames_decoded > after.camera.frames_decoded + 10).then_some(())
-    })
-    .await
-    .unwrap();
+    grows_past(&b, "ada", "video back", after.camera.frames_decoded + 10, |s| s.camera.frames_decoded).await;
     eventually(WAIT, "bob sees ada's camera on", async || {
         media_seen(&b, "ada", |m| !m.video_off).then_some(())
     })
@@ -257,11 +262,10 @@ async fn screen_share_on_and_off_mid_call() {
     a.engine
         .command(Command::StartScreenShare(VideoSpec::SyntheticScreen { width: 640, height: 360, fps: 10.0 }))
         .unwrap();
-    eventually(WAIT, "screen frames again", async || {
-        (b.from("ada").await?.screen.frames_decoded > after.screen.frames_decoded + 5).then_some(())
+    grows_past(&b, "ada", "screen frames again", after.screen.frames_decoded + 5, |s| {
+        s.screen.frames_decoded
     })
-    .await
-    .unwrap();
+    .await;
     for p in [a, b, c] {
         p.engine.leave().await;
     }
@@ -310,11 +314,7 @@ async fn screen_share_without_a_display_is_a_clear_device_error() {
     assert!(msg.contains("screen") && msg.contains("DISPLAY"), "{msg}");
     // The call goes on.
     let before = b.from("ada").await.unwrap().camera.frames_decoded;
-    eventually(WAIT, "camera still flowing", async || {
-        (b.from("ada").await?.camera.frames_decoded > before + 10).then_some(())
-    })
-    .await
-    .unwrap();
+    grows_past(&b, "ada", "camera still flowing", before + 10, |s| s.camera.frames_decoded).await;
     a.engine.leave().await;
     b.engine.leave().await;
 }
@@ -550,11 +550,7 @@ async fn a_dropped_signaling_connection_resumes_and_offline_changes_arrive() {
     assert!(!b.saw(|e| matches!(e, EngineEvent::Call(CallEvent::PeerLeft { .. }))), "ada must not have left");
     // Video never stopped.
     let before = b.from("ada").await.unwrap().camera.frames_decoded;
-    eventually(WAIT, "video still flowing", async || {
-        (b.from("ada").await?.camera.frames_decoded > before + 10).then_some(())
-    })
-    .await
-    .unwrap();
+    grows_past(&b, "ada", "video still flowing", before + 10, |s| s.camera.frames_decoded).await;
     a.engine.leave().await;
     b.engine.leave().await;
 }
@@ -576,19 +572,11 @@ async fn switching_the_camera_mid_call_changes_what_peers_decode() {
     .unwrap();
     assert_eq!(st.camera.height, 360);
     let before = st.camera.frames_decoded;
-    eventually(WAIT, "frames keep coming", async || {
-        (b.from("ada").await?.camera.frames_decoded > before + 10).then_some(())
-    })
-    .await
-    .unwrap();
+    grows_past(&b, "ada", "frames keep coming", before + 10, |s| s.camera.frames_decoded).await;
     // Audio can be switched the same way (here to the same synthetic source).
     a.engine.command(Command::SwitchMicrophone(AudioSpec::Synthetic)).unwrap();
     let audio = b.from("ada").await.unwrap().audio.frames_decoded;
-    eventually(WAIT, "audio keeps coming", async || {
-        (b.from("ada").await?.audio.frames_decoded > audio + 20).then_some(())
-    })
-    .await
-    .unwrap();
+    grows_past(&b, "ada", "audio keeps coming", audio + 20, |s| s.audio.frames_decoded).await;
     a.engine.leave().await;
     b.engine.leave().await;
 }
