@@ -4,7 +4,9 @@
 //!
 //! Rules:
 //! - On `welcome`, open a link to every peer already there and offer (the newcomer offers).
-//! - On `peer_joined`, open a link and wait for its offer.
+//! - On `peer_joined`, open a link and wait for its offer. A newcomer that has not offered
+//!   within [`NEWCOMER_OFFER_WAIT`] (a client that waits to be offered to) is offered to: the
+//!   link is rebuilt as an offering one; perfect negotiation resolves a crossing offer.
 //! - On `peer_left`, close the link. A peer that is `reconnecting` keeps its link (media often
 //!   survives a signaling blip); if the link fails meanwhile, it is closed at once so its
 //!   resources are freed.
@@ -114,11 +116,16 @@ struct Remote {
     /// Consecutive rebuilds of this peer's link without it connecting, and when the next is due.
     relink_attempts: u32,
     relink_at: Option<Instant>,
+    /// Set when the peer joined after us and we wait for its first offer.
+    awaiting_offer_since: Option<Instant>,
 }
 
 /// A link still not connected after this long is treated as failed (its negotiation was lost,
 /// e.g. in a signaling outage) and rebuilt.
 pub const LINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long an existing member waits for a newcomer's first offer before offering itself.
+pub const NEWCOMER_OFFER_WAIT: Duration = Duration::from_secs(2);
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -264,6 +271,7 @@ impl Call {
                 reported: false,
                 relink_attempts: 0,
                 relink_at: None,
+                awaiting_offer_since: None,
             },
         );
     }
@@ -320,6 +328,9 @@ impl Call {
                 self.add_peer(peer.clone());
                 self.emit(CallEvent::PeerJoined(peer));
                 self.open_link(now, &id, false);
+                if let Some(r) = self.peers.get_mut(&id) {
+                    r.awaiting_offer_since = Some(now);
+                }
             }
             ServerMessage::PeerLeft { peer_id, reason } => {
                 self.close_link(&peer_id);
@@ -351,6 +362,9 @@ impl Call {
                 }
             }
             ServerMessage::Offer { from, sdp } => {
+                if let Some(r) = self.peers.get_mut(&from) {
+                    r.awaiting_offer_since = None;
+                }
                 let usable = self
                     .peers
                     .get(&from)
@@ -444,6 +458,23 @@ impl Call {
         for peer in due {
             if let Some(r) = self.peers.get_mut(&peer) {
                 r.relink_at = None;
+            }
+            self.push(Action::CloseLink { peer: peer.clone() });
+            self.open_link(now, &peer, true);
+        }
+        let silent: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, r)| {
+                r.link == Some(LinkState::Connecting)
+                    && r.awaiting_offer_since
+                        .is_some_and(|t| now.saturating_duration_since(t) >= NEWCOMER_OFFER_WAIT)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for peer in silent {
+            if let Some(r) = self.peers.get_mut(&peer) {
+                r.awaiting_offer_since = None;
             }
             self.push(Action::CloseLink { peer: peer.clone() });
             self.open_link(now, &peer, true);

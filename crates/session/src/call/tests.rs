@@ -216,3 +216,39 @@ fn failing_relinks_back_off_and_stuck_links_are_rebuilt() {
     let acts = drain(&mut c);
     assert!(acts.contains(&Action::Emit(CallEvent::Link { peer_id: a.clone(), state: LinkState::Failed })));
 }
+
+#[test]
+fn a_newcomer_that_never_offers_is_offered_to() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    c.handle_server(t, welcome("m", &[], false));
+    drain(&mut c);
+    c.handle_server(t, ServerMessage::PeerJoined { peer: info("q") });
+    assert_eq!(opens(&drain(&mut c)), [("q".into(), true, false)]);
+    // Still waiting just before the limit.
+    c.tick(t + crate::call::NEWCOMER_OFFER_WAIT - Duration::from_millis(1));
+    assert!(opens(&drain(&mut c)).is_empty());
+    // Past it, the existing member offers on a fresh link, once.
+    c.tick(t + crate::call::NEWCOMER_OFFER_WAIT);
+    let acts = drain(&mut c);
+    assert!(acts.contains(&Action::CloseLink { peer: PeerId::from("q") }));
+    assert_eq!(opens(&acts), [("q".into(), true, true)]);
+    c.tick(t + crate::call::NEWCOMER_OFFER_WAIT * 3);
+    assert!(opens(&drain(&mut c)).is_empty());
+}
+
+#[test]
+fn a_newcomer_that_offers_in_time_is_not_offered_to() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    c.handle_server(t, welcome("m", &[], false));
+    c.handle_server(t, ServerMessage::PeerJoined { peer: info("q") });
+    drain(&mut c);
+    c.handle_server(
+        t + Duration::from_millis(100),
+        ServerMessage::Offer { from: PeerId::from("q"), sdp: "v=0".into() },
+    );
+    drain(&mut c);
+    c.tick(t + crate::call::NEWCOMER_OFFER_WAIT * 2);
+    assert!(opens(&drain(&mut c)).is_empty());
+}
