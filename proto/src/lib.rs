@@ -323,6 +323,9 @@ pub enum ErrorCode {
     /// The room is locked with a password and none was given.
     PasswordRequired,
     WrongPassword,
+    /// Too many wrong passwords for this room or from this address: this join was refused
+    /// without checking its password. The message says when to try again.
+    TooManyAttempts,
     /// The server requires a JWT room token and none was given.
     TokenRequired,
     /// The token's signature, algorithm or format is invalid.
@@ -361,6 +364,7 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room_full",
             ErrorCode::PasswordRequired => "password_required",
             ErrorCode::WrongPassword => "wrong_password",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::TokenRequired => "token_required",
             ErrorCode::TokenInvalid => "token_invalid",
             ErrorCode::TokenExpired => "token_expired",
@@ -382,6 +386,7 @@ impl ErrorCode {
             self,
             ErrorCode::PasswordRequired
                 | ErrorCode::WrongPassword
+                | ErrorCode::TooManyAttempts
                 | ErrorCode::TokenRequired
                 | ErrorCode::TokenInvalid
                 | ErrorCode::TokenExpired

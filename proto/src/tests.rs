@@ -55,6 +55,7 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::RoomFull,
     ErrorCode::PasswordRequired,
     ErrorCode::WrongPassword,
+    ErrorCode::TooManyAttempts,
     ErrorCode::TokenRequired,
     ErrorCode::TokenInvalid,
     ErrorCode::TokenExpired,
