@@ -502,6 +502,8 @@ pub mod close_code {
     pub const NORMAL: u16 = 1000;
     /// Server shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// A text frame was not valid UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// The client sent something that cannot continue (e.g. its send queue overflowed).
     pub const POLICY: u16 = 1008;
     /// A message exceeded the maximum size.

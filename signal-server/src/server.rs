@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
@@ -486,7 +486,13 @@ async fn serve_ws<S>(
                     Some(Err(tungstenite::Error::Capacity(e))) => {
                         tracing::debug!(conn = conn.0, error = %e, "message too large");
                         count_error_name(metrics, "message_too_large");
-                        within(CLOSE_TIMEOUT, ws.send(close_frame(close_code::TOO_BIG, "message too large"))).await;
+                        close_and_drain(&mut ws, close_code::TOO_BIG, "message too large").await;
+                        break;
+                    }
+                    Some(Err(tungstenite::Error::Utf8(e))) => {
+                        tracing::debug!(conn = conn.0, error = %e, "text frame is not UTF-8");
+                        count_error_name(metrics, "invalid_utf8");
+                        close_and_drain(&mut ws, close_code::INVALID_DATA, "text frame is not valid UTF-8").await;
                         break;
                     }
                     Some(Err(e)) => {
@@ -593,6 +599,40 @@ async fn serve_ws<S>(
 
 /// Bound on sending a close frame (the peer may be gone).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Input read and thrown away after a close frame that ends a connection in the middle of the
+/// client's input (see [`close_and_drain`]).
+const DRAIN_MAX_BYTES: usize = 4 << 20;
+
+/// Send a close frame, then end the connection in order: shut down our sending side (FIN) and
+/// read and discard what the client still sends until it closes, for at most [`CLOSE_TIMEOUT`]
+/// and [`DRAIN_MAX_BYTES`].
+///
+/// For a connection refused mid-frame (too large, not UTF-8), most of the frame is still unread.
+/// Dropping a socket with unread input makes the kernel reset the connection, and a reset can
+/// destroy the close frame before the client reads it (Windows drops received data on a reset),
+/// so the client would never learn why it was closed.
+async fn close_and_drain<S>(ws: &mut WebSocketStream<S>, code: u16, reason: &'static str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if !within(CLOSE_TIMEOUT, ws.send(close_frame(code, reason))).await {
+        return;
+    }
+    let stream = ws.get_mut();
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 16 * 1024];
+        let mut left = DRAIN_MAX_BYTES;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
 
 /// Run a socket write for at most `limit`; true if it completed without error.
 async fn within<F>(limit: Duration, write: F) -> bool

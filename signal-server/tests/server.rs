@@ -242,6 +242,28 @@ async fn oversized_message_closes_with_1009() {
     }
 }
 
+/// A frame far over the limit leaves most of itself unread when the server gives up on it;
+/// closing the socket then would reset the connection and lose the 1009 close frame.
+#[tokio::test]
+async fn a_much_larger_frame_still_gets_its_1009_close() {
+    let mut cfg = config();
+    cfg.max_message_bytes = 64 * 1024;
+    let s = TestServer::start(cfg).await;
+    let big = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(200_000));
+    for round in 0..5 {
+        let (mut a, _) = s.joined(&format!("r{round}"), "A").await;
+        // The server may stop reading mid-frame, so the send itself may or may not complete.
+        let _ = a.ws.send(Message::Text(big.clone().into())).await;
+        match a.event().await {
+            Event::Closed(Some(frame)) => {
+                assert_eq!(u16::from(frame.code), close_code::TOO_BIG, "round {round}")
+            }
+            Event::Closed(None) => panic!("round {round}: connection lost without the 1009 close frame"),
+            Event::Msg(m) => panic!("round {round}: expected close, got {m:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn rate_limit_drops_with_one_error_and_recovers() {
     let mut cfg = config();
@@ -443,15 +465,103 @@ async fn raw_upgrade(mut raw: tokio::net::TcpStream) -> tokio::net::TcpStream {
     raw
 }
 
-/// One masked client text frame (payload < 126 bytes).
+/// One masked client text frame.
 fn masked_text_frame(text: &str) -> Vec<u8> {
-    let payload = text.as_bytes();
-    assert!(payload.len() < 126);
+    masked_frame(0x1, text.as_bytes())
+}
+
+/// One final masked client frame with `opcode` and any payload (even one that is not UTF-8).
+fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [1u8, 2, 3, 4];
-    let mut f = vec![0x81, 0x80 | payload.len() as u8];
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
     f.extend_from_slice(&mask);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     f
+}
+
+/// Everything the server sends on `raw` until it ends the connection, and how it ended:
+/// `true` for an orderly end (FIN), `false` for a reset.
+async fn read_until_end(raw: &mut tokio::io::ReadHalf<tokio::net::TcpStream>) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(WAIT, raw.read(&mut buf))
+            .await
+            .expect("the server never ended the connection")
+        {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+/// The status code of the first close frame (unmasked, from the server) in `bytes`, skipping
+/// any frames before it.
+fn close_code_in(mut bytes: &[u8]) -> Option<u16> {
+    while bytes.len() >= 2 {
+        let (opcode, len) = (bytes[0] & 0x0f, usize::from(bytes[1] & 0x7f));
+        let (header, len) = match len {
+            126 => (4, usize::from(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]))),
+            127 => return None, // the server sends nothing that large here
+            n => (2, n),
+        };
+        let payload = bytes.get(header..header + len)?;
+        if opcode == 0x8 {
+            return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+        }
+        bytes = &bytes[header + len..];
+    }
+    None
+}
+
+/// A frame far over the limit is refused after its header, with most of it still unsent or
+/// unread. Closing the socket with unread input resets the connection, and a reset may destroy
+/// the 1009 close frame before the client reads it (Windows drops received data on a reset);
+/// the server must end the connection in order instead.
+#[tokio::test]
+async fn oversized_frame_gets_1009_and_an_orderly_end_not_a_reset() {
+    use tokio::io::AsyncWriteExt;
+    let mut cfg = config();
+    cfg.max_message_bytes = 64 * 1024;
+    let s = TestServer::start(cfg).await;
+    for round in 0..3 {
+        let raw = raw_upgrade(tokio::net::TcpStream::connect(s.addr).await.unwrap()).await;
+        let (mut rd, mut wr) = tokio::io::split(raw);
+        let frame = masked_frame(0x1, &[b'x'; 200_000]);
+        let writer = tokio::spawn(async move {
+            let _ = wr.write_all(&frame).await;
+            wr
+        });
+        let (got, orderly) = read_until_end(&mut rd).await;
+        assert_eq!(close_code_in(&got), Some(close_code::TOO_BIG), "round {round}: got {got:?}");
+        assert!(orderly, "round {round}: the connection was reset after the close frame");
+        drop(writer.await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start(config()).await;
+    let raw = raw_upgrade(tokio::net::TcpStream::connect(s.addr).await.unwrap()).await;
+    let (mut rd, mut wr) = tokio::io::split(raw);
+    wr.write_all(&masked_frame(0x1, b"{\"type\":\"chat\",\"text\":\"\xff\xfe\"}")).await.unwrap();
+    let (got, _) = read_until_end(&mut rd).await;
+    assert_eq!(close_code_in(&got), Some(close_code::INVALID_DATA), "got {got:?}");
+    assert_eq!(metric(&s.metrics_text().await, r#"hearth_errors_total{code="invalid_utf8"}"#), 1.0);
 }
 
 #[tokio::test]
