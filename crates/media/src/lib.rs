@@ -16,7 +16,8 @@
 //!
 //! Real devices ([`Camera`], [`Microphone`], [`Screen`]) and synthetic sources ([`TestPattern`],
 //! [`ToneBursts`]) implement the same traits. Received audio goes into a [`Mixer`] that a
-//! [`Speaker`] plays; RTP-ordered items go through a [`ReorderBuffer`].
+//! [`Speaker`] plays (or, headless, a [`VirtualSpeaker`] pulls in real time); RTP-ordered items
+//! go through a [`ReorderBuffer`].
 
 pub mod audio_device;
 pub mod camera;
@@ -26,10 +27,12 @@ pub mod frame;
 pub mod jitter;
 pub mod marker;
 pub mod mixer;
+pub mod quality;
 pub mod screen;
 pub mod source;
 pub mod sync;
 pub mod synthetic;
+pub mod virtual_speaker;
 
 pub use audio_device::{Microphone, Speaker};
 pub use camera::Camera;
@@ -39,8 +42,9 @@ pub use jitter::{Released, ReorderBuffer, ReorderStats};
 pub use mixer::Mixer;
 pub use screen::Screen;
 pub use source::{AudioSource, SourceInfo, VideoKind, VideoSource};
-pub use sync::{AudioPlayout, AvSync};
+pub use sync::{AudioPlayout, AvSync, OutputSkew};
 pub use synthetic::{Pacer, TestPattern, ToneBursts};
+pub use virtual_speaker::VirtualSpeaker;
 
 /// Media errors. Device errors say which device and what a person can do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -184,6 +184,20 @@ impl BurstDetector {
     /// Examine `samples` that became available at `available_us`; returns bursts completed.
     pub fn push(&mut self, samples: &[i16], available_us: u64) -> Vec<Burst> {
         self.pending.extend(samples.iter().map(|&s| (s, available_us)));
+        self.detect()
+    }
+
+    /// Examine `samples` played one after another at the sample rate, the first at
+    /// `first_us` (audio leaving a playout buffer): each sample carries its own time, so an
+    /// onset is timed to the sample, not to the chunk it came in.
+    pub fn push_clocked(&mut self, samples: &[i16], first_us: u64) -> Vec<Burst> {
+        let rate = u64::from(SAMPLE_RATE);
+        self.pending
+            .extend(samples.iter().enumerate().map(|(i, &s)| (s, first_us + i as u64 * 1_000_000 / rate)));
+        self.detect()
+    }
+
+    fn detect(&mut self) -> Vec<Burst> {
         let mut found = Vec::new();
         loop {
             if let Some(onset_available) = self.onset {
@@ -297,6 +311,25 @@ mod tests {
             // Frames start 10 ms before each slot boundary, so the onset sits 10 ms into a frame
             // that becomes available 35 ms after the frame's start: 25 ms after the onset.
             assert_eq!(b.latency_us, 25_000, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn clocked_samples_time_the_onset_to_the_sample() {
+        let mut det = BurstDetector::new();
+        // Audio captured from 50 ms into a slot, played 60 ms after capture in 5 ms chunks.
+        let start = 2_000_000 * BURST_PERIOD_US + 50_000;
+        let mut found = Vec::new();
+        for k in 0..200u64 {
+            let cap = start + k * 5_000;
+            let mut chunk = vec![0i16; 240];
+            render_bursts(cap, &mut chunk);
+            found.extend(det.push_clocked(&chunk, cap + 60_000));
+        }
+        assert_eq!(found.len(), 5, "{found:?}");
+        for b in &found {
+            // Timed to the sample: heard 60 ms after capture (the first loud sample is a few samples in).
+            assert!(b.latency_us.abs_diff(60_000) <= 200, "{b:?}");
         }
     }
 

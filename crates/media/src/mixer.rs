@@ -5,12 +5,29 @@
 //! is queued, restarts that way after an underrun, and if its queue grows past `max_delay` (a
 //! burst after a stall, or clock drift) the oldest audio is dropped back to `target_delay`, so
 //! latency never creeps up.
+//!
+//! A source may have a tap ([`Mixer::set_tap`]) that sees its samples as they leave the queue,
+//! with the time they are heard: what a listener hears, for measuring latency through the
+//! playout buffer.
 
 use crate::frame::{FRAME_SAMPLES, SAMPLE_RATE};
 use crate::sync::AudioPlayout;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+/// Sees one source's samples as they are played: the samples and when the first is heard.
+/// Runs inside the audio callback: keep it short.
+pub type PlayoutTap = Box<dyn FnMut(&[i16], Instant) + Send>;
+
+#[derive(Default)]
+struct Tap(Option<PlayoutTap>);
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Tap(set)" } else { "Tap(none)" })
+    }
+}
 
 #[derive(Debug, Default)]
 struct Queue {
@@ -24,6 +41,7 @@ struct Queue {
     playing: bool,
     underruns: u64,
     dropped: u64,
+    tap: Tap,
 }
 
 fn samples_us(n: usize) -> u64 {
@@ -103,6 +121,12 @@ impl Mixer {
         self.sources.lock().get(&source).and_then(|q| q.played)
     }
 
+    /// Call `tap` with `source`'s samples as they are played (see [`PlayoutTap`]); replaces any
+    /// earlier tap. Removing the source drops it.
+    pub fn set_tap(&self, source: u64, tap: PlayoutTap) {
+        self.sources.lock().entry(source).or_default().tap = Tap(Some(tap));
+    }
+
     /// Forget a source (its peer left).
     pub fn remove(&self, source: u64) {
         self.sources.lock().remove(&source);
@@ -127,6 +151,15 @@ impl Mixer {
             let n = out.len().min(q.samples.len());
             if let Some(media_us) = q.head_media_us {
                 q.played = Some(AudioPlayout { media_us, at: heard_at });
+            }
+            if let Some(tap) = q.tap.0.as_mut() {
+                let (a, b) = q.samples.as_slices();
+                let first = &a[..n.min(a.len())];
+                tap(first, heard_at);
+                if n > first.len() {
+                    let offset = Duration::from_micros(samples_us(first.len()));
+                    tap(&b[..n - first.len()], heard_at + offset);
+                }
             }
             for (o, s) in out.iter_mut().zip(q.samples.drain(..n)) {
                 *o += f32::from(s) / 32768.0;
@@ -206,6 +239,39 @@ mod tests {
         m.pull_timed(&mut out, t);
         assert_eq!(m.playout(3).unwrap().media_us, 1_010_000);
         assert_eq!(m.playout(4), None);
+    }
+
+    #[test]
+    fn a_tap_sees_what_is_played_and_when() {
+        let m = Mixer::new(960, 1920, 48_000);
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        m.set_tap(9, Box::new(move |s: &[i16], at: Instant| sink.lock().push((s.to_vec(), at))));
+        let t = Instant::now();
+        // Wrap the ring buffer so the played samples come out of two slices.
+        m.push(9, &(0..960).collect::<Vec<i16>>());
+        let mut out = [0.0f32; 480];
+        m.pull_timed(&mut out, t);
+        m.push(9, &(960..1440).collect::<Vec<i16>>());
+        let mut out = [0.0f32; 960];
+        m.pull_timed(&mut out, t + Duration::from_millis(10));
+        let seen = seen.lock();
+        let played: Vec<i16> = seen.iter().flat_map(|(s, _)| s.iter().copied()).collect();
+        assert_eq!(played, (0..1440).collect::<Vec<i16>>());
+        assert_eq!(seen[0].1, t);
+        // Each piece is stamped with when its first sample is heard.
+        let mut heard = t;
+        let mut n = 0usize;
+        for (s, at) in seen.iter() {
+            if n >= 480 {
+                heard = t + Duration::from_millis(10) + Duration::from_micros(samples_us(n - 480));
+            }
+            assert_eq!(*at, heard, "piece starting at sample {n}");
+            n += s.len();
+        }
+        drop(seen);
+        m.remove(9);
+        assert!(m.stats(9).is_none());
     }
 
     #[test]

@@ -69,6 +69,54 @@ impl AvSync {
     }
 }
 
+/// Lip-sync skew measured at the outputs, independently of [`AvSync`] (which schedules frames
+/// from an estimate of the playout): each frame's delay from its stamped capture time to being
+/// shown, minus the delay of the audio being heard then, from a tone burst's capture time to
+/// its onset leaving the playout buffer. Both sides are the sender's capture clock against the
+/// receiver's output clock, so neither clock's offset matters. Positive: video late.
+#[derive(Debug, Default)]
+pub struct OutputSkew {
+    /// The last audio delay seen at playout: (heard at, capture → heard), in µs.
+    audio: Option<(u64, u64)>,
+    samples_us: Vec<i64>,
+}
+
+impl OutputSkew {
+    /// An audio delay is used for frames shown within this long of it (bursts come every
+    /// 200 ms).
+    pub const AUDIO_FRESH_US: u64 = 500_000;
+    const MAX_SAMPLES: usize = 200_000;
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Audio captured at `capture_us` (sender's clock) was heard at `heard_us`.
+    pub fn audio_heard(&mut self, capture_us: u64, heard_us: u64) {
+        self.audio = Some((heard_us, heard_us.saturating_sub(capture_us)));
+    }
+
+    /// A frame captured at `capture_us` (sender's clock) was shown at `shown_us`; returns and
+    /// records its skew against the audio heard around then, if any was.
+    pub fn video_shown(&mut self, capture_us: u64, shown_us: u64) -> Option<i64> {
+        let (heard_us, audio_delay) = self.audio?;
+        if heard_us.abs_diff(shown_us) > Self::AUDIO_FRESH_US || capture_us == 0 {
+            return None;
+        }
+        let video_delay = i64::try_from(shown_us.saturating_sub(capture_us)).ok()?;
+        let skew = video_delay - i64::try_from(audio_delay).ok()?;
+        if self.samples_us.len() < Self::MAX_SAMPLES {
+            self.samples_us.push(skew);
+        }
+        Some(skew)
+    }
+
+    /// Every skew recorded, in µs (+ = video late).
+    pub fn samples_us(&self) -> &[i64] {
+        &self.samples_us
+    }
+}
+
 /// Media time in microseconds of an RTP timestamp at `clock_rate` (sender's shared media clock).
 pub fn media_us(rtp_ts: u32, clock_rate: u32) -> u64 {
     u64::from(rtp_ts) * 1_000_000 / u64::from(clock_rate.max(1))
@@ -102,6 +150,20 @@ mod tests {
         let later = t + Duration::from_secs(2);
         assert_eq!(s.release_at(5_000_000, audio, later), later);
         assert_eq!(s.release_at(5_000_000, None, t), t);
+    }
+
+    #[test]
+    fn skew_at_the_outputs() {
+        let mut s = OutputSkew::new();
+        assert_eq!(s.video_shown(1_000, 50_000), None, "no audio heard yet");
+        // Audio captured at 1.0 s heard at 1.06 s: 60 ms through the audio path.
+        s.audio_heard(1_000_000, 1_060_000);
+        // A frame captured at 1.1 s shown at 1.15 s: 50 ms, so 10 ms ahead of its audio.
+        assert_eq!(s.video_shown(1_100_000, 1_150_000), Some(-10_000));
+        assert_eq!(s.video_shown(1_100_000, 1_200_000), Some(40_000));
+        // Audio last heard too long ago: no figure.
+        assert_eq!(s.video_shown(2_000_000, 2_000_000), None);
+        assert_eq!(s.samples_us(), [-10_000, 40_000]);
     }
 
     #[test]
