@@ -101,10 +101,30 @@ fn encoder_config(c: &VideoEncoderConfig) -> EncoderConfig {
         .intra_frame_period(IntraFramePeriod::from_num_frames(c.keyframe_interval))
 }
 
+/// OpenH264 prints its warnings to stdout while it initialises an encoder, which happens on
+/// the first frame: "[OpenH264] this = 0x..., Warning:bEnableFrameSkip = 0,bitrate can't be
+/// controlled ..." (frame skipping is off on purpose, see [`encoder_config`]). The openh264
+/// crate sets its trace level only after that initialisation; the trace level is one of the
+/// options OpenH264 accepts before it, so set it quiet first.
+fn silence_traces(enc: &mut Encoder) {
+    let mut level = openh264_sys2::WELS_LOG_QUIET as std::os::raw::c_int;
+    // SAFETY: the encoder handle is valid (created by `with_api_config`); OpenH264 accepts
+    // ENCODER_OPTION_TRACE_LEVEL before initialisation and reads the int only during the call,
+    // which `level` outlives. No parameter the crate relies on is changed.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        enc.raw_api().set_option(openh264_sys2::ENCODER_OPTION_TRACE_LEVEL, (&raw mut level).cast())
+    };
+    if rc != 0 {
+        tracing::debug!(rc, "OpenH264 refused its trace level; it may print warnings");
+    }
+}
+
 impl H264Encoder {
     pub fn new(config: VideoEncoderConfig) -> Result<H264Encoder, CodecError> {
-        let enc = Encoder::with_api_config(OpenH264API::from_source(), encoder_config(&config))
+        let mut enc = Encoder::with_api_config(OpenH264API::from_source(), encoder_config(&config))
             .map_err(|e| CodecError::Init(format!("H.264 encoder: {e}")))?;
+        silence_traces(&mut enc);
         Ok(H264Encoder { enc, config, keyframe_requested: true, frames: 0 })
     }
 
@@ -171,6 +191,37 @@ pub struct H264Decoder {
 impl std::fmt::Debug for H264Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H264Decoder").field("need_keyframe", &self.need_keyframe).finish()
+    }
+}
+
+/// Profile and level from a sequence parameter set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H264Profile {
+    pub profile_idc: u8,
+    /// constraint_set0..5 flags (the high bits of the byte after `profile_idc`).
+    pub constraints: u8,
+    pub level_idc: u8,
+}
+
+impl H264Profile {
+    /// The first SPS (NAL type 7) in an Annex-B access unit (keyframes carry one).
+    pub fn of(annexb: &[u8]) -> Option<H264Profile> {
+        let sps = crate::annexb::nal_units(annexb).find(|nal| nal.first().is_some_and(|h| h & 0x1f == 7))?;
+        Some(H264Profile { profile_idc: *sps.get(1)?, constraints: *sps.get(2)?, level_idc: *sps.get(3)? })
+    }
+
+    /// "Constrained Baseline 3.1" and the like.
+    pub fn name(&self) -> String {
+        let constrained = self.constraints & 0x40 != 0; // constraint_set1
+        let profile = match self.profile_idc {
+            66 if constrained => "Constrained Baseline".to_owned(),
+            66 => "Baseline".to_owned(),
+            77 => "Main".to_owned(),
+            88 => "Extended".to_owned(),
+            100 => "High".to_owned(),
+            n => format!("profile {n}"),
+        };
+        format!("{profile} {}.{}", self.level_idc / 10, self.level_idc % 10)
     }
 }
 
@@ -261,6 +312,21 @@ mod tests {
             assert_eq!(stamp.2.unwrap().frame, n, "frame {n}");
         }
         assert_eq!(keyframes, [0, 40]);
+    }
+
+    #[test]
+    fn keyframes_name_their_profile() {
+        let mut src = TestPattern::new(1280, 720, 30.0).unpaced();
+        let mut enc =
+            H264Encoder::new(VideoEncoderConfig::for_source(1280, 720, 30.0, VideoKind::Camera)).unwrap();
+        let mut frame = VideoFrame::new(2, 2);
+        src.capture(&mut frame).unwrap();
+        let key = enc.encode(&frame).unwrap().unwrap();
+        let profile = H264Profile::of(&key.data).unwrap();
+        assert_eq!(profile.profile_idc, 66, "{profile:?}");
+        assert!(profile.name().starts_with("Constrained Baseline"), "{}", profile.name());
+        src.capture(&mut frame).unwrap();
+        assert_eq!(H264Profile::of(&enc.encode(&frame).unwrap().unwrap().data), None);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod annexb;
 pub mod h264;
 pub mod opus;
 
-pub use h264::{EncodedVideo, H264Decoder, H264Encoder, VideoEncoderConfig, is_keyframe};
+pub use h264::{EncodedVideo, H264Decoder, H264Encoder, H264Profile, VideoEncoderConfig, is_keyframe};
 pub use opus::{OpusDecoder, OpusEncoder};
 
 /// Codec errors.
