@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         let conn = ConnId(u64::from(c.to_digit(10).unwrap_or(0)));
         let rest = chars.as_str();
         match op {
-            'c' => hub.connect(conn),
+            'c' => hub.connect(conn, std::net::Ipv4Addr::new(192, 0, 2, 1).into()),
             'd' => hub.disconnect(now, conn),
             't' => {
                 now += Duration::from_secs(rest.parse::<u64>().unwrap_or(1).min(3600));

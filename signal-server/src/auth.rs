@@ -36,14 +36,53 @@ struct RoomClaims {
     exp: u64,
     #[serde(default)]
     nbf: Option<u64>,
+    #[serde(default)]
+    password: Option<String>,
 }
 
 /// What a valid room token grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Grant {
     /// The display name the token sets, if it sets one.
     pub name: Option<String>,
+    /// When the token expires (seconds since the Unix epoch); a resume checks it again.
+    pub exp: u64,
+    /// The room password the token carries, if any: it stands for the join's `password` (it
+    /// locks a room the join creates, and opens a locked one if it matches).
+    pub password: Option<String>,
 }
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("name", &self.name)
+            .field("exp", &self.exp)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Rooms whose password the server's administrator fixed (room name -> password): joining one
+/// always needs that password, and no join can set another.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct FixedRooms(pub std::collections::HashMap<String, String>);
+
+impl FixedRooms {
+    pub fn password(&self, room: &str) -> Option<&str> {
+        self.0.get(room).map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for FixedRooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        write!(f, "FixedRooms {{ rooms: {names:?}, passwords: <redacted> }}")
+    }
+}
+
+/// The longest room password, in bytes (as in the protocol's value limits).
+pub const MAX_PASSWORD_BYTES: usize = 256;
 
 /// A refused token: the code to answer with and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +152,14 @@ pub fn verify_room_token(
             ));
         }
     }
-    Ok(Grant { name: claims.name })
+    let password = claims.password.filter(|p| !p.is_empty());
+    if password.as_ref().is_some_and(|p| p.len() > MAX_PASSWORD_BYTES) {
+        return Err(refuse(
+            ErrorCode::TokenInvalid,
+            format!("the room token's password claim is longer than {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    Ok(Grant { name: claims.name, exp: claims.exp, password })
 }
 
 /// Compare passwords in constant time (for equal lengths).
@@ -195,9 +241,18 @@ mod tests {
     #[test]
     fn accepts_a_valid_token_and_takes_its_name() {
         let t = token(json!({"room": "standup", "name": "Ada", "exp": NOW + 60}));
-        assert_eq!(verify(&t).unwrap(), Grant { name: Some("Ada".into()) });
+        assert_eq!(verify(&t).unwrap(), Grant { name: Some("Ada".into()), exp: NOW + 60, password: None });
         let t = token(json!({"room": "standup", "exp": NOW + 60, "nbf": NOW - 1}));
-        assert_eq!(verify(&t).unwrap(), Grant { name: None });
+        assert_eq!(verify(&t).unwrap(), Grant { name: None, exp: NOW + 60, password: None });
+        // A password claim is carried; an empty one means none; a huge one is refused.
+        let t = token(json!({"room": "standup", "exp": NOW + 60, "password": "hunter2"}));
+        let grant = verify(&t).unwrap();
+        assert_eq!(grant.password.as_deref(), Some("hunter2"));
+        assert!(!format!("{grant:?}").contains("hunter2"));
+        let t = token(json!({"room": "standup", "exp": NOW + 60, "password": ""}));
+        assert_eq!(verify(&t).unwrap().password, None);
+        let t = token(json!({"room": "standup", "exp": NOW + 60, "password": "x".repeat(257)}));
+        assert_eq!(verify(&t).unwrap_err().code, ErrorCode::TokenInvalid);
         // A name claim gets the same checks as a display name.
         let t = token(json!({"room": "standup", "exp": NOW + 60, "name": "x".repeat(100)}));
         assert_eq!(verify(&t).unwrap_err().code, ErrorCode::TokenInvalid);

@@ -1,7 +1,7 @@
 //! Server configuration: defaults, then an optional TOML file, then environment variables, then
 //! command-line flags (each later source overrides the earlier ones).
 
-use crate::auth::{JoinAuth, TurnConfig};
+use crate::auth::{FixedRooms, JoinAuth, MAX_PASSWORD_BYTES, TurnConfig};
 use crate::hub::HubConfig;
 use clap::Parser;
 use serde::Deserialize;
@@ -18,6 +18,9 @@ pub struct Config {
     pub hub: HubConfig,
     /// Open WebSocket connections at most; further upgrades get HTTP 503.
     pub max_connections: usize,
+    /// Open WebSocket connections per client address (IPv6: per /64); further upgrades from it
+    /// get HTTP 429. 0 = no limit. Loopback is exempt unless `hub.ip_limits_include_loopback`.
+    pub max_connections_per_ip: usize,
     /// Largest message (and frame) in bytes; a larger one closes the connection with 1009.
     pub max_message_bytes: usize,
     pub rate_per_sec: u32,
@@ -49,6 +52,7 @@ impl Default for Config {
         Config {
             hub: HubConfig::default(),
             max_connections: 20_000,
+            max_connections_per_ip: 64,
             max_message_bytes: 64 * 1024,
             rate_per_sec: 50,
             rate_burst: 200,
@@ -92,7 +96,9 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
 ///
 /// Every option can also be set with the environment variable shown, or in a TOML config file
 /// (`--config`) under the same name with underscores (e.g. `max_room_size = 8`). Flags override
-/// the environment, which overrides the file.
+/// the environment, which overrides the file. Rooms with a password fixed by the administrator
+/// are set only in the file, as `[[rooms]]` tables with `name` and `password` or
+/// `password_file`.
 #[derive(Debug, Parser, Default)]
 #[command(name = "hearth-signal", version, about, long_about)]
 pub struct Cli {
@@ -112,6 +118,55 @@ pub struct Cli {
     /// Open WebSocket connections at most. [default: 20000]
     #[arg(long, env = "HEARTH_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+
+    /// Open WebSocket connections per client address (IPv6: per /64); more get HTTP 429. 0 = no
+    /// limit. [default: 64]
+    #[arg(long, env = "HEARTH_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Sessions (live and reconnecting) per client address; more joins get `server_full`. 0 = no
+    /// limit. [default: 64]
+    #[arg(long, env = "HEARTH_MAX_SESSIONS_PER_IP")]
+    pub max_sessions_per_ip: Option<usize>,
+
+    /// Apply the per-address limits (connections, sessions, wrong-password backoff) to loopback
+    /// clients too. Off by default: behind a reverse proxy on the same host every client is
+    /// loopback.
+    #[arg(long, env = "HEARTH_IP_LIMITS_INCLUDE_LOOPBACK", num_args = 0..=1, default_missing_value = "true")]
+    pub ip_limits_include_loopback: Option<bool>,
+
+    /// Rooms one connection may create per minute; more joins that would create a room get
+    /// `rate_limited`. 0 = no limit. [default: 10]
+    #[arg(long, env = "HEARTH_MAX_ROOMS_PER_MIN")]
+    pub max_rooms_per_min: Option<usize>,
+
+    /// Seconds a locked room keeps its password after its last peer leaves; meanwhile a join
+    /// must give that password. 0 = forget it with the room. [default: 3600]
+    #[arg(long, env = "HEARTH_ROOM_LOCK_KEEP_SECS")]
+    pub room_lock_keep_secs: Option<u64>,
+
+    /// Bytes of offers/answers/ICE held for one reconnecting peer; past it the sender gets
+    /// `peer_unavailable`. [default: 1048576]
+    #[arg(long, env = "HEARTH_HELD_RELAY_BYTES_PER_PEER")]
+    pub held_relay_bytes_per_peer: Option<usize>,
+
+    /// Bytes of relays held for one room's reconnecting peers together. [default: 4194304]
+    #[arg(long, env = "HEARTH_HELD_RELAY_BYTES_PER_ROOM")]
+    pub held_relay_bytes_per_room: Option<usize>,
+
+    /// Bytes of relays held for all reconnecting peers. [default: 67108864]
+    #[arg(long, env = "HEARTH_HELD_RELAY_BYTES_TOTAL")]
+    pub held_relay_bytes_total: Option<usize>,
+
+    /// Bytes of chat log kept per room (history and resume replay); past it the oldest messages
+    /// go. [default: 1048576]
+    #[arg(long, env = "HEARTH_CHAT_LOG_BYTES_PER_ROOM")]
+    pub chat_log_bytes_per_room: Option<usize>,
+
+    /// Bytes of chat log kept over all rooms; past it the oldest messages of any room go.
+    /// [default: 268435456]
+    #[arg(long, env = "HEARTH_CHAT_LOG_BYTES_TOTAL")]
+    pub chat_log_bytes_total: Option<usize>,
 
     /// Largest message in bytes; larger ones close the connection with code 1009. [default: 65536]
     #[arg(long, env = "HEARTH_MAX_MESSAGE_BYTES")]
@@ -206,6 +261,19 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub max_room_size: Option<usize>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_sessions_per_ip: Option<usize>,
+    pub ip_limits_include_loopback: Option<bool>,
+    pub max_rooms_per_min: Option<usize>,
+    pub room_lock_keep_secs: Option<u64>,
+    pub held_relay_bytes_per_peer: Option<usize>,
+    pub held_relay_bytes_per_room: Option<usize>,
+    pub held_relay_bytes_total: Option<usize>,
+    pub chat_log_bytes_per_room: Option<usize>,
+    pub chat_log_bytes_total: Option<usize>,
+    /// Rooms whose password the administrator fixes.
+    #[serde(default)]
+    pub rooms: Vec<FixedRoomConfig>,
     pub max_message_bytes: Option<usize>,
     pub rate_per_sec: Option<u32>,
     pub rate_burst: Option<u32>,
@@ -230,6 +298,38 @@ pub struct FileConfig {
     pub drain_secs: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub log: Option<String>,
+}
+
+/// A `[[rooms]]` table of the config file: a room that always needs this password.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedRoomConfig {
+    pub name: String,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+fn fixed_rooms(rooms: Vec<FixedRoomConfig>) -> Result<FixedRooms, ConfigError> {
+    let mut fixed = FixedRooms::default();
+    for room in rooms {
+        let name_check = hearth_proto::ClientMessage::Join(hearth_proto::Join::new(room.name.clone(), "x"));
+        if let Err(e) = name_check.validate() {
+            return Err(invalid("rooms.name", format!("{:?} is not a usable room name: {e}", room.name)));
+        }
+        let password = read_secret(room.password, room.password_file, "rooms.password")?
+            .map(|p| String::from_utf8(p).map_err(|_| invalid("rooms.password", "must be UTF-8")))
+            .transpose()?;
+        let Some(password) = password.filter(|p| !p.is_empty()) else {
+            return Err(invalid("rooms.password", format!("room {:?} needs a non-empty password", room.name)));
+        };
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(invalid("rooms.password", format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
+        }
+        if fixed.0.insert(room.name.clone(), password).is_some() {
+            return Err(invalid("rooms.name", format!("room {:?} is listed twice", room.name)));
+        }
+    }
+    Ok(fixed)
 }
 
 /// The resolved settings of the binary.
@@ -346,10 +446,61 @@ impl Cli {
         if drain_timeout > Duration::from_secs(3600) {
             return Err(invalid("drain_secs", "must be at most 3600"));
         }
+        let room_lock_keep =
+            self.room_lock_keep_secs.or(file.room_lock_keep_secs).map_or(d.hub.room_lock_keep, secs);
+        if room_lock_keep > Duration::from_secs(30 * 86_400) {
+            return Err(invalid("room_lock_keep_secs", "must be at most 2592000 (30 days)"));
+        }
+        let held_relay_bytes_per_peer = self
+            .held_relay_bytes_per_peer
+            .or(file.held_relay_bytes_per_peer)
+            .unwrap_or(d.hub.held_relay_bytes_per_peer);
+        let chat_log_bytes_per_room = self
+            .chat_log_bytes_per_room
+            .or(file.chat_log_bytes_per_room)
+            .unwrap_or(d.hub.chat_log_bytes_per_room);
+        // Below a maximum-size message the bound would refuse (or forget) every such message.
+        if held_relay_bytes_per_peer < max_message_bytes {
+            return Err(invalid(
+                "held_relay_bytes_per_peer",
+                "must be at least max_message_bytes (one largest offer must fit)",
+            ));
+        }
+        if chat_log_bytes_per_room < 64 * 1024 {
+            return Err(invalid("chat_log_bytes_per_room", "must be at least 65536 (a few long messages)"));
+        }
         let hub = HubConfig {
             max_room_size,
             history_len: self.history.or(file.history).unwrap_or(d.hub.history_len),
             resume_grace,
+            held_relay_bytes_per_peer,
+            held_relay_bytes_per_room: self
+                .held_relay_bytes_per_room
+                .or(file.held_relay_bytes_per_room)
+                .unwrap_or(d.hub.held_relay_bytes_per_room),
+            held_relay_bytes_total: self
+                .held_relay_bytes_total
+                .or(file.held_relay_bytes_total)
+                .unwrap_or(d.hub.held_relay_bytes_total),
+            chat_log_bytes_per_room,
+            chat_log_bytes_total: self
+                .chat_log_bytes_total
+                .or(file.chat_log_bytes_total)
+                .unwrap_or(d.hub.chat_log_bytes_total),
+            max_sessions_per_ip: self
+                .max_sessions_per_ip
+                .or(file.max_sessions_per_ip)
+                .unwrap_or(d.hub.max_sessions_per_ip),
+            ip_limits_include_loopback: self
+                .ip_limits_include_loopback
+                .or(file.ip_limits_include_loopback)
+                .unwrap_or(d.hub.ip_limits_include_loopback),
+            max_rooms_created_per_min: self
+                .max_rooms_per_min
+                .or(file.max_rooms_per_min)
+                .unwrap_or(d.hub.max_rooms_created_per_min),
+            room_lock_keep,
+            fixed_rooms: fixed_rooms(file.rooms)?,
             auth,
             stun_urls: pick_vec(self.stun_urls, file.stun_urls),
             turn,
@@ -358,6 +509,10 @@ impl Cli {
         let config = Config {
             hub,
             max_connections: self.max_connections.or(file.max_connections).unwrap_or(d.max_connections),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(d.max_connections_per_ip),
             max_message_bytes,
             rate_per_sec,
             rate_burst,

@@ -22,12 +22,16 @@
 //! - `server`: the I/O around the hub: accept loop, HTTP endpoints, WebSocket connections.
 //! - [`auth`]: JWT room tokens, room passwords, TURN credentials.
 //! - [`config`]: defaults, TOML file, environment, flags.
+//! - [`per_ip`]: which address a per-address limit counts; open connections per address.
+//! - [`fd_limit`]: the open-file limit the connection limit must fit under.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod auth;
 pub mod config;
+pub mod fd_limit;
 pub mod hub;
 pub mod metrics;
+pub mod per_ip;
 pub mod rate;
 mod server;
 mod tls;

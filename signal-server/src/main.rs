@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init()
         }
     }
+    check_open_file_limit(settings.config.max_connections);
     let listener = hearth_signal::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -28,6 +29,20 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%addr, tls = settings.config.tls.is_some(), "listening");
     hearth_signal::run(listener, settings.config, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Take the most open files the system allows (every connection is one) and warn when the
+/// connection limit still does not fit.
+fn check_open_file_limit(max_connections: usize) {
+    match hearth_signal::fd_limit::raise_nofile_limit() {
+        Ok(lim) => {
+            tracing::debug!(soft = lim.soft, hard = lim.hard, "open-file limit");
+            if let Some(warning) = hearth_signal::fd_limit::check_max_connections(max_connections, lim.soft) {
+                tracing::warn!(nofile = lim.soft, max_connections, "{warning}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -24,6 +24,9 @@ pub struct Metrics {
     pub upgrades_refused: Family<Label, Counter>,
     pub call_outcomes: Family<Label, Counter>,
     pub call_connect_seconds: Histogram,
+    pub held_relay_bytes: Gauge,
+    pub chat_log_bytes: Gauge,
+    pub kept_room_locks: Gauge,
 }
 
 impl Default for Metrics {
@@ -47,6 +50,9 @@ impl Metrics {
         let upgrades_refused = Family::<Label, Counter>::default();
         let call_outcomes = Family::<Label, Counter>::default();
         let call_connect_seconds = Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        let held_relay_bytes = Gauge::default();
+        let chat_log_bytes = Gauge::default();
+        let kept_room_locks = Gauge::default();
         registry.register("connections", "Open WebSocket connections", connections.clone());
         registry.register(
             "connections_accepted",
@@ -79,6 +85,17 @@ impl Metrics {
             "Time to establish a peer-to-peer connection, as clients report it",
             call_connect_seconds.clone(),
         );
+        registry.register(
+            "held_relay_bytes",
+            "Bytes of offers, answers and ICE candidates held for reconnecting peers",
+            held_relay_bytes.clone(),
+        );
+        registry.register("chat_log_bytes", "Bytes of chat held in the rooms' logs", chat_log_bytes.clone());
+        registry.register(
+            "kept_room_locks",
+            "Passwords kept for locked rooms that emptied",
+            kept_room_locks.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -93,6 +110,9 @@ impl Metrics {
             upgrades_refused,
             call_outcomes,
             call_connect_seconds,
+            held_relay_bytes,
+            chat_log_bytes,
+            kept_room_locks,
         }
     }
 

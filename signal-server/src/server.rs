@@ -11,6 +11,7 @@ use crate::ServerError;
 use crate::config::Config;
 use crate::hub::{ConnId, Hub, Output};
 use crate::metrics::Metrics;
+use crate::per_ip::ConnectionsPerIp;
 use crate::rate::{Throttle, TokenBucket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -21,7 +22,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -36,7 +37,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 /// What a connection task tells the hub task.
 #[derive(Debug)]
 enum HubEvent {
-    Connected { conn: ConnId, tx: mpsc::Sender<Outbound> },
+    Connected { conn: ConnId, tx: mpsc::Sender<Outbound>, ip: IpAddr },
     Message { conn: ConnId, msg: ClientMessage },
     Disconnected { conn: ConnId },
     Shutdown,
@@ -54,6 +55,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     hub_tx: mpsc::Sender<HubEvent>,
     ws_permits: Arc<Semaphore>,
+    conns_per_ip: Arc<ConnectionsPerIp>,
     next_conn: AtomicU64,
     draining: AtomicBool,
     shutdown: watch::Receiver<bool>,
@@ -95,6 +97,7 @@ pub(crate) async fn serve(
     let hub_task = tokio::spawn(hub_loop(hub, hub_rx, metrics.clone(), config.shutdown_retry_after));
     let shared = Arc::new(Shared {
         ws_permits: Arc::new(Semaphore::new(config.max_connections)),
+        conns_per_ip: ConnectionsPerIp::new(config.max_connections_per_ip, config.hub.ip_limits_include_loopback),
         config,
         metrics,
         hub_tx,
@@ -184,13 +187,13 @@ async fn hub_loop(
                 let now = Instant::now();
                 for event in batch.drain(..) {
                     match event {
-                        HubEvent::Connected { conn, tx } if draining => {
+                        HubEvent::Connected { conn, tx, ip } if draining => {
                             let _ = tx.try_send(Outbound::Close(close_code::GOING_AWAY, "server shutting down"));
-                            hub.connect(conn);
+                            hub.connect(conn, ip);
                         }
-                        HubEvent::Connected { conn, tx } => {
+                        HubEvent::Connected { conn, tx, ip } => {
                             queues.insert(conn, tx);
-                            hub.connect(conn);
+                            hub.connect(conn, ip);
                         }
                         HubEvent::Message { conn, msg } => hub.message(now, conn, msg),
                         HubEvent::Disconnected { conn } => {
@@ -215,6 +218,9 @@ async fn hub_loop(
         route(&mut hub, &mut queues, &metrics);
         metrics.rooms.set(i64::try_from(hub.room_count()).unwrap_or(i64::MAX));
         metrics.peers.set(i64::try_from(hub.peer_count()).unwrap_or(i64::MAX));
+        metrics.held_relay_bytes.set(i64::try_from(hub.held_relay_bytes()).unwrap_or(i64::MAX));
+        metrics.chat_log_bytes.set(i64::try_from(hub.chat_log_bytes()).unwrap_or(i64::MAX));
+        metrics.kept_room_locks.set(i64::try_from(hub.kept_lock_count()).unwrap_or(i64::MAX));
     }
 }
 
@@ -297,8 +303,8 @@ fn count_error(code: ErrorCode, metrics: &Metrics) {
 
 type Body = Full<Bytes>;
 
-fn text_response(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -313,7 +319,7 @@ where
     let svc_shared = shared.clone();
     let service = hyper::service::service_fn(move |req| {
         let shared = svc_shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(route_http(req, shared)) }
+        async move { Ok::<_, std::convert::Infallible>(route_http(req, peer, shared)) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -334,7 +340,7 @@ where
     }
 }
 
-fn route_http(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+fn route_http(req: Request<Incoming>, peer: SocketAddr, shared: Arc<Shared>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => {
@@ -354,7 +360,7 @@ fn route_http(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
             );
             r
         }
-        (&Method::GET, hearth_proto::WS_PATH) => upgrade(req, shared),
+        (&Method::GET, hearth_proto::WS_PATH) => upgrade(req, peer, shared),
         (&Method::GET, "/") => text_response(
             StatusCode::OK,
             "Hearth signaling server. WebSocket endpoint: /ws. Health: /healthz, /readyz. Metrics: /metrics.\n",
@@ -372,12 +378,12 @@ fn header_has_token(req: &Request<Incoming>, name: header::HeaderName, token: &s
     })
 }
 
-fn refuse(shared: &Shared, status: StatusCode, reason: &'static str, body: &'static str) -> Response<Body> {
+fn refuse(shared: &Shared, status: StatusCode, reason: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     shared.metrics.upgrades_refused.get_or_create(&[("reason", reason)]).inc();
     text_response(status, body)
 }
 
-fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+fn upgrade(mut req: Request<Incoming>, peer: SocketAddr, shared: Arc<Shared>) -> Response<Body> {
     if !header_has_token(&req, header::CONNECTION, "upgrade")
         || !header_has_token(&req, header::UPGRADE, "websocket")
     {
@@ -407,6 +413,18 @@ fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
     if shared.draining.load(Ordering::SeqCst) {
         return refuse(&shared, StatusCode::SERVICE_UNAVAILABLE, "draining", "server is shutting down\n");
     }
+    let ip = peer.ip();
+    let Some(ip_slot) = shared.conns_per_ip.try_acquire(ip) else {
+        return refuse(
+            &shared,
+            StatusCode::TOO_MANY_REQUESTS,
+            "ip_limit",
+            format!(
+                "too_many_connections: your address already has {} connections open, the most allowed; close one or retry later\n",
+                shared.config.max_connections_per_ip
+            ),
+        );
+    };
     let Ok(permit) = shared.ws_permits.clone().try_acquire_owned() else {
         return refuse(
             &shared,
@@ -418,6 +436,8 @@ fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
     tokio::spawn(async move {
+        // Held until the connection ends.
+        let _ip_slot = ip_slot;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
@@ -426,7 +446,7 @@ fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
                     Some(shared.ws_config),
                 )
                 .await;
-                serve_ws(ws, conn, shared, permit).await;
+                serve_ws(ws, conn, ip, shared, permit).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -449,6 +469,7 @@ fn close_frame(code: u16, reason: &'static str) -> Message {
 async fn serve_ws<S>(
     mut ws: WebSocketStream<S>,
     conn: ConnId,
+    ip: IpAddr,
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
 ) where
@@ -460,7 +481,7 @@ async fn serve_ws<S>(
     metrics.connections.inc();
     metrics.connections_accepted.inc();
     let (tx, mut rx) = mpsc::channel(cfg.send_queue);
-    if shared.hub_tx.send(HubEvent::Connected { conn, tx }).await.is_err() {
+    if shared.hub_tx.send(HubEvent::Connected { conn, tx, ip }).await.is_err() {
         within(CLOSE_TIMEOUT, ws.send(close_frame(close_code::GOING_AWAY, "server shutting down"))).await;
         metrics.connections.dec();
         return;

@@ -12,7 +12,7 @@
 //!
 //! let now = Instant::now();
 //! let mut hub = Hub::new(HubConfig::default(), Some(7), now, 1_700_000_000_000);
-//! hub.connect(ConnId(1));
+//! hub.connect(ConnId(1), std::net::Ipv4Addr::new(192, 0, 2, 1).into());
 //! hub.message(now, ConnId(1), ClientMessage::Join(Join::new("standup", "Ada")));
 //! while let Some(output) = hub.poll_output() {
 //!     match output {
@@ -26,14 +26,26 @@
 //! to connections whose session is in the room it concerns; private chat reaches only its sender
 //! and its addressee; every member receives room chat in `seq` order with no duplicates and, over
 //! its membership (resumes included), no gaps.
+//!
+//! What it holds is bounded: chat logs and relays held for reconnecting peers in bytes (per room
+//! or peer, and in total), sessions per client address, rooms a connection creates per minute,
+//! locks kept for emptied rooms and wrong-password records in count.
 
-use crate::auth::{self, JoinAuth, TurnConfig};
+mod attempts;
+mod chat_log;
+
+pub use attempts::BackoffPolicy;
+
+use crate::auth::{self, AuthError, FixedRooms, JoinAuth, TurnConfig};
+use attempts::Attempts;
+use chat_log::{ChatLogLimits, ChatLogs};
 use hearth_proto::{
     CallOutcome, ChatMessage, ClientMessage, ErrorCode, Join, LeaveReason, MediaState, PROTOCOL_VERSION,
     PeerId, PeerInfo, ServerLimits, ServerMessage, Welcome,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// A connection, numbered by the driver.
@@ -53,6 +65,29 @@ pub struct HubConfig {
     pub resume_grace: Duration,
     /// Relayed messages held for a reconnecting peer.
     pub pending_limit: usize,
+    /// Bytes of relayed messages held for one reconnecting peer, for a room's reconnecting
+    /// peers together, and for all of them; past any, the sender gets `peer_unavailable`.
+    pub held_relay_bytes_per_peer: usize,
+    pub held_relay_bytes_per_room: usize,
+    pub held_relay_bytes_total: usize,
+    /// Bytes of chat log per room and over all rooms; past either, the oldest messages go.
+    pub chat_log_bytes_per_room: usize,
+    pub chat_log_bytes_total: usize,
+    /// Sessions (live and reconnecting) per client address; 0 = no limit.
+    pub max_sessions_per_ip: usize,
+    /// Apply per-address limits to loopback clients too (off: a local reverse proxy makes every
+    /// client look like loopback).
+    pub ip_limits_include_loopback: bool,
+    /// Rooms one connection may create per minute; 0 = no limit.
+    pub max_rooms_created_per_min: usize,
+    /// How long an emptied locked room keeps its password; zero forgets it with the room.
+    pub room_lock_keep: Duration,
+    /// Emptied rooms' locks kept at most; past it the one closest to expiry goes.
+    pub max_kept_locks: usize,
+    /// Rooms with a password set by the administrator.
+    pub fixed_rooms: FixedRooms,
+    /// Slowing down wrong passwords, per room and per client address.
+    pub password_backoff: BackoffPolicy,
     pub auth: JoinAuth,
     pub stun_urls: Vec<String>,
     pub turn: Option<TurnConfig>,
@@ -68,6 +103,18 @@ impl Default for HubConfig {
             log_len: 500,
             resume_grace: Duration::from_secs(30),
             pending_limit: 256,
+            held_relay_bytes_per_peer: 1 << 20,
+            held_relay_bytes_per_room: 4 << 20,
+            held_relay_bytes_total: 64 << 20,
+            chat_log_bytes_per_room: 1 << 20,
+            chat_log_bytes_total: 256 << 20,
+            max_sessions_per_ip: 64,
+            ip_limits_include_loopback: false,
+            max_rooms_created_per_min: 10,
+            room_lock_keep: Duration::from_secs(3600),
+            max_kept_locks: 100_000,
+            fixed_rooms: FixedRooms::default(),
+            password_backoff: BackoffPolicy::default(),
             auth: JoinAuth::Open,
             stun_urls: Vec::new(),
             turn: None,
@@ -105,8 +152,29 @@ struct Session {
     /// Set while reconnecting: when the session is dropped for good.
     deadline: Option<Instant>,
     resume_token: String,
-    /// Relayed messages held while reconnecting.
+    /// Relayed messages held while reconnecting, and their size.
     pending: VecDeque<ServerMessage>,
+    pending_bytes: usize,
+    /// The client address this session counts against, if it is subject to per-address limits.
+    ip: Option<IpAddr>,
+    /// The `exp` of the room token it joined (or last resumed) with, when tokens are required.
+    token_exp: Option<u64>,
+}
+
+/// What the hub knows of an open connection besides its session.
+#[derive(Debug)]
+struct ConnMeta {
+    /// Its client address as per-address limits count it (`None`: exempt).
+    ip: Option<IpAddr>,
+    /// When it created rooms within the last minute.
+    rooms_created: VecDeque<Instant>,
+}
+
+/// The password of a locked room that emptied, kept so nobody else can take the room over.
+#[derive(Debug)]
+struct KeptLock {
+    password: String,
+    until: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -114,8 +182,9 @@ struct Room {
     /// In join order.
     members: Vec<PeerId>,
     password: Option<String>,
-    log: VecDeque<ChatMessage>,
     next_seq: u64,
+    /// Bytes of relays held for this room's reconnecting peers.
+    pending_bytes: usize,
 }
 
 /// The rooms of one server. See the module docs for how to drive it.
@@ -130,6 +199,16 @@ pub struct Hub {
     sessions: HashMap<PeerId, Session>,
     tokens: HashMap<String, PeerId>,
     rooms: HashMap<String, Room>,
+    chat: ChatLogs,
+    conn_meta: HashMap<ConnId, ConnMeta>,
+    sessions_per_ip: HashMap<IpAddr, usize>,
+    /// Bytes of relays held for all reconnecting peers.
+    pending_bytes: usize,
+    kept_locks: HashMap<String, KeptLock>,
+    room_attempts: Attempts<String>,
+    ip_attempts: Attempts<IpAddr>,
+    /// When kept locks and wrong-password records are next swept, while there are any.
+    next_sweep: Option<Instant>,
     deadlines: BTreeSet<(Instant, PeerId)>,
     out: VecDeque<Output>,
     draining: bool,
@@ -147,6 +226,18 @@ impl Hub {
         };
         Hub {
             msg_id_prefix: rng.random(),
+            chat: ChatLogs::new(ChatLogLimits {
+                len_per_room: cfg.log_len,
+                bytes_per_room: cfg.chat_log_bytes_per_room,
+                bytes_total: cfg.chat_log_bytes_total,
+            }),
+            conn_meta: HashMap::new(),
+            sessions_per_ip: HashMap::new(),
+            pending_bytes: 0,
+            kept_locks: HashMap::new(),
+            room_attempts: Attempts::new(cfg.password_backoff),
+            ip_attempts: Attempts::new(cfg.password_backoff),
+            next_sweep: None,
             cfg,
             rng,
             epoch: now,
@@ -176,6 +267,21 @@ impl Hub {
         self.sessions.len()
     }
 
+    /// Bytes of relayed messages held for reconnecting peers.
+    pub fn held_relay_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    /// Bytes of chat held in the rooms' logs.
+    pub fn chat_log_bytes(&self) -> usize {
+        self.chat.bytes()
+    }
+
+    /// Locks kept for locked rooms that emptied.
+    pub fn kept_lock_count(&self) -> usize {
+        self.kept_locks.len()
+    }
+
     /// The next output to carry out, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
@@ -183,16 +289,23 @@ impl Hub {
 
     /// When [`Hub::tick`] must be called next, if anything is waiting on time.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(at, _)| *at)
+        let grace = self.deadlines.first().map(|(at, _)| *at);
+        match (grace, self.next_sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// A new connection opened.
-    pub fn connect(&mut self, conn: ConnId) {
+    /// A new connection opened from client address `ip`.
+    pub fn connect(&mut self, conn: ConnId, ip: IpAddr) {
         self.conns.insert(conn, None);
+        let ip = crate::per_ip::limit_key(ip, self.cfg.ip_limits_include_loopback);
+        self.conn_meta.insert(conn, ConnMeta { ip, rooms_created: VecDeque::new() });
     }
 
     /// A connection closed (cleanly or not). A joined session enters its grace period.
     pub fn disconnect(&mut self, now: Instant, conn: ConnId) {
+        self.conn_meta.remove(&conn);
         let Some(Some(peer)) = self.conns.remove(&conn) else {
             return;
         };
@@ -205,7 +318,7 @@ impl Hub {
         session.conn = None;
         if self.cfg.resume_grace.is_zero() || self.draining {
             let reason = if self.draining { LeaveReason::ServerShutdown } else { LeaveReason::Timeout };
-            self.remove_session(&peer, reason);
+            self.remove_session(now, &peer, reason);
             return;
         }
         let deadline = now + self.cfg.resume_grace;
@@ -215,14 +328,31 @@ impl Hub {
         self.deliver_room(&room, Some(&peer), ServerMessage::PeerReconnecting { peer_id: peer.clone() });
     }
 
-    /// Drop sessions whose grace period has passed.
+    /// Drop sessions whose grace period has passed; forget expired locks and old
+    /// wrong-password records.
     pub fn tick(&mut self, now: Instant) {
         while let Some((at, peer)) = self.deadlines.first().cloned() {
             if at > now {
                 break;
             }
             self.deadlines.remove(&(at, peer.clone()));
-            self.remove_session(&peer, LeaveReason::Timeout);
+            self.remove_session(now, &peer, LeaveReason::Timeout);
+        }
+        if self.next_sweep.is_some_and(|at| at <= now) {
+            self.kept_locks.retain(|_, lock| lock.until > now);
+            self.room_attempts.sweep(now);
+            self.ip_attempts.sweep(now);
+            self.next_sweep = None;
+            self.schedule_sweep(now);
+        }
+    }
+
+    /// Make sure a sweep is due while there is anything to sweep.
+    fn schedule_sweep(&mut self, now: Instant) {
+        let anything =
+            !self.kept_locks.is_empty() || !self.room_attempts.is_empty() || !self.ip_attempts.is_empty();
+        if anything && self.next_sweep.is_none() {
+            self.next_sweep = Some(now + SWEEP_INTERVAL);
         }
     }
 
@@ -268,7 +398,7 @@ impl Hub {
             }
         };
         match msg {
-            ClientMessage::Leave => self.remove_session(&peer, LeaveReason::Left),
+            ClientMessage::Leave => self.remove_session(now, &peer, LeaveReason::Left),
             ClientMessage::Offer { to, sdp } => {
                 self.relay(conn, &peer, &to, type_name, ServerMessage::Offer { from: peer.clone(), sdp })
             }
@@ -331,9 +461,19 @@ impl Hub {
             );
         }
         if let Some(resume) = &join.resume {
-            return self.resume(now, conn, &join.room, &resume.token, resume.last_seq, join.media);
+            return self.resume(
+                now,
+                conn,
+                &join.room,
+                &resume.token,
+                resume.last_seq,
+                join.media,
+                join.token.as_deref(),
+            );
         }
         let mut name = join.name.trim().to_owned();
+        let mut password = join.password.clone().filter(|p| !p.is_empty());
+        let mut token_exp = None;
         if let JoinAuth::Jwt { secret, leeway_secs } = &self.cfg.auth {
             let Some(token) = join.token.as_deref() else {
                 return self.error(
@@ -348,30 +488,33 @@ impl Hub {
                     if let Some(n) = grant.name {
                         name = n;
                     }
+                    if grant.password.is_some() {
+                        password = grant.password;
+                    }
+                    token_exp = Some(grant.exp);
                 }
                 Err(e) => return self.error(conn, e.code, e.message, "join"),
             }
         }
+        let ip = self.conn_meta.get(&conn).and_then(|m| m.ip);
+        if let Some(ip) = ip
+            && self.cfg.max_sessions_per_ip > 0
+            && self.sessions_per_ip.get(&ip).copied().unwrap_or(0) >= self.cfg.max_sessions_per_ip
+        {
+            return self.error(
+                conn,
+                ErrorCode::ServerFull,
+                format!(
+                    "your address already holds {} sessions, the most allowed (dropped ones count until their grace period ends); leave a room or try again later",
+                    self.cfg.max_sessions_per_ip
+                ),
+                "join",
+            );
+        }
+        if let Err(e) = self.check_room_lock(now, ip, &join.room, password.as_deref()) {
+            return self.error(conn, e.code, e.message, "join");
+        }
         if let Some(room) = self.rooms.get(&join.room) {
-            match (&room.password, &join.password) {
-                (Some(_), None) => {
-                    return self.error(
-                        conn,
-                        ErrorCode::PasswordRequired,
-                        format!("room {:?} is locked with a password; enter it to join", join.room),
-                        "join",
-                    );
-                }
-                (Some(expected), Some(given)) if !auth::password_matches(expected, given) => {
-                    return self.error(
-                        conn,
-                        ErrorCode::WrongPassword,
-                        format!("wrong password for room {:?}", join.room),
-                        "join",
-                    );
-                }
-                _ => {}
-            }
             if room.members.len() >= self.cfg.max_room_size {
                 return self.error(
                     conn,
@@ -385,18 +528,27 @@ impl Hub {
                     "join",
                 );
             }
+        } else if let Err(message) = self.count_room_creation(now, conn) {
+            return self.error(conn, ErrorCode::RateLimited, message, "join");
         }
 
         let peer = self.new_peer_id();
         let resume_token = self.new_token();
+        // A new room takes the administrator's password, else an emptied room's kept one, else
+        // the one this join gives.
+        let kept = self.kept_locks.remove(&join.room).filter(|k| k.until > now).map(|k| k.password);
+        let fixed = self.cfg.fixed_rooms.password(&join.room).map(str::to_owned);
         let room = self.rooms.entry(join.room.clone()).or_insert_with(|| Room {
-            password: join.password.clone().filter(|p| !p.is_empty()),
+            password: fixed.or(kept).or(password),
             next_seq: 1,
             ..Room::default()
         });
         room.members.push(peer.clone());
+        if let Some(ip) = ip {
+            *self.sessions_per_ip.entry(ip).or_insert(0) += 1;
+        }
         let history: Vec<ChatMessage> = {
-            let room_chat: Vec<&ChatMessage> = room.log.iter().filter(|m| m.to.is_none()).collect();
+            let room_chat: Vec<&ChatMessage> = self.chat.messages(&join.room).filter(|m| m.to.is_none()).collect();
             let skip = room_chat.len().saturating_sub(self.cfg.history_len);
             room_chat.into_iter().skip(skip).cloned().collect()
         };
@@ -412,6 +564,9 @@ impl Hub {
                 deadline: None,
                 resume_token: resume_token.clone(),
                 pending: VecDeque::new(),
+                pending_bytes: 0,
+                ip,
+                token_exp,
             },
         );
         self.conns.insert(conn, Some(peer.clone()));
@@ -423,6 +578,7 @@ impl Hub {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn resume(
         &mut self,
         now: Instant,
@@ -431,6 +587,7 @@ impl Hub {
         token: &str,
         last_seq: u64,
         media: MediaState,
+        room_token: Option<&str>,
     ) {
         let Some(peer) = self.tokens.get(token).cloned() else {
             return self.error(
@@ -456,9 +613,36 @@ impl Hub {
                 "join",
             );
         }
+        let connected = session.conn.is_some();
+        if let Err(e) = self.check_resume_auth(now, &peer, room, room_token) {
+            if e.code == ErrorCode::TokenExpired && !connected {
+                // No resume can ever succeed: end the session now rather than at its deadline.
+                self.remove_session(now, &peer, LeaveReason::Timeout);
+            }
+            return self.error(conn, e.code, e.message, "join");
+        }
+        // Every welcome carries a fresh token; the one just used stops working.
+        let new_token = self.new_token();
+        let ip = self.conn_meta.get(&conn).and_then(|m| m.ip);
+        let Some(session) = self.sessions.get_mut(&peer) else { return };
+        self.tokens.remove(&session.resume_token);
+        session.resume_token = new_token.clone();
+        self.tokens.insert(new_token, peer.clone());
+        let old_ip = std::mem::replace(&mut session.ip, ip);
         let old_conn = session.conn.replace(conn);
         let was_reconnecting = session.deadline.take();
         let pending = std::mem::take(&mut session.pending);
+        let held = std::mem::take(&mut session.pending_bytes);
+        self.pending_bytes -= held;
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.pending_bytes -= held;
+        }
+        if old_ip != ip {
+            self.release_ip_session(old_ip);
+            if let Some(ip) = ip {
+                *self.sessions_per_ip.entry(ip).or_insert(0) += 1;
+            }
+        }
         if let Some(at) = was_reconnecting {
             self.deadlines.remove(&(at, peer.clone()));
         }
@@ -472,11 +656,8 @@ impl Hub {
             });
         }
         self.conns.insert(conn, Some(peer.clone()));
-        let history = self
-            .rooms
-            .get(room)
-            .map(|r| r.log.iter().filter(|m| m.seq > last_seq && visible_to(m, &peer)).cloned().collect())
-            .unwrap_or_default();
+        let history =
+            self.chat.messages(room).filter(|m| m.seq > last_seq && visible_to(m, &peer)).cloned().collect();
         let welcome = self.welcome(now, &peer, history, true);
         self.deliver(vec![conn], welcome);
         for msg in pending {
@@ -494,6 +675,146 @@ impl Hub {
                 Some(&peer),
                 ServerMessage::MediaState { peer_id: peer.clone(), state: media },
             );
+        }
+    }
+
+    /// With room tokens required, a resume needs an unexpired token: a fresh one in the join
+    /// (which then sets the session's expiry), or else the one the session joined with.
+    fn check_resume_auth(
+        &mut self,
+        now: Instant,
+        peer: &PeerId,
+        room: &str,
+        room_token: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let JoinAuth::Jwt { secret, leeway_secs } = &self.cfg.auth else { return Ok(()) };
+        let now_secs = self.unix_ms(now) / 1000;
+        let exp = match room_token {
+            Some(t) => auth::verify_room_token(secret, *leeway_secs, t, room, now_secs)?.exp,
+            None => {
+                let exp = self.sessions.get(peer).and_then(|s| s.token_exp);
+                if exp.is_some_and(|exp| exp.saturating_add(*leeway_secs) <= now_secs) {
+                    return Err(AuthError {
+                        code: ErrorCode::TokenExpired,
+                        message: "the room token this session joined with has expired; the session has ended, join afresh with a new token (or resume with a new one in `token` while the session lasts)".into(),
+                    });
+                }
+                return Ok(());
+            }
+        };
+        if let Some(s) = self.sessions.get_mut(peer) {
+            s.token_exp = Some(exp);
+        }
+        Ok(())
+    }
+
+    /// The password `room` is locked with now, if any: the administrator's, the room's own, or
+    /// the one kept since it emptied.
+    fn room_lock(&self, room: &str, now: Instant) -> Option<&str> {
+        self.cfg
+            .fixed_rooms
+            .password(room)
+            .or_else(|| self.rooms.get(room).and_then(|r| r.password.as_deref()))
+            .or_else(|| self.kept_locks.get(room).filter(|k| k.until > now).map(|k| k.password.as_str()))
+    }
+
+    /// Check a fresh join's password against the room's lock, with backoff per room and per
+    /// client address (`ip`, when subject to per-address limits).
+    fn check_room_lock(
+        &mut self,
+        now: Instant,
+        ip: Option<IpAddr>,
+        room: &str,
+        given: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let Some(expected) = self.room_lock(room, now) else { return Ok(()) };
+        let wait = [
+            self.room_attempts.blocked(&room.to_owned(), now),
+            ip.and_then(|ip| self.ip_attempts.blocked(&ip, now)),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if let Some(wait) = wait {
+            let secs = wait.as_millis().div_ceil(1000);
+            return Err(AuthError {
+                code: ErrorCode::TooManyAttempts,
+                message: format!(
+                    "too many wrong passwords for room {room:?} or from your address; try again in {secs} s"
+                ),
+            });
+        }
+        let Some(given) = given else {
+            return Err(AuthError {
+                code: ErrorCode::PasswordRequired,
+                message: format!("room {room:?} is locked with a password; enter it to join"),
+            });
+        };
+        if auth::password_matches(expected, given) {
+            self.room_attempts.succeeded(&room.to_owned());
+            if let Some(ip) = ip {
+                self.ip_attempts.succeeded(&ip);
+            }
+            return Ok(());
+        }
+        self.room_attempts.failed(room.to_owned(), now);
+        if let Some(ip) = ip {
+            self.ip_attempts.failed(ip, now);
+        }
+        self.schedule_sweep(now);
+        Err(AuthError { code: ErrorCode::WrongPassword, message: format!("wrong password for room {room:?}") })
+    }
+
+    /// Count a room created by `conn`, unless it created its most rooms in the last minute.
+    fn count_room_creation(&mut self, now: Instant, conn: ConnId) -> Result<(), String> {
+        let max = self.cfg.max_rooms_created_per_min;
+        let Some(meta) = self.conn_meta.get_mut(&conn) else { return Ok(()) };
+        if max == 0 {
+            return Ok(());
+        }
+        while meta.rooms_created.front().is_some_and(|t| now.saturating_duration_since(*t) >= MINUTE) {
+            meta.rooms_created.pop_front();
+        }
+        if meta.rooms_created.len() >= max {
+            let oldest = meta.rooms_created.front().copied().unwrap_or(now);
+            let wait = MINUTE.saturating_sub(now.saturating_duration_since(oldest));
+            return Err(format!(
+                "this connection created {max} rooms in the last minute, the most allowed; join an existing room or try again in {} s",
+                wait.as_millis().div_ceil(1000)
+            ));
+        }
+        meta.rooms_created.push_back(now);
+        Ok(())
+    }
+
+    /// An emptied room's password is kept for a while, so nobody else can take the room over.
+    fn keep_lock(&mut self, now: Instant, room: String, password: Option<String>) {
+        let Some(password) = password else { return };
+        if self.cfg.room_lock_keep.is_zero()
+            || self.cfg.max_kept_locks == 0
+            || self.cfg.fixed_rooms.password(&room).is_some()
+        {
+            return;
+        }
+        if self.kept_locks.len() >= self.cfg.max_kept_locks {
+            self.kept_locks.retain(|_, lock| lock.until > now);
+            if self.kept_locks.len() >= self.cfg.max_kept_locks
+                && let Some(first) = self.kept_locks.iter().min_by_key(|(_, l)| l.until).map(|(r, _)| r.clone())
+            {
+                self.kept_locks.remove(&first);
+            }
+        }
+        self.kept_locks.insert(room, KeptLock { password, until: now + self.cfg.room_lock_keep });
+        self.schedule_sweep(now);
+    }
+
+    fn release_ip_session(&mut self, ip: Option<IpAddr>) {
+        let Some(ip) = ip else { return };
+        if let Some(n) = self.sessions_per_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.sessions_per_ip.remove(&ip);
+            }
         }
     }
 
@@ -540,15 +861,37 @@ impl Hub {
         if !self.same_room(from, to) {
             return self.error(conn, ErrorCode::PeerNotFound, not_in_room(to), type_name);
         }
-        let limit = self.cfg.pending_limit;
         let Some(target) = self.sessions.get_mut(to) else { return };
-        match target.conn {
-            Some(c) => self.deliver(vec![c], msg),
-            None if target.pending.len() < limit => target.pending.push_back(msg),
-            None => self.error(
+        if let Some(c) = target.conn {
+            return self.deliver(vec![c], msg);
+        }
+        let bytes = held_bytes(&msg);
+        let room = self.rooms.get_mut(&target.room);
+        let room_bytes = room.as_ref().map_or(0, |r| r.pending_bytes);
+        let full = if target.pending.len() >= self.cfg.pending_limit {
+            Some("has too many messages waiting")
+        } else if target.pending_bytes + bytes > self.cfg.held_relay_bytes_per_peer {
+            Some("has too many bytes waiting")
+        } else if room_bytes + bytes > self.cfg.held_relay_bytes_per_room {
+            Some("its room holds too much for reconnecting peers")
+        } else if self.pending_bytes + bytes > self.cfg.held_relay_bytes_total {
+            Some("the server holds too much for reconnecting peers")
+        } else {
+            None
+        };
+        match full {
+            None => {
+                target.pending.push_back(msg);
+                target.pending_bytes += bytes;
+                if let Some(r) = room {
+                    r.pending_bytes += bytes;
+                }
+                self.pending_bytes += bytes;
+            }
+            Some(why) => self.error(
                 conn,
                 ErrorCode::PeerUnavailable,
-                format!("peer {to} is reconnecting and has too many messages waiting; retry later"),
+                format!("peer {to} is reconnecting and {why}; retry later"),
                 type_name,
             ),
         }
@@ -566,7 +909,6 @@ impl Hub {
         let ts_ms = self.unix_ms(now);
         self.next_msg_id += 1;
         let id = format!("m{:08x}{:x}", self.msg_id_prefix, self.next_msg_id);
-        let log_len = self.cfg.log_len;
         let Some(room) = self.rooms.get_mut(&room_name) else { return };
         let message = ChatMessage {
             id,
@@ -578,10 +920,7 @@ impl Hub {
             text,
         };
         room.next_seq += 1;
-        room.log.push_back(message.clone());
-        while room.log.len() > log_len.max(1) {
-            room.log.pop_front();
-        }
+        self.chat.push(&room_name, message.clone());
         let recipients: Vec<ConnId> = match &to {
             None => self.room_conns(&room_name, None),
             Some(to) => {
@@ -596,9 +935,11 @@ impl Hub {
         self.deliver(recipients, ServerMessage::Chat { message });
     }
 
-    fn remove_session(&mut self, peer: &PeerId, reason: LeaveReason) {
+    fn remove_session(&mut self, now: Instant, peer: &PeerId, reason: LeaveReason) {
         let Some(session) = self.sessions.remove(peer) else { return };
         self.tokens.remove(&session.resume_token);
+        self.release_ip_session(session.ip);
+        self.pending_bytes -= session.pending_bytes;
         if let Some(at) = session.deadline {
             self.deadlines.remove(&(at, peer.clone()));
         }
@@ -608,12 +949,16 @@ impl Hub {
         let room_now_empty = match self.rooms.get_mut(&session.room) {
             Some(room) => {
                 room.members.retain(|p| p != peer);
+                room.pending_bytes -= session.pending_bytes;
                 room.members.is_empty()
             }
             None => false,
         };
         if room_now_empty {
-            self.rooms.remove(&session.room);
+            self.chat.remove_room(&session.room);
+            if let Some(room) = self.rooms.remove(&session.room) {
+                self.keep_lock(now, session.room.clone(), room.password);
+            }
         } else {
             self.deliver_room(&session.room, None, ServerMessage::PeerLeft { peer_id: peer.clone(), reason });
         }
@@ -687,6 +1032,18 @@ impl Hub {
     fn new_token(&mut self) -> String {
         format!("{:032x}", self.rng.random::<u128>())
     }
+}
+
+/// How often expired kept locks and old wrong-password records are swept away.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The window of the per-connection room-creation limit.
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Bytes a relayed message held for a reconnecting peer takes, approximately: its encoded size
+/// (about its strings) plus the enum itself.
+fn held_bytes(msg: &ServerMessage) -> usize {
+    std::mem::size_of::<ServerMessage>() + hearth_proto::encode(msg).len()
 }
 
 fn visible_to(m: &ChatMessage, peer: &PeerId) -> bool {

@@ -61,7 +61,15 @@ struct World {
 impl World {
     fn new() -> World {
         let now = Instant::now();
-        let cfg = HubConfig { max_room_size: 4, log_len: 10_000, ..HubConfig::default() };
+        // One address for every client, and no per-address or room-creation limits: the model
+        // checks delivery, not those limits (tested on their own).
+        let cfg = HubConfig {
+            max_room_size: 4,
+            log_len: 10_000,
+            max_sessions_per_ip: 0,
+            max_rooms_created_per_min: 0,
+            ..HubConfig::default()
+        };
         World {
             hub: Hub::new(cfg, Some(1), now, 1_800_000_000_000),
             now,
@@ -81,7 +89,7 @@ impl World {
         }
         self.next_conn += 1;
         let c = ConnId(self.next_conn);
-        self.hub.connect(c);
+        self.hub.connect(c, std::net::Ipv4Addr::new(192, 0, 2, 1).into());
         self.clients[client].conn = Some(c);
         c
     }

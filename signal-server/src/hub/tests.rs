@@ -44,8 +44,14 @@ impl Harness {
         self.pump();
     }
 
+    /// Connect `c` from an address of its own (192.0.2.x).
     pub fn connect(&mut self, c: u64) {
-        self.hub.connect(ConnId(c));
+        let ip = std::net::Ipv4Addr::new(192, 0, 2, u8::try_from(c % 250).unwrap() + 1);
+        self.connect_from(c, ip.into());
+    }
+
+    pub fn connect_from(&mut self, c: u64, ip: std::net::IpAddr) {
+        self.hub.connect(ConnId(c), ip);
     }
 
     pub fn drop_conn(&mut self, c: u64) {
@@ -393,12 +399,16 @@ fn password_locks_the_room() {
     j.name = "B".into();
     h.send(2, ClientMessage::Join(j));
     assert!(matches!(&h.take(2)[..], [ServerMessage::Welcome(_)]));
-    // When everyone leaves the lock goes with the room.
+    // When everyone leaves the lock stays for a while (room_lock_keep), so nobody else can
+    // recreate the room with a password of their own.
     h.send(1, ClientMessage::Leave);
     h.send(2, ClientMessage::Leave);
+    assert_eq!(h.hub.room_count(), 0);
     h.inbox.clear();
-    h.send(2, ClientMessage::Join(Join::new("r", "B")));
-    assert!(matches!(&h.take(2)[..], [ServerMessage::Welcome(_)]));
+    let mut steal = Join::new("r", "Mallory");
+    steal.password = Some("mine".into());
+    h.send(2, ClientMessage::Join(steal));
+    assert_eq!(h.take_error(2), ErrorCode::WrongPassword);
 }
 
 #[test]
@@ -552,13 +562,20 @@ fn resume_applies_the_media_state_of_the_join() {
             state: MediaState { audio_muted: true, ..MediaState::default() }
         }
     );
+    let resumed = match h.take(3).into_iter().next() {
+        Some(ServerMessage::Welcome(w)) => w,
+        other => panic!("{other:?}"),
+    };
     // A resume with the same state announces nothing more.
     h.drop_conn(3);
     h.inbox.clear();
     h.connect(4);
     let mut j = Join::new("r", "B");
-    j.resume = Some(Resume { token: b.resume_token, last_seq: 0 });
+    j.resume = Some(Resume { token: resumed.resume_token, last_seq: 0 });
     j.media = MediaState { audio_muted: true, ..MediaState::default() };
     h.send(4, ClientMessage::Join(j));
     assert_eq!(h.take(1).len(), 1);
 }
+
+/// Memory bounds, per-address limits, resume tokens, kept and fixed room locks, password backoff.
+mod bounds;
