@@ -16,15 +16,35 @@
 //! ```
 //!
 //! Decoding never panics: any input yields either a message or a [`DecodeError`] that maps to
-//! the [`ErrorCode`] the server answers with. [`ClientMessage::validate`] checks the limits
-//! (lengths, characters) that the server enforces, so a client can check before sending.
+//! the [`ErrorCode`] the server answers with. Decoding is strict about shape: every protocol
+//! object must be a JSON object (serde would also take an array of the fields). Unknown fields
+//! are ignored. [`ClientMessage::validate`] checks the limits (lengths, characters) that the
+//! server enforces, so a client can check before sending; [`normalize_name`] and
+//! [`name_skeleton`] give a client the server's view of room and display names.
+//!
+//! # Nothing lost across a resume
+//! A client numbers the messages it sends with a `cseq` ([`ClientFrame`], [`encode_numbered`])
+//! and keeps each until the server confirms it ([`Welcome::last_cseq`], `last_cseq` in
+//! [`ServerMessage::Pong`]); after a resume it resends the ones with a higher `cseq`, and the
+//! server drops any it already had:
+//! ```
+//! use hearth_proto::{ClientFrame, ClientMessage, decode_client_frame, encode_numbered};
+//!
+//! let chat = ClientMessage::Chat { text: "hi".into(), to: None };
+//! let text = encode_numbered(&chat, 7);
+//! assert_eq!(text, r#"{"type":"chat","text":"hi","cseq":7}"#);
+//! assert_eq!(decode_client_frame(&text).unwrap(), ClientFrame::numbered(chat, 7));
+//! ```
 
+mod object;
 mod validate;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-pub use validate::{Limits, ValidationError};
+pub use validate::{
+    Limits, ValidationError, name_skeleton, normalize_name, validate_display_name, validate_room_name,
+};
 
 /// Version of this protocol. A client sends it in [`Join::protocol`]; the server refuses a join
 /// whose version differs with [`ErrorCode::VersionMismatch`].
@@ -75,7 +95,7 @@ pub struct MediaState {
 pub struct PeerInfo {
     pub id: PeerId,
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object::object")]
     pub media: MediaState,
     #[serde(default)]
     pub hand_raised: bool,
@@ -132,10 +152,10 @@ pub struct Join {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// Take back a session that dropped, keeping its peer id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "object::optional_object")]
     pub resume: Option<Resume>,
     /// Media state to announce on joining.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object::object")]
     pub media: MediaState,
 }
 
@@ -176,9 +196,16 @@ pub enum ClientMessage {
     /// An SDP answer for one peer.
     Answer { to: PeerId, sdp: String },
     /// A trickled ICE candidate for one peer; `null` means end of candidates.
-    IceCandidate { to: PeerId, candidate: Option<IceCandidate> },
+    IceCandidate {
+        to: PeerId,
+        #[serde(default, deserialize_with = "object::optional_object")]
+        candidate: Option<IceCandidate>,
+    },
     /// Announce a new media state to the room.
-    MediaState { state: MediaState },
+    MediaState {
+        #[serde(deserialize_with = "object::object")]
+        state: MediaState,
+    },
     /// Chat: to the whole room when `to` is absent, privately to one peer otherwise.
     Chat {
         text: String,
@@ -198,6 +225,19 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         connect_ms: Option<u64>,
     },
+    /// Tell one peer that media negotiation with it failed, relayed like an offer. `code` is
+    /// machine-readable (see [`peer_error_code`]), `message` is for people.
+    PeerError { to: PeerId, code: String, message: String },
+}
+
+/// The `code`s of [`ClientMessage::PeerError`] that Hearth clients send. Others may appear;
+/// treat an unknown one like [`peer_error_code::NEGOTIATION_FAILED`].
+pub mod peer_error_code {
+    /// The offer or answer has no codec this client can use (e.g. no H.264 with
+    /// packetization-mode=1).
+    pub const NO_COMMON_CODEC: &str = "no_common_codec";
+    /// Any other failure to apply an offer, answer or ICE candidate.
+    pub const NEGOTIATION_FAILED: &str = "negotiation_failed";
 }
 
 impl ClientMessage {
@@ -215,7 +255,14 @@ impl ClientMessage {
             ClientMessage::RaiseHand { .. } => "raise_hand",
             ClientMessage::Ping { .. } => "ping",
             ClientMessage::CallReport { .. } => "call_report",
+            ClientMessage::PeerError { .. } => "peer_error",
         }
+    }
+
+    /// Whether this message may carry a `cseq` (see [`ClientFrame`]): every type but `join`
+    /// and `ping`, which are not numbered.
+    pub fn is_numbered(&self) -> bool {
+        !matches!(self, ClientMessage::Join(_) | ClientMessage::Ping { .. })
     }
 
     /// Every client message type, as it appears on the wire.
@@ -231,7 +278,37 @@ impl ClientMessage {
         "raise_hand",
         "ping",
         "call_report",
+        "peer_error",
     ];
+}
+
+/// A client message as sent on the wire, with its client sequence number if it has one.
+///
+/// A client numbers the messages of a session 1, 2, 3, ... (every type but `join` and `ping`,
+/// see [`ClientMessage::is_numbered`]) and keeps counting across resumes. The server remembers
+/// the highest `cseq` it has taken for the session, reports it in [`Welcome::last_cseq`] and in
+/// `pong`, and silently drops a message whose `cseq` is not higher (a resent duplicate).
+/// Messages without a `cseq` are never dropped as duplicates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    #[serde(flatten)]
+    pub message: ClientMessage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cseq: Option<u64>,
+}
+
+impl ClientFrame {
+    /// A message with sequence number `cseq`.
+    pub fn numbered(message: ClientMessage, cseq: u64) -> Self {
+        ClientFrame { message, cseq: Some(cseq) }
+    }
+}
+
+impl From<ClientMessage> for ClientFrame {
+    /// An unnumbered message.
+    fn from(message: ClientMessage) -> Self {
+        ClientFrame { message, cseq: None }
+    }
 }
 
 /// A chat message as the server stores and delivers it.
@@ -274,10 +351,13 @@ pub struct Welcome {
     /// Your display name as the others see it.
     pub name: String,
     /// The other peers already in the room.
+    #[serde(deserialize_with = "object::objects")]
     pub peers: Vec<PeerInfo>,
     /// ICE servers, with time-limited TURN credentials where configured.
+    #[serde(deserialize_with = "object::objects")]
     pub ice_servers: Vec<IceServer>,
     /// On a fresh join: the room's recent chat. On a resume: every message you missed.
+    #[serde(deserialize_with = "object::objects")]
     pub history: Vec<ChatMessage>,
     /// Send this in [`Resume::token`] to take this session back after a drop.
     pub resume_token: String,
@@ -286,7 +366,12 @@ pub struct Welcome {
     /// True when this welcome answers a resume.
     pub resumed: bool,
     /// The limits the server enforces on this connection.
+    #[serde(deserialize_with = "object::object")]
     pub limits: ServerLimits,
+    /// The highest [`ClientFrame::cseq`] the server has taken for this session (0 on a fresh
+    /// join): after a resume, resend every kept message with a higher one.
+    #[serde(default)]
+    pub last_cseq: u64,
 }
 
 /// Limits announced in [`Welcome::limits`].
@@ -342,6 +427,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The resume token is unknown or its grace period has passed; join afresh.
     ResumeFailed,
+    /// The display name is the same as, or looks like, the name of someone in the room.
+    NameTaken,
     /// The server is at its connection limit.
     ServerFull,
     /// The server is shutting down.
@@ -374,6 +461,7 @@ impl ErrorCode {
             ErrorCode::PeerUnavailable => "peer_unavailable",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ResumeFailed => "resume_failed",
+            ErrorCode::NameTaken => "name_taken",
             ErrorCode::ServerFull => "server_full",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
@@ -408,6 +496,7 @@ impl fmt::Display for ErrorCode {
 pub enum ServerMessage {
     Welcome(Welcome),
     PeerJoined {
+        #[serde(deserialize_with = "object::object")]
         peer: PeerInfo,
     },
     PeerLeft {
@@ -432,13 +521,16 @@ pub enum ServerMessage {
     },
     IceCandidate {
         from: PeerId,
+        #[serde(default, deserialize_with = "object::optional_object")]
         candidate: Option<IceCandidate>,
     },
     MediaState {
         peer_id: PeerId,
+        #[serde(deserialize_with = "object::object")]
         state: MediaState,
     },
     Chat {
+        #[serde(deserialize_with = "object::object")]
         message: ChatMessage,
     },
     Reaction {
@@ -453,6 +545,17 @@ pub enum ServerMessage {
     Pong {
         nonce: u64,
         server_time_ms: u64,
+        /// On a joined connection: the highest `cseq` the server has taken for the session, so
+        /// the client can forget every kept message up to it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_cseq: Option<u64>,
+    },
+    /// A peer tells you that media negotiation with you failed (see
+    /// [`ClientMessage::PeerError`]).
+    PeerError {
+        from: PeerId,
+        code: String,
+        message: String,
     },
     Error {
         code: ErrorCode,
@@ -487,6 +590,7 @@ impl ServerMessage {
             ServerMessage::Pong { .. } => "pong",
             ServerMessage::Error { .. } => "error",
             ServerMessage::Shutdown { .. } => "shutdown",
+            ServerMessage::PeerError { .. } => "peer_error",
         }
     }
 
@@ -544,8 +648,13 @@ impl DecodeError {
     }
 }
 
-/// Decode one client message from a text frame.
+/// Decode one client message from a text frame, ignoring its `cseq` if it has one.
 pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeError> {
+    decode(text, ClientMessage::TYPES)
+}
+
+/// Decode one client message from a text frame, with its `cseq` (what the server does).
+pub fn decode_client_frame(text: &str) -> Result<ClientFrame, DecodeError> {
     decode(text, ClientMessage::TYPES)
 }
 
@@ -566,6 +675,7 @@ pub const SERVER_TYPES: &[&str] = &[
     "pong",
     "error",
     "shutdown",
+    "peer_error",
 ];
 
 /// Decode one server message from a text frame.
@@ -574,14 +684,18 @@ pub fn decode_server(text: &str) -> Result<ServerMessage, DecodeError> {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(text: &str, known: &[&str]) -> Result<T, DecodeError> {
+    // serde takes a tagged enum from an array too (`["ping",5]`); a message must be an object.
+    if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        return Err(classify(text, known, None));
+    }
     // The common case parses once; only a failure pays for a second parse to classify it.
     match serde_json::from_str::<T>(text) {
         Ok(msg) => Ok(msg),
-        Err(err) => Err(classify(text, known, err)),
+        Err(err) => Err(classify(text, known, Some(err))),
     }
 }
 
-fn classify(text: &str, known: &[&str], err: serde_json::Error) -> DecodeError {
+fn classify(text: &str, known: &[&str], err: Option<serde_json::Error>) -> DecodeError {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return DecodeError::MalformedJson(e.to_string()),
@@ -592,11 +706,24 @@ fn classify(text: &str, known: &[&str], err: serde_json::Error) -> DecodeError {
     if !known.contains(&type_name) {
         return DecodeError::UnknownType(truncate(type_name, 64));
     }
-    DecodeError::InvalidMessage { type_name: type_name.to_owned(), detail: err.to_string() }
+    let detail = err.map_or_else(|| String::from("not a JSON object"), |e| e.to_string());
+    DecodeError::InvalidMessage { type_name: type_name.to_owned(), detail }
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
+}
+
+/// Encode a client message with its `cseq` as the text of one WebSocket frame (the same as
+/// `encode(&ClientFrame::numbered(msg, cseq))`, without copying the message).
+pub fn encode_numbered(message: &ClientMessage, cseq: u64) -> String {
+    #[derive(Serialize)]
+    struct Numbered<'a> {
+        #[serde(flatten)]
+        message: &'a ClientMessage,
+        cseq: u64,
+    }
+    encode(&Numbered { message, cseq })
 }
 
 /// Encode a message as the text of one WebSocket frame.

@@ -21,7 +21,8 @@ fn spec_examples_decode() {
     for line in spec.lines() {
         let line = line.trim();
         if let Some(json) = line.strip_prefix("C> ") {
-            decode_client(json).unwrap_or_else(|e| panic!("spec example {json}: {e}"));
+            let frame = decode_client_frame(json).unwrap_or_else(|e| panic!("spec example {json}: {e}"));
+            frame.validate().unwrap_or_else(|e| panic!("spec example {json}: {e}"));
             client += 1;
         } else if let Some(json) = line.strip_prefix("S> ") {
             decode_server(json).unwrap_or_else(|e| panic!("spec example {json}: {e}"));
@@ -65,6 +66,7 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::PeerUnavailable,
     ErrorCode::RateLimited,
     ErrorCode::ResumeFailed,
+    ErrorCode::NameTaken,
     ErrorCode::ServerFull,
     ErrorCode::ShuttingDown,
     ErrorCode::Internal,
@@ -101,7 +103,12 @@ fn sample_client_messages() -> Vec<ClientMessage> {
         ClientMessage::Reaction { emoji: "👍".into() },
         ClientMessage::RaiseHand { raised: true },
         ClientMessage::Ping { nonce: 7 },
-        ClientMessage::CallReport { peer: to, outcome: CallOutcome::Connected, connect_ms: Some(80) },
+        ClientMessage::CallReport { peer: to.clone(), outcome: CallOutcome::Connected, connect_ms: Some(80) },
+        ClientMessage::PeerError {
+            to,
+            code: peer_error_code::NO_COMMON_CODEC.into(),
+            message: "your client offers no H.264 (packetization-mode=1)".into(),
+        },
     ]
 }
 
@@ -110,6 +117,10 @@ fn decode_errors_are_classified() {
     assert!(matches!(decode_client("{not json"), Err(DecodeError::MalformedJson(_))));
     assert!(matches!(decode_client(""), Err(DecodeError::MalformedJson(_))));
     assert_eq!(decode_client("[1,2]"), Err(DecodeError::MissingType));
+    // serde would take a tagged enum from an array whose first element is the tag.
+    assert_eq!(decode_client(r#"["ping",5]"#), Err(DecodeError::MissingType));
+    assert_eq!(decode_client(r#" ["leave"]"#), Err(DecodeError::MissingType));
+    assert_eq!(decode_server(r#"["pong",1,2]"#), Err(DecodeError::MissingType));
     assert_eq!(decode_client(r#"{"type":5}"#), Err(DecodeError::MissingType));
     assert_eq!(decode_client(r#"{"room":"x"}"#), Err(DecodeError::MissingType));
     assert_eq!(decode_client(r#"{"type":"teleport"}"#), Err(DecodeError::UnknownType("teleport".into())));
@@ -150,6 +161,267 @@ fn validation_limits() {
     assert!(chat(&"é".repeat(Limits::CHAT_TEXT_MAX + 1)).validate().is_err());
     let offer = ClientMessage::Offer { to: PeerId(String::new()), sdp: "v=0".into() };
     assert_eq!(offer.validate().unwrap_err().field, "to");
+}
+
+/// Replace, one at a time, every JSON object below the top level of `json` by the array of its
+/// values in order (what serde would accept in place of a struct), giving each variant.
+fn objects_as_arrays(json: &serde_json::Value) -> Vec<serde_json::Value> {
+    use serde_json::Value;
+    fn walk(v: &Value, top: bool, rebuild: &dyn Fn(Value) -> Value, out: &mut Vec<Value>) {
+        match v {
+            Value::Object(map) => {
+                if !top {
+                    out.push(rebuild(Value::Array(map.values().cloned().collect())));
+                }
+                for (k, child) in map {
+                    let rebuild_child = |new: Value| {
+                        let mut m = map.clone();
+                        m.insert(k.clone(), new);
+                        rebuild(Value::Object(m))
+                    };
+                    walk(child, false, &rebuild_child, out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    let rebuild_child = |new: Value| {
+                        let mut a = items.clone();
+                        a[i] = new;
+                        rebuild(Value::Array(a))
+                    };
+                    walk(child, false, &rebuild_child, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(json, true, &|v| v, &mut out);
+    out
+}
+
+#[test]
+fn arrays_are_refused_where_objects_are_required() {
+    let err = decode_client(r#"{"type":"media_state","state":[true,true,true]}"#).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidMessage);
+    assert_eq!(err.type_name(), Some("media_state"));
+
+    let mut join = Join::new("r", "n");
+    join.resume = Some(Resume { token: "t".into(), last_seq: 3 });
+    let mut clients = sample_client_messages();
+    clients.push(ClientMessage::Join(join));
+    clients.push(ClientMessage::IceCandidate {
+        to: PeerId::from("p1"),
+        candidate: Some(IceCandidate {
+            candidate: "c".into(),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+        }),
+    });
+    let mut checked = 0;
+    for msg in clients {
+        let json: serde_json::Value = serde_json::from_str(&encode(&msg)).unwrap();
+        for bad in objects_as_arrays(&json) {
+            let text = bad.to_string();
+            assert_eq!(decode_client(&text).map_err(|e| e.code()), Err(ErrorCode::InvalidMessage), "{text}");
+            let framed = decode_client_frame(&text).map_err(|e| e.code());
+            assert_eq!(framed, Err(ErrorCode::InvalidMessage), "{text}");
+            checked += 1;
+        }
+        // The top level too, with and without a cseq.
+        let top = serde_json::Value::Array(json.as_object().unwrap().values().cloned().collect());
+        assert_eq!(decode_client(&top.to_string()), Err(DecodeError::MissingType));
+        assert_eq!(decode_client_frame(&top.to_string()), Err(DecodeError::MissingType));
+    }
+    assert!(checked >= 5, "only {checked} nested objects checked");
+
+    // Every nested object of the spec's server examples: welcome's peers, their media, ICE
+    // servers, history and limits; peer_joined's peer; candidates; media states; chat messages.
+    let spec = include_str!("../../docs/protocol.md");
+    let mut checked = 0;
+    for json in spec.lines().filter_map(|l| l.trim().strip_prefix("S> ")) {
+        let json: serde_json::Value = serde_json::from_str(json).unwrap();
+        for bad in objects_as_arrays(&json) {
+            let text = bad.to_string();
+            assert_eq!(decode_server(&text).map_err(|e| e.code()), Err(ErrorCode::InvalidMessage), "{text}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 11, "only {checked} nested server objects checked");
+}
+
+#[test]
+fn cseq_is_read_from_the_frame_and_ignored_by_decode_client() {
+    let chat = ClientMessage::Chat { text: "hi".into(), to: None };
+    let text = r#"{"type":"chat","text":"hi","cseq":12}"#;
+    assert_eq!(decode_client_frame(text).unwrap(), ClientFrame::numbered(chat.clone(), 12));
+    assert_eq!(decode_client(text).unwrap(), chat);
+    assert_eq!(
+        decode_client_frame(r#"{"cseq":1,"type":"leave"}"#).unwrap(),
+        ClientFrame::numbered(ClientMessage::Leave, 1)
+    );
+    assert_eq!(
+        decode_client_frame(r#"{"type":"chat","text":"hi"}"#).unwrap(),
+        ClientFrame::from(chat.clone())
+    );
+    assert_eq!(encode_numbered(&ClientMessage::Leave, 2), r#"{"type":"leave","cseq":2}"#);
+    assert_eq!(encode(&ClientFrame::from(ClientMessage::Leave)), r#"{"type":"leave"}"#);
+    for bad in [
+        r#"{"type":"chat","text":"hi","cseq":-1}"#,
+        r#"{"type":"chat","text":"hi","cseq":"3"}"#,
+        r#"{"type":"chat","text":"hi","cseq":1.5}"#,
+    ] {
+        let err = decode_client_frame(bad).unwrap_err();
+        assert_eq!((err.code(), err.type_name()), (ErrorCode::InvalidMessage, Some("chat")), "{bad}");
+    }
+    // Errors in the message itself are classified as without a cseq.
+    assert_eq!(
+        decode_client_frame(r#"{"type":"teleport","cseq":1}"#),
+        Err(DecodeError::UnknownType("teleport".into()))
+    );
+    assert_eq!(decode_client_frame(r#"{"cseq":1}"#), Err(DecodeError::MissingType));
+    assert_eq!(
+        decode_client_frame(r#"{"type":"chat","cseq":1}"#).unwrap_err().code(),
+        ErrorCode::InvalidMessage
+    );
+    // cseq 0 would read as a duplicate forever: refused. Join and ping are not numbered.
+    assert_eq!(ClientFrame::numbered(chat.clone(), 0).validate().unwrap_err().field, "cseq");
+    assert!(ClientFrame::numbered(chat, 1).validate().is_ok());
+    assert!(ClientFrame::numbered(ClientMessage::Ping { nonce: 1 }, 0).validate().is_ok());
+    assert!(!ClientMessage::Ping { nonce: 1 }.is_numbered());
+    assert!(!ClientMessage::Join(Join::new("r", "n")).is_numbered());
+    assert!(ClientMessage::Leave.is_numbered());
+}
+
+#[test]
+fn chat_refuses_control_characters_but_line_feed_and_tab() {
+    let chat = |t: &str| ClientMessage::Chat { text: t.into(), to: None };
+    assert!(chat("line one\nline two\tend").validate().is_ok());
+    for bad in ["nul\0", "esc \u{1b}[2J", "bell\u{7}", "cr\r\n", "del\u{7f}", "c1 \u{85}"] {
+        let err = chat(bad).validate().unwrap_err();
+        assert_eq!(err.field, "text", "{bad:?}");
+        assert!(err.problem.contains("control"), "{bad:?}: {err}");
+    }
+}
+
+fn join_named(room: &str, name: &str) -> Result<(), ValidationError> {
+    ClientMessage::Join(Join::new(room, name)).validate()
+}
+
+#[test]
+fn names_are_trimmed_and_normalized_case_is_kept() {
+    assert_eq!(normalize_name("  sp \t"), "sp");
+    assert_eq!(normalize_name("Zoe\u{308}"), "Zo\u{eb}");
+    assert_eq!(normalize_name("Zo\u{eb}"), "Zo\u{eb}");
+    assert_eq!(normalize_name("Standup"), "Standup");
+    // Limits count the normalized form: 64 decomposed characters are 32 composed ones.
+    assert!(join_named(&"e\u{301}".repeat(32), "n").is_ok());
+    assert!(join_named(&format!("  {}  ", "r".repeat(Limits::ROOM_NAME_MAX)), "n").is_ok());
+}
+
+#[test]
+fn names_refuse_invisible_and_direction_characters() {
+    for c in [
+        '\u{202A}',
+        '\u{202E}',
+        '\u{2066}',
+        '\u{2069}',
+        '\u{200E}',
+        '\u{200F}',
+        '\u{061C}',
+        '\u{200B}',
+        '\u{200C}',
+        '\u{200D}',
+        '\u{2060}',
+        '\u{FEFF}',
+        '\u{00AD}',
+        '\u{2028}',
+        '\u{3164}',
+        '\u{E0041}',
+    ] {
+        let name = format!("Ada{c}Bob");
+        let err = join_named("r", &name).unwrap_err();
+        assert_eq!(err.field, "name", "{name:?}");
+        assert!(err.problem.contains(&format!("U+{:04X}", u32::from(c))), "{name:?}: {err}");
+        assert_eq!(join_named(&name, "n").unwrap_err().field, "room", "{name:?}");
+    }
+    // Emoji sequences keep their joiners, variation selectors and tags.
+    for ok in [
+        "Ada 👩\u{200D}💻",
+        "Grace 👩\u{1F3FD}\u{200D}🔬",
+        "❤\u{FE0F}\u{200D}🔥",
+        "🏳\u{FE0F}\u{200D}🌈 team",
+        "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
+        "✌\u{FE0F} Linus",
+    ] {
+        assert!(join_named("r", ok).is_ok(), "{ok:?}: {:?}", join_named("r", ok));
+    }
+    // A joiner outside an emoji sequence, or a tag outside a flag, hides something.
+    for bad in ["Ada\u{200D}", "\u{200D}👩", "a\u{200D}👩", "👩\u{200D}b", "Ada\u{E0067}"] {
+        assert!(join_named("r", bad).is_err(), "{bad:?}");
+    }
+    // Only invisible characters is not a name.
+    assert!(join_named("r", "\u{3164}\u{3164}").is_err());
+}
+
+#[test]
+fn names_use_one_script() {
+    for ok in [
+        "Ada",
+        "Zoë 🌟",
+        "Иван",
+        "Ἀριστοτέλης",
+        "田中さん",
+        "Tanaka 田中",
+        "김민준",
+        "Kim 김민준",
+        "李小龍",
+        "R2-D2 (guest)",
+        "محمد",
+        "123",
+    ] {
+        assert!(join_named("r", ok).is_ok(), "{ok:?}: {:?}", join_named("r", ok));
+    }
+    // Latin with one Cyrillic letter (the second "а"), Latin and Greek, Cyrillic and Greek.
+    for bad in ["Adа", "Pаul", "Ρaul", "Иван Ivan", "Иванα"] {
+        let err = join_named("r", bad).unwrap_err();
+        assert_eq!(err.field, "name", "{bad:?}");
+        assert!(err.problem.contains("scripts"), "{bad:?}: {err}");
+    }
+    assert_eq!(join_named("stаndup", "n").unwrap_err().field, "room");
+}
+
+#[test]
+fn look_alike_names_have_the_same_skeleton() {
+    let same = |a: &str, b: &str| name_skeleton(a) == name_skeleton(b);
+    assert!(same("Ada", " Ada "));
+    assert!(same("Ace", "Асе")); // Latin, and all-Cyrillic
+    assert!(same("Bob", "Ｂｏｂ")); // fullwidth
+    assert!(same("Ilya", "llya"));
+    assert!(same("Zoe\u{308}", "Zoë"));
+    assert!(same("rn", "m"));
+    assert!(!same("Ada", "Adam"));
+    assert!(!same("Ada", "ada"));
+}
+
+#[test]
+fn peer_error_limits() {
+    let pe = |code: &str, message: &str| ClientMessage::PeerError {
+        to: PeerId::from("p1"),
+        code: code.into(),
+        message: message.into(),
+    };
+    assert!(pe("no_common_codec", "your client offers no H.264 (packetization-mode=1)").validate().is_ok());
+    assert!(pe(&"a".repeat(64), &"é".repeat(1000)).validate().is_ok());
+    for bad_code in ["", "No_Codec", "no-codec", "no codec", &"a".repeat(65)] {
+        assert_eq!(pe(bad_code, "m").validate().unwrap_err().field, "code", "{bad_code:?}");
+    }
+    for bad_message in ["", "two\nlines", &"é".repeat(1001)] {
+        assert_eq!(pe("x", bad_message).validate().unwrap_err().field, "message", "{bad_message:?}");
+    }
+    let to_nobody =
+        ClientMessage::PeerError { to: PeerId(String::new()), code: "x".into(), message: "m".into() };
+    assert_eq!(to_nobody.validate().unwrap_err().field, "to");
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -213,6 +485,11 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
                 connect_ms,
             }
         }),
+        (peer(), text(), text()).prop_map(|(to, code, message)| ClientMessage::PeerError {
+            to,
+            code,
+            message
+        }),
     ]
 }
 
@@ -250,9 +527,10 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             proptest::collection::vec(peer_info(), 0..4),
             proptest::collection::vec(chat_message(), 0..4),
             text(),
-            any::<bool>()
+            any::<bool>(),
+            any::<u64>()
         )
-            .prop_map(|(peer_id, name, peers, history, resume_token, resumed)| {
+            .prop_map(|(peer_id, name, peers, history, resume_token, resumed, last_cseq)| {
                 ServerMessage::Welcome(Welcome {
                     protocol: PROTOCOL_VERSION,
                     room: "r".into(),
@@ -274,6 +552,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                         rate_per_sec: 20,
                         rate_burst: 60,
                     },
+                    last_cseq,
                 })
             }),
         peer_info().prop_map(|peer| ServerMessage::PeerJoined { peer }),
@@ -291,8 +570,14 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             ts_ms
         }),
         (peer(), any::<bool>()).prop_map(|(peer_id, raised)| ServerMessage::RaiseHand { peer_id, raised }),
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(nonce, server_time_ms)| ServerMessage::Pong { nonce, server_time_ms }),
+        (any::<u64>(), any::<u64>(), proptest::option::of(any::<u64>())).prop_map(
+            |(nonce, server_time_ms, last_cseq)| ServerMessage::Pong { nonce, server_time_ms, last_cseq }
+        ),
+        (peer(), text(), text()).prop_map(|(from, code, message)| ServerMessage::PeerError {
+            from,
+            code,
+            message
+        }),
         (text(), proptest::option::of(text())).prop_map(|(message, r)| ServerMessage::Error {
             code: ErrorCode::RoomFull,
             message,
@@ -310,6 +595,17 @@ proptest! {
     }
 
     #[test]
+    fn client_frames_round_trip(msg in client_message(), cseq in proptest::option::of(any::<u64>())) {
+        let frame = ClientFrame { message: msg.clone(), cseq };
+        prop_assert_eq!(decode_client_frame(&encode(&frame)).unwrap(), frame);
+        if let Some(cseq) = cseq {
+            let text = encode_numbered(&msg, cseq);
+            prop_assert_eq!(decode_client_frame(&text).unwrap(), ClientFrame::numbered(msg.clone(), cseq));
+            prop_assert_eq!(decode_client(&text).unwrap(), msg);
+        }
+    }
+
+    #[test]
     fn server_messages_round_trip(msg in server_message()) {
         prop_assert_eq!(decode_server(&encode(&msg)).unwrap(), msg);
     }
@@ -317,7 +613,16 @@ proptest! {
     #[test]
     fn decoding_arbitrary_text_never_panics(s in any::<String>()) {
         let _ = decode_client(&s);
+        let _ = decode_client_frame(&s);
         let _ = decode_server(&s);
+    }
+
+    #[test]
+    fn normalized_names_are_stable(s in any::<String>()) {
+        let once = normalize_name(&s);
+        prop_assert_eq!(normalize_name(&once), once.clone());
+        prop_assert_eq!(name_skeleton(&s), name_skeleton(&once));
+        prop_assert_eq!(validate_display_name(&s).is_ok(), validate_display_name(&once).is_ok());
     }
 
     #[test]
