@@ -166,7 +166,8 @@ impl Engine {
             label,
             reconnecting: None,
             reconn_tx,
-            outbox: std::collections::VecDeque::new(),
+            outbox: hearth_session::Outbox::default(),
+            welcomed: true,
             leaving: false,
             resuming: false,
         };
@@ -234,9 +235,6 @@ impl Drop for Engine {
     }
 }
 
-/// Messages held while offline, at most.
-const OUTBOX_LIMIT: usize = 512;
-
 struct Core {
     cfg: EngineConfig,
     url: String,
@@ -255,8 +253,11 @@ struct Core {
     /// A reconnect attempt in flight, and where it hands over the new connection.
     reconnecting: Option<JoinHandle<()>>,
     reconn_tx: mpsc::UnboundedSender<SignalConn>,
-    /// Messages produced while the signaling connection was down.
-    outbox: std::collections::VecDeque<hearth_proto::ClientMessage>,
+    /// Numbered messages the server has not confirmed yet (sent or not): resent after a resume
+    /// from where the server says it stopped.
+    outbox: hearth_session::Outbox,
+    /// The current connection has been welcomed: numbered messages may go out on it.
+    welcomed: bool,
     leaving: bool,
     /// The current connection was opened to resume: a refused resume falls back to a fresh join.
     resuming: bool,
@@ -319,34 +320,42 @@ impl Core {
         }
     }
 
+    /// Send `m`, numbered and kept until the server confirms it (see `hearth_session::Outbox`):
+    /// while offline or not yet welcomed on a new connection it waits there, and after a resume
+    /// exactly what the server missed goes again.
     fn send(&mut self, m: hearth_proto::ClientMessage) {
-        match &self.signal {
-            Some(s) if s.send(m.clone()) => {}
-            _ => {
-                // Offline: hold it (bounded) and send it once the session is back, so offers,
-                // candidates, media state and chat made meanwhile are not lost.
-                if self.outbox.len() >= OUTBOX_LIMIT {
-                    self.outbox.pop_front();
-                    tracing::warn!(
-                        "too much to send while the signaling server is unreachable; dropped the oldest message"
-                    );
-                }
-                self.outbox.push_back(m);
-            }
+        let numbered = m.is_numbered();
+        let forgotten = self.outbox.forgotten();
+        let frame = self.outbox.push(m);
+        if self.outbox.forgotten() > forgotten {
+            tracing::warn!("too much to send while the signaling server is unreachable; dropped the oldest message");
+        }
+        if let Some(s) = &self.signal
+            && (self.welcomed || !numbered)
+        {
+            s.send(frame);
         }
     }
 
     fn server_message(&mut self, m: ServerMessage) {
         match &m {
-            ServerMessage::Welcome(_) => {
+            ServerMessage::Welcome(w) => {
                 self.resuming = false;
+                self.welcomed = true;
+                // Exactly what the server has not taken, in order (all of it on a fresh join).
+                if let Some(s) = &self.signal {
+                    for frame in self.outbox.resend_after(w.last_cseq) {
+                        s.send(frame);
+                    }
+                }
                 let _ = self.events.send(EngineEvent::SignalingRestored);
             }
+            ServerMessage::Pong { last_cseq: Some(confirmed), .. } => self.outbox.confirmed(*confirmed),
             ServerMessage::Error { code: ErrorCode::ResumeFailed, .. } if self.resuming => {
                 // The session expired while we were away: join afresh. What was held for the
                 // old session addressed its peers; it is moot now.
                 self.resuming = false;
-                self.outbox.clear();
+                self.outbox.reset();
                 let mut join = Join::new(self.cfg.room.clone(), self.cfg.name.clone());
                 join.password = self.cfg.password.clone();
                 join.token = self.cfg.token.clone();
@@ -428,10 +437,9 @@ impl Core {
             j
         });
         conn.send(hearth_proto::ClientMessage::Join(join));
-        // The server handles a connection's messages in order: these follow the join.
-        for m in self.outbox.drain(..) {
-            conn.send(m);
-        }
+        // Nothing numbered goes out before the welcome: a refused resume would bounce it, and
+        // the welcome says what the server already has.
+        self.welcomed = false;
         self.signal = Some(conn);
     }
 

@@ -2,7 +2,7 @@
 
 use crate::error::EngineError;
 use futures_util::{SinkExt, StreamExt};
-use hearth_proto::{ClientMessage, ServerMessage, decode_server, encode};
+use hearth_proto::{ClientFrame, ClientMessage, ServerMessage, decode_server, encode};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -24,15 +24,16 @@ pub enum SignalEvent {
 #[derive(Debug)]
 pub struct SignalConn {
     pub generation: u64,
-    tx: mpsc::UnboundedSender<ClientMessage>,
+    tx: mpsc::UnboundedSender<ClientFrame>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
 
 impl SignalConn {
-    /// Queue a message; `false` if the connection is gone.
-    pub fn send(&self, msg: ClientMessage) -> bool {
-        self.tx.send(msg).is_ok()
+    /// Queue a message (numbered or not); `false` if the connection is gone. Queued is not
+    /// delivered: the engine keeps numbered messages until the server confirms their `cseq`.
+    pub fn send(&self, msg: impl Into<ClientFrame>) -> bool {
+        self.tx.send(msg.into()).is_ok()
     }
 }
 
@@ -84,7 +85,7 @@ pub async fn connect(
         .map_err(|_| fail(format!("no answer within {} s", timeout.as_secs())))?
         .map_err(|e| fail(e.to_string()))?;
     let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<ClientMessage>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ClientFrame>();
     let writer = tokio::spawn(async move {
         // Our own pings make the server answer even if it does not ping us, so the reader can
         // tell a dead connection (no frame at all for SILENCE_LIMIT) from a quiet one.
@@ -99,7 +100,7 @@ pub async fn connect(
                 },
                 _ = ping.tick() => {
                     nonce += 1;
-                    ClientMessage::Ping { nonce }
+                    ClientFrame::from(ClientMessage::Ping { nonce })
                 }
             };
             let sent =

@@ -606,3 +606,107 @@ async fn a_camera_can_be_added_to_an_audio_only_participant() {
     a.engine.leave().await;
     b.engine.leave().await;
 }
+
+/// Messages written to a socket that is dead but not yet noticed count as sent; after the
+/// resume the server's `last_cseq` says what it missed and exactly that is sent again (once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_lost_on_a_dead_socket_are_resent_exactly_once_after_the_resume() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let proxy = hearth_testkit::CuttableProxy::start(server.addr).await.unwrap();
+    let cfg = |name: &str, url: String| EngineConfig::new(url, "room", name).synthetic(W, H, 30.0);
+    let (ada, mut rx) = Engine::start(cfg("ada", proxy.url())).await.unwrap();
+    let a = {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                sink.lock().unwrap().push(ev);
+            }
+        });
+        Peer { name: "ada".into(), engine: ada, log, frames_shown: Arc::default() }
+    };
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    let ada_id = a.engine.peer_id().clone();
+    let chats_from_ada = |text: &str| {
+        b.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, EngineEvent::Call(CallEvent::Chat(m)) if m.text == text && m.from == ada_id))
+            .count()
+    };
+    a.engine.command(Command::Chat { text: "before".into(), to: None }).unwrap();
+    eventually(WAIT, "bob gets the first chat", async || (chats_from_ada("before") == 1).then_some(()))
+        .await
+        .unwrap();
+
+    // The network dies without either end noticing: Ada's writes succeed and go nowhere.
+    proxy.set_stalled(true);
+    a.engine.command(Command::Chat { text: "into the void 1".into(), to: None }).unwrap();
+    a.engine.command(Command::SetAudioMuted(true)).unwrap();
+    a.engine.command(Command::Chat { text: "into the void 2".into(), to: None }).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(chats_from_ada("into the void 1"), 0, "nothing can get through a stalled network");
+    assert!(!a.saw(|e| matches!(e, EngineEvent::SignalingLost { .. })), "the drop must be unnoticed so far");
+    // Then the connection breaks for good; Ada reconnects and resumes.
+    proxy.set_stalled(false);
+    proxy.cut_all();
+    eventually(WAIT, "ada back", async || {
+        a.saw(|e| matches!(e, EngineEvent::SignalingRestored)).then_some(())
+    })
+    .await
+    .unwrap();
+    eventually(WAIT, "bob gets what was lost", async || {
+        (chats_from_ada("into the void 1") == 1 && chats_from_ada("into the void 2") == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    eventually(WAIT, "bob sees ada muted", async || media_seen(&b, "ada", |m| m.audio_muted).then_some(()))
+        .await
+        .unwrap();
+    // Nothing the server already had goes again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(chats_from_ada("before"), 1);
+    assert_eq!(chats_from_ada("into the void 1"), 1);
+    a.engine.leave().await;
+    b.engine.leave().await;
+}
+
+/// A resume the server refuses (it restarted and forgot the session) must not lose what the
+/// person said meanwhile: it goes to the room after the fresh join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_typed_while_the_server_restarts_reaches_the_room_after_a_fresh_join() {
+    let cfg = hearth_signal::Config {
+        shutdown_retry_after: Duration::from_millis(300),
+        drain_timeout: Duration::from_secs(1),
+        ..hearth_signal::Config::default()
+    };
+    let server = Server::start(cfg.clone()).await.unwrap();
+    let addr = server.addr.to_string();
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    server.shutdown().await;
+    eventually(WAIT, "signaling lost", async || {
+        a.saw(|e| matches!(e, EngineEvent::SignalingLost { .. })).then_some(())
+    })
+    .await
+    .unwrap();
+    a.engine.command(Command::Chat { text: "typed during the restart".into(), to: None }).unwrap();
+    let _server2 = Server::start_at(&addr, cfg).await.unwrap();
+    eventually(WAIT, "bob gets the chat from ada's new session", async || {
+        b.saw(|e| {
+            matches!(e, EngineEvent::Call(CallEvent::Chat(m)) if m.text == "typed during the restart" && m.from_name == "ada")
+        })
+        .then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        !a.saw(|e| matches!(e, EngineEvent::Call(CallEvent::ServerError { code: ErrorCode::NotJoined, .. }))),
+        "nothing may be sent before the welcome"
+    );
+    a.engine.leave().await;
+    b.engine.leave().await;
+}

@@ -80,6 +80,13 @@ pub enum CallEvent {
         code: ErrorCode,
         message: String,
     },
+    /// A peer could not negotiate media with us (e.g. it supports none of our codecs);
+    /// `message` is for people.
+    PeerError {
+        peer_id: PeerId,
+        code: String,
+        message: String,
+    },
     /// The server is going away; the driver should reconnect after the delay.
     ServerShutdown {
         retry_after_ms: u64,
@@ -419,6 +426,9 @@ impl Call {
                 self.emit(CallEvent::Chat(message));
             }
             ServerMessage::Pong { .. } => {}
+            ServerMessage::PeerError { from, code, message } => {
+                self.emit(CallEvent::PeerError { peer_id: from, code, message })
+            }
             ServerMessage::Error { code, message, .. } => self.emit(CallEvent::ServerError { code, message }),
             ServerMessage::Shutdown { retry_after_ms, .. } => {
                 self.emit(CallEvent::ServerShutdown { retry_after_ms })

@@ -17,8 +17,10 @@
 
 pub mod call;
 pub mod negotiation;
+pub mod outbox;
 pub mod quality;
 
 pub use call::{Action, Call, CallEvent, LinkState, Signal, reconnect_delay};
 pub use negotiation::{Negotiator, SdpKind, SignalingState, Step, is_polite};
+pub use outbox::Outbox;
 pub use quality::{LinkMeasure, Quality, quality};

@@ -230,7 +230,31 @@ pub struct CuttableProxy {
     pub addr: std::net::SocketAddr,
     cut: tokio::sync::watch::Sender<u64>,
     blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Copy `from` to `to` until either side ends; while `stalled`, what is read is thrown away
+/// (the connection looks alive to both ends, but nothing gets through).
+async fn relay_one_way(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.load(std::sync::atomic::Ordering::Relaxed) {
+            continue;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl CuttableProxy {
@@ -241,24 +265,30 @@ impl CuttableProxy {
         let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
         let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let refuse = blocked.clone();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stall = stalled.clone();
         let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if refuse.load(std::sync::atomic::Ordering::Relaxed) {
                     continue; // dropped at once: the network is "down"
                 }
                 let mut cut_rx = cut_rx.clone();
                 let generation = *cut_rx.borrow_and_update();
+                let stall = stall.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let (in_r, in_w) = inbound.into_split();
+                    let (out_r, out_w) = outbound.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = relay_one_way(in_r, out_w, stall.clone()) => {}
+                        () = relay_one_way(out_r, in_w, stall) => {}
                         _ = cut_rx.wait_for(|g| *g != generation) => {}
                     }
                     // Dropping both sockets ends the connection abruptly (no close frames).
                 });
             }
         });
-        Ok(CuttableProxy { addr, cut, blocked, task })
+        Ok(CuttableProxy { addr, cut, blocked, stalled, task })
     }
 
     pub fn url(&self) -> String {
@@ -268,6 +298,12 @@ impl CuttableProxy {
     /// Drop every connection relayed so far; new ones are relayed again.
     pub fn cut_all(&self) {
         self.cut.send_modify(|g| *g += 1);
+    }
+
+    /// While stalled, open connections stay open but carry nothing either way: a dead network
+    /// that neither end has noticed yet (what is written "succeeds" and is lost).
+    pub fn set_stalled(&self, stalled: bool) {
+        self.stalled.store(stalled, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// While blocked, new connections are dropped as soon as they are accepted.

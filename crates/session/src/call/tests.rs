@@ -30,6 +30,7 @@ fn welcome(me: &str, peers: &[&str], resumed: bool) -> ServerMessage {
             rate_per_sec: 50,
             rate_burst: 200,
         },
+        last_cseq: 0,
     })
 }
 
