@@ -341,6 +341,17 @@ impl Link {
                             Err(e) => tracing::warn!(error = %e, "cannot build a rollback"),
                         }
                     }
+                    if let Some(why) = hearth_session::sdp::unusable_codecs(&sdp) {
+                        // Applying it would fail or leave a silent call: tell the peer why.
+                        tracing::warn!(peer = %self.peer, why, "refusing the peer's session description");
+                        let _ = self.env.reports.send(LinkReport::Send(ClientMessage::PeerError {
+                            to: self.peer.clone(),
+                            code: hearth_proto::peer_error_code::NO_COMMON_CODEC.to_owned(),
+                            message: why,
+                        }));
+                        steps.extend(self.neg.remote_refused(kind));
+                        continue;
+                    }
                     let desc = match kind {
                         SdpKind::Offer => RTCSessionDescription::offer(sdp),
                         SdpKind::Answer => RTCSessionDescription::answer(sdp),

@@ -710,3 +710,43 @@ async fn chat_typed_while_the_server_restarts_reaches_the_room_after_a_fresh_joi
     a.engine.leave().await;
     b.engine.leave().await;
 }
+
+/// A peer whose offer has no codec Hearth can use gets a `peer_error` it can show, instead of a
+/// call that silently never starts; the Hearth side does not loop re-offering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_without_h264_is_answered_with_a_peer_error() {
+    use futures_util::{SinkExt, StreamExt};
+    use hearth_proto::{ClientMessage, Join, ServerMessage, decode_server, encode};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url()).await.unwrap();
+    ws.send(Message::Text(encode(&ClientMessage::Join(Join::new("room", "vp8-only"))).into())).await.unwrap();
+    let ada_id = a.engine.peer_id().clone();
+    let vp8_offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\n\
+        a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+        a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+        a=setup:actpass\r\na=rtpmap:96 VP8/90000\r\n";
+    let mut errors = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut offered = false;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let Message::Text(t) = frame else { continue };
+        match decode_server(&t).unwrap() {
+            ServerMessage::Welcome(_) if !offered => {
+                offered = true;
+                let offer = ClientMessage::Offer { to: ada_id.clone(), sdp: vp8_offer.into() };
+                ws.send(Message::Text(encode(&offer).into())).await.unwrap();
+            }
+            ServerMessage::PeerError { from, code, message } => errors.push((from, code, message)),
+            _ => {}
+        }
+    }
+    assert_eq!(errors.len(), 1, "exactly one peer_error, no re-offer loop: {errors:?}");
+    let (from, code, message) = &errors[0];
+    assert_eq!(from, &ada_id);
+    assert_eq!(code, "no_common_codec");
+    assert!(message.contains("no H.264") && message.contains("VP8"), "{message}");
+    a.engine.leave().await;
+}

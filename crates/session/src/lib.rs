@@ -19,6 +19,7 @@ pub mod call;
 pub mod negotiation;
 pub mod outbox;
 pub mod quality;
+pub mod sdp;
 
 pub use call::{Action, Call, CallEvent, LinkState, Signal, reconnect_delay};
 pub use negotiation::{Negotiator, SdpKind, SignalingState, Step, is_polite};

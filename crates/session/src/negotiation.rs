@@ -187,6 +187,20 @@ impl Negotiator {
         steps
     }
 
+    /// The remote description was refused without applying it (it has no codec we can use;
+    /// the peer was told why): undo our own offer if it was answered, and do not offer again,
+    /// which would only be refused the same way.
+    pub fn remote_refused(&mut self, kind: SdpKind) -> Vec<Step> {
+        let steps = if kind == SdpKind::Answer && self.state == SignalingState::HaveLocalOffer {
+            vec![Step::RollbackLocal]
+        } else {
+            vec![]
+        };
+        self.state = SignalingState::Stable;
+        self.offer_wanted = false;
+        steps
+    }
+
     /// Creating or sending an answer failed: roll back the remote offer and offer instead.
     pub fn local_answer_failed(&mut self) -> Vec<Step> {
         let steps =
