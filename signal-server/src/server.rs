@@ -15,7 +15,7 @@ use crate::per_ip::ConnectionsPerIp;
 use crate::rate::{Throttle, TokenBucket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use hearth_proto::{ClientMessage, ErrorCode, ServerMessage, close_code, decode_client, encode};
+use hearth_proto::{ClientFrame, ErrorCode, ServerMessage, close_code, decode_client_frame, encode};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 #[derive(Debug)]
 enum HubEvent {
     Connected { conn: ConnId, tx: mpsc::Sender<Outbound>, ip: IpAddr },
-    Message { conn: ConnId, msg: ClientMessage },
+    Message { conn: ConnId, msg: ClientFrame },
     Disconnected { conn: ConnId },
     Shutdown,
 }
@@ -535,9 +535,9 @@ async fn serve_ws<S>(
                             )
                         })
                     }
-                    Message::Text(text) => match decode_client(&text) {
+                    Message::Text(text) => match decode_client_frame(&text) {
                         Ok(msg) => {
-                            metrics.messages.get_or_create(&[("type", msg.type_name())]).inc();
+                            metrics.messages.get_or_create(&[("type", msg.message.type_name())]).inc();
                             if shared.hub_tx.send(HubEvent::Message { conn, msg }).await.is_err() {
                                 break;
                             }

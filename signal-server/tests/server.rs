@@ -183,6 +183,11 @@ async fn bad_input_gets_errors_and_the_connection_stays_usable() {
         (r#"{"type":"offer","to":"x"}"#, ErrorCode::InvalidMessage),
         (r#"{"type":"ping","nonce":-1}"#, ErrorCode::InvalidMessage),
         (r#"{"type":"chat","text":"   "}"#, ErrorCode::InvalidField),
+        (r#"["ping",5]"#, ErrorCode::MissingType),
+        (r#"{"type":"media_state","state":[true,true,true]}"#, ErrorCode::InvalidMessage),
+        (r#"{"type":"chat","text":"beep\u0007"}"#, ErrorCode::InvalidField),
+        (r#"{"type":"chat","text":"hi","cseq":0}"#, ErrorCode::InvalidField),
+        (r#"{"type":"chat","text":"hi","cseq":-1}"#, ErrorCode::InvalidMessage),
         (r#"{"type":"offer","to":"nobody","sdp":"v=0"}"#, ErrorCode::PeerNotFound),
         (r#"{"type":"chat","text":"hi","to":"nobody"}"#, ErrorCode::PeerNotFound),
         (r#"{"type":"join","protocol":1,"room":"r","name":"again"}"#, ErrorCode::AlreadyJoined),
@@ -393,6 +398,74 @@ async fn dropped_client_resumes_with_same_peer_id_and_missed_messages() {
     assert_eq!(b2.recv_until(chat_seq).await, (3, "welcome back".into()));
     let text = s.metrics_text().await;
     assert_eq!(metric(&text, r#"hearth_joins_total{kind="resume"}"#), 1.0);
+}
+
+/// A client numbers what it sends; after a resume it resends what it is not sure arrived, and
+/// the server takes each message once.
+#[tokio::test]
+async fn messages_resent_after_a_resume_are_taken_once() {
+    use hearth_proto::encode_numbered;
+    let s = TestServer::start(config()).await;
+    let (mut a, _) = s.joined("r", "Ada").await;
+    let (mut b, wb) = s.joined("r", "Bob").await;
+    assert_eq!(wb.last_cseq, 0);
+    a.recv().await; // Bob joined
+    b.send_raw(&encode_numbered(&chat("one"), 1)).await;
+    b.send_raw(&encode_numbered(&chat("two"), 2)).await;
+    assert_eq!(a.recv_until(chat_seq).await, (1, "one".into()));
+    assert_eq!(a.recv_until(chat_seq).await, (2, "two".into()));
+    b.send(&ClientMessage::Ping { nonce: 7 }).await;
+    let confirmed = b
+        .recv_until(|m| match m {
+            ServerMessage::Pong { last_cseq, .. } => Some(*last_cseq),
+            _ => None,
+        })
+        .await;
+    assert_eq!(confirmed, Some(2));
+    drop(b);
+    assert_eq!(a.recv().await, ServerMessage::PeerReconnecting { peer_id: wb.peer_id.clone() });
+
+    let mut b2 = s.client().await;
+    let mut j = Join::new("r", "Bob");
+    j.resume = Some(Resume { token: wb.resume_token.clone(), last_seq: 2 });
+    let w = b2.join_with(j).await;
+    assert_eq!(w.last_cseq, 2);
+    // A client that resends everything it kept: "two" again, then the new "three".
+    b2.send_raw(&encode_numbered(&chat("two"), 2)).await;
+    b2.send_raw(&encode_numbered(&chat("three"), 3)).await;
+    assert_eq!(a.recv().await, ServerMessage::PeerReconnected { peer_id: wb.peer_id.clone() });
+    assert_eq!(a.recv_until(chat_seq).await, (3, "three".into()));
+    assert_eq!(b2.recv_until(chat_seq).await, (3, "three".into()));
+    a.expect_silence(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn peer_error_is_relayed_and_names_are_normalized() {
+    let s = TestServer::start(config()).await;
+    let (mut a, wa) = s.joined(" standup ", "Ada").await;
+    assert_eq!(wa.room, "standup");
+    let (mut b, wb) = s.joined("standup", "Bob").await;
+    assert_eq!(wb.peers.len(), 1);
+    a.recv().await; // Bob joined
+    let mut c = s.client().await;
+    c.send(&ClientMessage::Join(Join::new("standup", "B\u{43e}b"))).await; // Cyrillic o
+    assert_eq!(c.expect_error().await, ErrorCode::InvalidField);
+    c.send(&ClientMessage::Join(Join::new("standup", "\u{FF22}ob"))).await; // fullwidth B
+    assert_eq!(c.expect_error().await, ErrorCode::NameTaken);
+    b.send(&ClientMessage::PeerError {
+        to: wa.peer_id.clone(),
+        code: "no_common_codec".into(),
+        message: "your client offers no H.264 (packetization-mode=1)".into(),
+    })
+    .await;
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::PeerError {
+            from: wb.peer_id.clone(),
+            code: "no_common_codec".into(),
+            message: "your client offers no H.264 (packetization-mode=1)".into(),
+        }
+    );
 }
 
 #[tokio::test]

@@ -40,8 +40,8 @@ use crate::auth::{self, AuthError, FixedRooms, JoinAuth, TurnConfig};
 use attempts::Attempts;
 use chat_log::{ChatLogLimits, ChatLogs};
 use hearth_proto::{
-    CallOutcome, ChatMessage, ClientMessage, ErrorCode, Join, LeaveReason, MediaState, PROTOCOL_VERSION,
-    PeerId, PeerInfo, ServerLimits, ServerMessage, Welcome,
+    CallOutcome, ChatMessage, ClientFrame, ClientMessage, ErrorCode, Join, LeaveReason, MediaState,
+    PROTOCOL_VERSION, PeerId, PeerInfo, ServerLimits, ServerMessage, Welcome, name_skeleton, normalize_name,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -159,6 +159,8 @@ struct Session {
     ip: Option<IpAddr>,
     /// The `exp` of the room token it joined (or last resumed) with, when tokens are required.
     token_exp: Option<u64>,
+    /// The highest client sequence number (`cseq`) taken from this session; 0 before any.
+    last_cseq: u64,
 }
 
 /// What the hub knows of an open connection besides its session.
@@ -364,19 +366,39 @@ impl Hub {
         self.deliver(to, ServerMessage::Shutdown { reason: reason.to_owned(), retry_after_ms });
     }
 
-    /// A message arrived on `conn`.
-    pub fn message(&mut self, now: Instant, conn: ConnId, msg: ClientMessage) {
+    /// A message arrived on `conn`: a [`ClientMessage`], or a [`ClientFrame`] with its `cseq`.
+    ///
+    /// A numbered message whose `cseq` is not above the highest one taken from its session is a
+    /// resent duplicate and is dropped without a word.
+    pub fn message(&mut self, now: Instant, conn: ConnId, msg: impl Into<ClientFrame>) {
+        let ClientFrame { message: msg, cseq } = msg.into();
         let Some(joined) = self.conns.get(&conn).cloned() else {
             return; // Not (or no longer) a connection: nothing to answer.
         };
         let type_name = msg.type_name();
+        if let (Some(cseq), Some(peer)) = (cseq.filter(|_| msg.is_numbered()), &joined) {
+            if cseq == 0 {
+                return self.error(
+                    conn,
+                    ErrorCode::InvalidField,
+                    "field \"cseq\" must be at least 1",
+                    type_name,
+                );
+            }
+            let Some(session) = self.sessions.get_mut(peer) else { return };
+            if cseq <= session.last_cseq {
+                return;
+            }
+            session.last_cseq = cseq;
+        }
         if let Err(e) = msg.validate() {
             return self.error(conn, e.code(), e.to_string(), type_name);
         }
         let (msg, peer) = match (msg, joined) {
-            (ClientMessage::Ping { nonce }, _) => {
+            (ClientMessage::Ping { nonce }, joined) => {
                 let server_time_ms = self.unix_ms(now);
-                return self.deliver(vec![conn], ServerMessage::Pong { nonce, server_time_ms });
+                let last_cseq = joined.and_then(|p| self.sessions.get(&p)).map(|s| s.last_cseq);
+                return self.deliver(vec![conn], ServerMessage::Pong { nonce, server_time_ms, last_cseq });
             }
             (ClientMessage::Join(join), None) => return self.join(now, conn, join),
             (ClientMessage::Join(_), Some(_)) => {
@@ -411,6 +433,13 @@ impl Hub {
                 &to,
                 type_name,
                 ServerMessage::IceCandidate { from: peer.clone(), candidate },
+            ),
+            ClientMessage::PeerError { to, code, message } => self.relay(
+                conn,
+                &peer,
+                &to,
+                type_name,
+                ServerMessage::PeerError { from: peer.clone(), code, message },
             ),
             ClientMessage::MediaState { state } => {
                 let Some(s) = self.sessions.get_mut(&peer) else { return };
@@ -460,6 +489,9 @@ impl Hub {
                 "join",
             );
         }
+        // Names are kept and compared in one form: " standup" and "standup" are one room.
+        let mut join = join;
+        join.room = normalize_name(&join.room);
         if let Some(resume) = &join.resume {
             return self.resume(
                 now,
@@ -471,7 +503,7 @@ impl Hub {
                 join.token.as_deref(),
             );
         }
-        let mut name = join.name.trim().to_owned();
+        let mut name = normalize_name(&join.name);
         let mut password = join.password.clone().filter(|p| !p.is_empty());
         let mut token_exp = None;
         if let JoinAuth::Jwt { secret, leeway_secs } = &self.cfg.auth {
@@ -486,7 +518,8 @@ impl Hub {
             match auth::verify_room_token(secret, *leeway_secs, token, &join.room, self.unix_ms(now) / 1000) {
                 Ok(grant) => {
                     if let Some(n) = grant.name {
-                        name = n;
+                        // Checked by the token verification against the same name rules.
+                        name = normalize_name(&n);
                     }
                     if grant.password.is_some() {
                         password = grant.password;
@@ -528,6 +561,18 @@ impl Hub {
                     "join",
                 );
             }
+            if let Some(taken) = self.look_alike(room, &name) {
+                let message = if taken == name {
+                    format!(
+                        "someone in this room is already called {name:?}; choose another name (add an initial, say)"
+                    )
+                } else {
+                    format!(
+                        "{name:?} looks like {taken:?}, the name of someone in this room; choose another name"
+                    )
+                };
+                return self.error(conn, ErrorCode::NameTaken, message, "join");
+            }
         } else if let Err(message) = self.count_room_creation(now, conn) {
             return self.error(conn, ErrorCode::RateLimited, message, "join");
         }
@@ -567,6 +612,7 @@ impl Hub {
                 pending_bytes: 0,
                 ip,
                 token_exp,
+                last_cseq: 0,
             },
         );
         self.conns.insert(conn, Some(peer.clone()));
@@ -854,6 +900,7 @@ impl Hub {
                 max_room_size: u32::try_from(self.cfg.max_room_size).unwrap_or(u32::MAX),
                 ..self.cfg.limits
             },
+            last_cseq: s.last_cseq,
         })
     }
 
@@ -962,6 +1009,17 @@ impl Hub {
         } else {
             self.deliver_room(&session.room, None, ServerMessage::PeerLeft { peer_id: peer.clone(), reason });
         }
+    }
+
+    /// The name of a member of `room` (reconnecting ones included) that `name` looks like: the
+    /// same confusable skeleton (UTS #39), so that no one can pass for someone else.
+    fn look_alike(&self, room: &Room, name: &str) -> Option<String> {
+        let skeleton = name_skeleton(name);
+        room.members
+            .iter()
+            .filter_map(|p| self.sessions.get(p))
+            .find(|s| name_skeleton(&s.name) == skeleton)
+            .map(|s| s.name.clone())
     }
 
     fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {

@@ -579,3 +579,9 @@ fn resume_applies_the_media_state_of_the_join() {
 
 /// Memory bounds, per-address limits, resume tokens, kept and fixed room locks, password backoff.
 mod bounds;
+
+/// Client sequence numbers across resumes; peer_error relays.
+mod resend;
+
+/// Room and display names: normalization, look-alikes.
+mod names;
