@@ -561,17 +561,21 @@ impl Hub {
                     "join",
                 );
             }
-            if let Some(taken) = self.look_alike(room, &name) {
-                let message = if taken == name {
+            if let Some((taken, reconnecting)) = self.look_alike(room, &name) {
+                let who = if taken == name {
+                    format!("someone in this room is already called {name:?}")
+                } else {
+                    format!("{name:?} looks like {taken:?}, the name of someone in this room")
+                };
+                let hint = if reconnecting {
+                    let grace = self.cfg.resume_grace.as_secs();
                     format!(
-                        "someone in this room is already called {name:?}; choose another name (add an initial, say)"
+                        "; that connection dropped and keeps its place for up to {grace} s: if it was yours, resume it or wait, else choose another name"
                     )
                 } else {
-                    format!(
-                        "{name:?} looks like {taken:?}, the name of someone in this room; choose another name"
-                    )
+                    String::from("; choose another name (add an initial, say)")
                 };
-                return self.error(conn, ErrorCode::NameTaken, message, "join");
+                return self.error(conn, ErrorCode::NameTaken, who + &hint, "join");
             }
         } else if let Err(message) = self.count_room_creation(now, conn) {
             return self.error(conn, ErrorCode::RateLimited, message, "join");
@@ -1013,13 +1017,14 @@ impl Hub {
 
     /// The name of a member of `room` (reconnecting ones included) that `name` looks like: the
     /// same confusable skeleton (UTS #39), so that no one can pass for someone else.
-    fn look_alike(&self, room: &Room, name: &str) -> Option<String> {
+    /// Also says whether that member is reconnecting.
+    fn look_alike(&self, room: &Room, name: &str) -> Option<(String, bool)> {
         let skeleton = name_skeleton(name);
         room.members
             .iter()
             .filter_map(|p| self.sessions.get(p))
             .find(|s| name_skeleton(&s.name) == skeleton)
-            .map(|s| s.name.clone())
+            .map(|s| (s.name.clone(), s.conn.is_none()))
     }
 
     fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {

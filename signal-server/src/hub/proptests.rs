@@ -102,10 +102,12 @@ impl World {
         match *op {
             Op::Join { client, room } => {
                 let c = self.open(client);
+                // A name of its own per connection: a client that joins afresh while its old
+                // session still waits out its grace period must not look like that session.
                 self.hub.message(
                     self.now,
                     c,
-                    ClientMessage::Join(Join::new(ROOMS[room], format!("c{client}"))),
+                    ClientMessage::Join(Join::new(ROOMS[room], format!("c{client}n{}", c.0))),
                 );
             }
             Op::Leave { client } => {

@@ -60,7 +60,9 @@ fn a_reconnecting_member_keeps_its_name_until_it_is_gone() {
     h.join(1, "r", "Ada");
     h.join(2, "r", "Bob");
     h.drop_conn(1);
-    assert_eq!(join_error(&mut h, 3, "r", "Ada").0, ErrorCode::NameTaken);
+    let (code, message) = join_error(&mut h, 3, "r", "Ada");
+    assert_eq!(code, ErrorCode::NameTaken);
+    assert!(message.contains("dropped") && message.contains("30 s"), "{message}");
     h.advance(HubConfig::default().resume_grace + Duration::from_secs(1));
     let w = h.join(3, "r", "Ada");
     assert_eq!(w.name, "Ada");

@@ -164,3 +164,67 @@ fn peer_error_is_relayed_to_the_addressee_only_and_held_while_it_reconnects() {
     h.send(1, pe(&PeerId::from("pnobody"), "negotiation_failed"));
     assert_eq!(h.take_error(1), ErrorCode::PeerNotFound);
 }
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Send the next numbered chat (lost if the connection is dead and the client not yet told).
+    Send,
+    /// The connection drops.
+    Drop,
+    /// Resume on a new connection and resend every kept message, even those the welcome says
+    /// arrived (the server must drop those).
+    Resume,
+    /// Ping, and forget the kept messages the pong confirms.
+    Ping,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![4 => Just(Step::Send), 1 => Just(Step::Drop), 1 => Just(Step::Resume), 1 => Just(Step::Ping)]
+}
+
+proptest::proptest! {
+    #[test]
+    fn a_client_that_resends_what_it_kept_delivers_each_message_exactly_once(
+        steps in proptest::collection::vec(step(), 1..60)
+    ) {
+        let mut h = Harness::new(HubConfig::default());
+        h.join(1, "r", "Ada");
+        let bob = h.join(2, "r", "Bob");
+        let (mut token, mut conn, mut live, mut next_conn) = (bob.resume_token, 2, true, 3);
+        let (mut next_cseq, mut kept) = (1u64, Vec::<u64>::new());
+        for step in steps.iter().chain([Step::Drop, Step::Resume].iter()) {
+            match step {
+                Step::Send => {
+                    let cseq = next_cseq;
+                    next_cseq += 1;
+                    kept.push(cseq);
+                    numbered(&mut h, conn, chat(&cseq.to_string()), cseq);
+                }
+                Step::Drop if live => {
+                    h.drop_conn(conn);
+                    live = false;
+                }
+                Step::Resume if !live => {
+                    conn = next_conn;
+                    next_conn += 1;
+                    let w = resume(&mut h, conn, "r", &token, 0);
+                    proptest::prop_assert!(w.last_cseq < next_cseq);
+                    token = w.resume_token;
+                    live = true;
+                    for cseq in kept.clone() {
+                        numbered(&mut h, conn, chat(&cseq.to_string()), cseq);
+                    }
+                }
+                Step::Ping if live => {
+                    if let Some(confirmed) = pong_cseq(&mut h, conn) {
+                        kept.retain(|c| *c > confirmed);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let got: Vec<u64> = texts(&h.take(1)).iter().map(|t| t.parse().unwrap()).collect();
+        proptest::prop_assert_eq!(got, (1..next_cseq).collect::<Vec<_>>());
+    }
+}
