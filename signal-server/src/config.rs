@@ -311,16 +311,21 @@ pub struct FixedRoomConfig {
 
 fn fixed_rooms(rooms: Vec<FixedRoomConfig>) -> Result<FixedRooms, ConfigError> {
     let mut fixed = FixedRooms::default();
-    for room in rooms {
+    for mut room in rooms {
         let name_check = hearth_proto::ClientMessage::Join(hearth_proto::Join::new(room.name.clone(), "x"));
         if let Err(e) = name_check.validate() {
             return Err(invalid("rooms.name", format!("{:?} is not a usable room name: {e}", room.name)));
         }
+        // Joins name rooms in normalized form; so must the configuration.
+        room.name = hearth_proto::normalize_name(&room.name);
         let password = read_secret(room.password, room.password_file, "rooms.password")?
             .map(|p| String::from_utf8(p).map_err(|_| invalid("rooms.password", "must be UTF-8")))
             .transpose()?;
         let Some(password) = password.filter(|p| !p.is_empty()) else {
-            return Err(invalid("rooms.password", format!("room {:?} needs a non-empty password", room.name)));
+            return Err(invalid(
+                "rooms.password",
+                format!("room {:?} needs a non-empty password", room.name),
+            ));
         };
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(invalid("rooms.password", format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
@@ -596,6 +601,100 @@ mod tests {
         assert_eq!(ok.config.hub.turn.unwrap().ttl_secs, 600);
         let ok = parse(&["--jwt-secret", "0123456789abcdef"]).unwrap();
         assert!(matches!(ok.config.hub.auth, JoinAuth::Jwt { leeway_secs: 30, .. }));
+    }
+
+    #[test]
+    fn limits_have_defaults_and_flags() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.config.max_connections_per_ip, 64);
+        let hub = &s.config.hub;
+        assert_eq!(
+            (hub.held_relay_bytes_per_peer, hub.held_relay_bytes_per_room, hub.held_relay_bytes_total),
+            (1 << 20, 4 << 20, 64 << 20)
+        );
+        assert_eq!((hub.chat_log_bytes_per_room, hub.chat_log_bytes_total), (1 << 20, 256 << 20));
+        assert_eq!((hub.max_sessions_per_ip, hub.max_rooms_created_per_min), (64, 10));
+        assert!(!hub.ip_limits_include_loopback);
+        assert_eq!(hub.room_lock_keep, Duration::from_secs(3600));
+        let s = parse(&[
+            "--max-connections-per-ip",
+            "0",
+            "--max-sessions-per-ip",
+            "5",
+            "--ip-limits-include-loopback",
+            "--max-rooms-per-min",
+            "2",
+            "--room-lock-keep-secs",
+            "60",
+            "--held-relay-bytes-per-peer",
+            "100000",
+            "--held-relay-bytes-per-room",
+            "200000",
+            "--held-relay-bytes-total",
+            "300000",
+            "--chat-log-bytes-per-room",
+            "70000",
+            "--chat-log-bytes-total",
+            "80000",
+        ])
+        .unwrap();
+        let hub = &s.config.hub;
+        assert_eq!(s.config.max_connections_per_ip, 0);
+        assert_eq!((hub.max_sessions_per_ip, hub.max_rooms_created_per_min), (5, 2));
+        assert!(hub.ip_limits_include_loopback);
+        assert_eq!(hub.room_lock_keep, Duration::from_secs(60));
+        assert_eq!(
+            (hub.held_relay_bytes_per_peer, hub.held_relay_bytes_per_room, hub.held_relay_bytes_total),
+            (100_000, 200_000, 300_000)
+        );
+        assert_eq!((hub.chat_log_bytes_per_room, hub.chat_log_bytes_total), (70_000, 80_000));
+        assert!(parse(&["--held-relay-bytes-per-peer", "1000"]).is_err());
+        assert!(parse(&["--chat-log-bytes-per-room", "1000"]).is_err());
+        assert!(parse(&["--room-lock-keep-secs", "18446744073709551615"]).is_err());
+    }
+
+    fn write_config(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hearth-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn fixed_rooms_come_from_the_file_with_inline_or_file_passwords() {
+        let secret = write_config("board.secret", "from-a-file\n");
+        let path = write_config(
+            "rooms.toml",
+            &format!(
+                "[[rooms]]\nname = \"board\"\npassword_file = {:?}\n\n[[rooms]]\nname = \"standup\"\npassword = \"inline\"\n",
+                secret.to_str().unwrap()
+            ),
+        );
+        let s = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        let fixed = &s.config.hub.fixed_rooms;
+        assert_eq!(fixed.password("board"), Some("from-a-file"));
+        assert_eq!(fixed.password("standup"), Some("inline"));
+        assert_eq!(fixed.password("other"), None);
+        let path = write_config("spaced.toml", "[[rooms]]\nname = \" board \"\npassword = \"x\"\n");
+        let s = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(s.config.hub.fixed_rooms.password("board"), Some("x"), "names are normalized");
+        let shown = format!("{:?}", s.config);
+        assert!(!shown.contains("from-a-file") && !shown.contains("inline"), "{shown}");
+        for (name, bad) in [
+            (
+                "dup.toml",
+                "[[rooms]]\nname = \"a\"\npassword = \"x\"\n[[rooms]]\nname = \"a\"\npassword = \"y\"\n",
+            ),
+            ("nopw.toml", "[[rooms]]\nname = \"a\"\n"),
+            ("empty.toml", "[[rooms]]\nname = \"a\"\npassword = \"\"\n"),
+            ("both.toml", "[[rooms]]\nname = \"a\"\npassword = \"x\"\npassword_file = \"/x\"\n"),
+            ("badname.toml", "[[rooms]]\nname = \"\"\npassword = \"x\"\n"),
+            ("typo.toml", "[[rooms]]\nname = \"a\"\npasword = \"x\"\n"),
+        ] {
+            let path = write_config(name, bad);
+            assert!(parse(&["--config", path.to_str().unwrap()]).is_err(), "{bad}");
+        }
     }
 
     #[test]

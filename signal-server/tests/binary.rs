@@ -77,6 +77,16 @@ fn help_explains_every_option() {
         "--config",
         "--max-room-size",
         "--max-connections",
+        "--max-connections-per-ip",
+        "--max-sessions-per-ip",
+        "--ip-limits-include-loopback",
+        "--max-rooms-per-min",
+        "--room-lock-keep-secs",
+        "--held-relay-bytes-per-peer",
+        "--held-relay-bytes-per-room",
+        "--held-relay-bytes-total",
+        "--chat-log-bytes-per-room",
+        "--chat-log-bytes-total",
         "--max-message-bytes",
         "--rate-per-sec",
         "--rate-burst",
@@ -102,6 +112,48 @@ fn help_explains_every_option() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
     assert!(help.contains("HEARTH_LISTEN"));
+    assert!(help.contains("[[rooms]]"), "--help lacks the fixed rooms of the config file");
+}
+
+/// Start the binary under an open-file limit of `nofile` (set by the shell, soft and hard) and
+/// return what it logged before it was listening.
+fn start_under_nofile_limit(nofile: u32, args: &[&str]) -> String {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_hearth-signal"))
+        .args(["--listen", "127.0.0.1:0", "--log", "hearth_signal=debug"])
+        .args(args)
+        .env_remove("HEARTH_LISTEN")
+        .env_remove("HEARTH_MAX_CONNECTIONS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    // Once it answers HTTP its SIGTERM handler is in place.
+    let addr = line.trim().rsplit("ws://").next().unwrap().trim_end_matches("/ws").to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(send_sigterm(child.id() as i32), 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn warns_when_max_connections_exceed_the_open_file_limit() {
+    let logs = start_under_nofile_limit(512, &["--max-connections", "20000"]);
+    assert!(logs.contains("exceeds what the open-file limit allows"), "{logs}");
+    assert!(logs.contains("512") && logs.contains("256 connections"), "{logs}");
+    let logs = start_under_nofile_limit(512, &["--max-connections", "200"]);
+    assert!(!logs.contains("exceeds what the open-file limit allows"), "{logs}");
 }
 
 #[test]

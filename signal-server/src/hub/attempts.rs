@@ -84,6 +84,10 @@ impl<K: Hash + Eq + Clone> Attempts<K> {
         }
         let policy = self.policy;
         let f = self.keys.entry(key).or_insert(Failures { count: 0, last: now, blocked_until: now });
+        // A record quiet for long enough counts as forgotten even before a sweep removes it.
+        if now.saturating_duration_since(f.last) >= policy.forget_after {
+            f.count = 0;
+        }
         f.count = f.count.saturating_add(1);
         f.last = now;
         f.blocked_until = now + policy.delay_after(f.count);
@@ -97,7 +101,8 @@ impl<K: Hash + Eq + Clone> Attempts<K> {
     /// Forget keys whose last failure is older than the policy's `forget_after`.
     pub(super) fn sweep(&mut self, now: Instant) {
         let forget_after = self.policy.forget_after;
-        self.keys.retain(|_, f| now.saturating_duration_since(f.last) < forget_after || f.blocked_until > now);
+        self.keys
+            .retain(|_, f| now.saturating_duration_since(f.last) < forget_after || f.blocked_until > now);
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -164,5 +169,13 @@ mod tests {
         }
         a.sweep(t0 + 30 * S);
         assert!(a.blocked(&"x", t0 + 30 * S).is_some());
+        // A failure after a long quiet spell starts the count afresh, swept or not.
+        let mut a = Attempts::new(policy);
+        for _ in 0..5 {
+            a.failed("y", t0);
+        }
+        let later = t0 + policy.forget_after;
+        a.failed("y", later);
+        assert_eq!(a.blocked(&"y", later), None);
     }
 }

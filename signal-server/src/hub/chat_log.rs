@@ -122,7 +122,8 @@ mod tests {
         logs.messages(room).map(|m| m.seq).collect()
     }
 
-    const BIG: ChatLogLimits = ChatLogLimits { len_per_room: 1000, bytes_per_room: 1 << 30, bytes_total: 1 << 30 };
+    const BIG: ChatLogLimits =
+        ChatLogLimits { len_per_room: 1000, bytes_per_room: 1 << 30, bytes_total: 1 << 30 };
 
     #[test]
     fn count_and_bytes_per_room_drop_the_oldest() {

@@ -329,7 +329,10 @@ fn a_resume_after_the_room_token_expired_is_refused_and_ends_the_session() {
     h.connect(4);
     h.send(4, resume_join("r", &b2.resume_token, 0));
     assert_eq!(h.take_error(4), ErrorCode::TokenExpired);
-    assert_eq!(h.take(1), vec![ServerMessage::PeerLeft { peer_id: b.peer_id.clone(), reason: LeaveReason::Timeout }]);
+    assert_eq!(
+        h.take(1),
+        vec![ServerMessage::PeerLeft { peer_id: b.peer_id.clone(), reason: LeaveReason::Timeout }]
+    );
     assert_eq!(h.hub.peer_count(), 1);
     h.send(4, resume_join("r", &b2.resume_token, 0));
     assert_eq!(h.take_error(4), ErrorCode::ResumeFailed);
