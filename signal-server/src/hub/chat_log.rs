@@ -61,8 +61,8 @@ impl ChatLogs {
         while log.entries.len() > self.limits.len_per_room.max(1) || log.bytes > self.limits.bytes_per_room {
             let Some((old, msg)) = log.entries.pop_front() else { break };
             let b = chat_bytes(room, &msg);
-            log.bytes -= b;
-            self.bytes -= b;
+            log.bytes = log.bytes.saturating_sub(b);
+            self.bytes = self.bytes.saturating_sub(b);
             self.order.remove(&old);
         }
         while self.bytes > self.limits.bytes_total {
@@ -73,8 +73,8 @@ impl ChatLogs {
                 && let Some((_, msg)) = log.entries.pop_front()
             {
                 let b = chat_bytes(&old_room, &msg);
-                log.bytes -= b;
-                self.bytes -= b;
+                log.bytes = log.bytes.saturating_sub(b);
+                self.bytes = self.bytes.saturating_sub(b);
             }
         }
     }
@@ -87,7 +87,7 @@ impl ChatLogs {
     /// The room is gone: forget its log.
     pub(super) fn remove_room(&mut self, room: &str) {
         if let Some(log) = self.rooms.remove(room) {
-            self.bytes -= log.bytes;
+            self.bytes = self.bytes.saturating_sub(log.bytes);
             for (n, _) in log.entries {
                 self.order.remove(&n);
             }
@@ -97,6 +97,27 @@ impl ChatLogs {
     /// Bytes held by all logs.
     pub(super) fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The totals agree with the messages held (for the property tests).
+    #[cfg(test)]
+    pub(super) fn check(&self) -> Result<(), String> {
+        let mut total = 0;
+        for (room, log) in &self.rooms {
+            let sum: usize = log.entries.iter().map(|(_, m)| chat_bytes(room, m)).sum();
+            if sum != log.bytes {
+                return Err(format!("room {room:?} log counts {} bytes, holds {sum}", log.bytes));
+            }
+            if log.entries.iter().any(|(n, _)| self.order.get(n) != Some(room)) {
+                return Err(format!("room {room:?} has messages missing from the order index"));
+            }
+            total += sum;
+        }
+        let indexed: usize = self.rooms.values().map(|l| l.entries.len()).sum();
+        if total != self.bytes || indexed != self.order.len() {
+            return Err(format!("total {} vs {total}; index {} vs {indexed}", self.bytes, self.order.len()));
+        }
+        Ok(())
     }
 }
 

@@ -683,9 +683,11 @@ impl Hub {
         let was_reconnecting = session.deadline.take();
         let pending = std::mem::take(&mut session.pending);
         let held = std::mem::take(&mut session.pending_bytes);
-        self.pending_bytes -= held;
+        // The sums are exact (the property tests check them); saturating keeps a slip from
+        // turning into a panic or a wrapped bound.
+        self.pending_bytes = self.pending_bytes.saturating_sub(held);
         if let Some(r) = self.rooms.get_mut(room) {
-            r.pending_bytes -= held;
+            r.pending_bytes = r.pending_bytes.saturating_sub(held);
         }
         if old_ip != ip {
             self.release_ip_session(old_ip);
@@ -990,7 +992,7 @@ impl Hub {
         let Some(session) = self.sessions.remove(peer) else { return };
         self.tokens.remove(&session.resume_token);
         self.release_ip_session(session.ip);
-        self.pending_bytes -= session.pending_bytes;
+        self.pending_bytes = self.pending_bytes.saturating_sub(session.pending_bytes);
         if let Some(at) = session.deadline {
             self.deadlines.remove(&(at, peer.clone()));
         }
@@ -1000,7 +1002,7 @@ impl Hub {
         let room_now_empty = match self.rooms.get_mut(&session.room) {
             Some(room) => {
                 room.members.retain(|p| p != peer);
-                room.pending_bytes -= session.pending_bytes;
+                room.pending_bytes = room.pending_bytes.saturating_sub(session.pending_bytes);
                 room.members.is_empty()
             }
             None => false,

@@ -68,6 +68,10 @@ impl World {
             log_len: 10_000,
             max_sessions_per_ip: 0,
             max_rooms_created_per_min: 0,
+            // A few relays each, so the byte bounds refuse some and their sums are exercised.
+            held_relay_bytes_per_peer: 600,
+            held_relay_bytes_per_room: 900,
+            held_relay_bytes_total: 1200,
             ..HubConfig::default()
         };
         World {
@@ -152,7 +156,8 @@ impl World {
                 self.hub.tick(self.now);
             }
         }
-        self.pump()
+        self.pump()?;
+        check_accounting(&self.hub)
     }
 
     fn forget_session(&mut self, client: usize) {
@@ -311,4 +316,31 @@ fn drop_chat_resume_loses_nothing() {
         w.apply(&op).unwrap();
     }
     w.finish().unwrap();
+}
+
+/// The byte and per-address counts the hub keeps agree with what it holds.
+fn check_accounting(hub: &Hub) -> Result<(), TestCaseError> {
+    let mut per_room: HashMap<&str, usize> = HashMap::new();
+    let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+    let mut total = 0;
+    for s in hub.sessions.values() {
+        let held: usize = s.pending.iter().map(held_bytes).sum();
+        prop_assert_eq!(held, s.pending_bytes, "a session's held bytes");
+        *per_room.entry(s.room.as_str()).or_default() += held;
+        total += held;
+        if let Some(ip) = s.ip {
+            *per_ip.entry(ip).or_default() += 1;
+        }
+    }
+    prop_assert_eq!(total, hub.pending_bytes, "held bytes in total");
+    for (name, room) in &hub.rooms {
+        prop_assert_eq!(
+            per_room.get(name.as_str()).copied().unwrap_or(0),
+            room.pending_bytes,
+            "room {}",
+            name
+        );
+    }
+    prop_assert_eq!(&per_ip, &hub.sessions_per_ip, "sessions per address");
+    hub.chat.check().map_err(TestCaseError::fail)
 }
