@@ -1,5 +1,6 @@
 //! Hearth codecs: H.264 through OpenH264 (built from source; with `nasm` on PATH it uses its
-//! assembly, ~3x faster) and Opus through libopus.
+//! assembly, ~3x faster) and Opus through libopus; and the receive side of H.264 over RTP
+//! ([`rtp_h264`]: RFC 6184 depacketizing and frame assembly, [`rtp_receive`]: with reordering).
 //!
 //! # Using them
 //! Encode once per source, whatever the number of peers: one [`H264Encoder`] per video source,
@@ -23,6 +24,8 @@
 pub mod annexb;
 pub mod h264;
 pub mod opus;
+pub mod rtp_h264;
+pub mod rtp_receive;
 
 pub use h264::{EncodedVideo, H264Decoder, H264Encoder, H264Profile, VideoEncoderConfig, is_keyframe};
 pub use opus::{OpusDecoder, OpusEncoder};
