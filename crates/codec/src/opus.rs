@@ -3,6 +3,12 @@
 use crate::CodecError;
 use hearth_media::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
 
+/// Decoded Opus audio lags the encoder's input by the encoder's lookahead: 312 samples
+/// (6.5 ms) at 48 kHz for the VOIP and AUDIO applications (2.5 ms for RESTRICTED_LOWDELAY,
+/// which WebRTC senders do not use). The sound at a decoded packet's start was captured this
+/// long before its RTP timestamp says; lip sync must count it.
+pub const DECODE_DELAY_US: u64 = 6_500;
+
 /// Opus encoder for speech.
 pub struct OpusEncoder {
     enc: opus::Encoder,
@@ -87,6 +93,13 @@ impl OpusDecoder {
 mod tests {
     use super::*;
     use hearth_media::marker::{BurstDetector, render_bursts};
+
+    #[test]
+    fn the_decode_delay_is_the_encoder_lookahead() {
+        let mut enc = OpusEncoder::new(32_000).unwrap();
+        let lookahead = enc.enc.get_lookahead().unwrap();
+        assert_eq!(u64::try_from(lookahead).unwrap() * 1_000_000 / u64::from(SAMPLE_RATE), DECODE_DELAY_US);
+    }
 
     #[test]
     fn bursts_survive_opus_and_loss_is_concealed() {

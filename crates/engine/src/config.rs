@@ -41,6 +41,10 @@ pub struct EngineConfig {
     /// Play received audio on this speaker (`Some(None)`: the default one). `None`: do not play
     /// (headless).
     pub speaker: Option<Option<String>>,
+    /// With no speaker, still run received audio through the mixer into a clocked virtual
+    /// output (no device): the playout buffer works as with a speaker, so audio latency, lip
+    /// sync and their figures are what a listener would get.
+    pub virtual_speaker: bool,
     pub start_muted: bool,
     pub start_camera_off: bool,
     /// Emit every decoded frame as [`EngineEvent::Frame`] (for a display).
@@ -90,6 +94,7 @@ impl EngineConfig {
         self
     }
 }
+            virtual_speaker: false,
 
 /// Which of a peer's streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -162,7 +167,12 @@ pub struct StreamStats {
     pub keyframe_requests: u64,
     /// Capture to decoded (from the in-band markers).
     pub latency: Latency,
-    /// Lip sync: |video shown − matching audio heard| for frames shown while audio played.
+    /// Audio: a burst's capture to its onset leaving the playout buffer (mixer) to be heard,
+    /// when the audio is played (speaker or virtual speaker).
+    pub playout_latency: Latency,
+    /// Lip sync: |video shown − matching audio heard| for frames shown while audio played, as
+    /// estimated by the sync logic that scheduled them (see `PeerStats::lip_sync_skew` for the
+    /// skew measured at the outputs).
     pub av_offset: Latency,
     pub width: u32,
     pub height: u32,
@@ -184,12 +194,53 @@ pub struct PeerStats {
     pub jitter_ms: Option<f64>,
     pub loss_pct: Option<f64>,
     pub quality: &'static str,
+    /// Frames decoded in the last second.
     pub sent_kbps: f64,
+    /// Frames decoded per second since the first one.
+    pub fps_avg: f64,
+    /// The sender's frame rate (video) or packet rate (audio), from the spacing of the RTP
+    /// timestamps of the packets received (median of recent steps), whether or not the frames
+    /// could be decoded. `None` before two timestamps arrived.
+    pub sender_fps: Option<f64>,
+    /// PSNR (Y plane, dB) of decoded synthetic frames against the regenerated source frame
+    /// (every 10th stamped frame): mean and worst. `None` when the sender is not synthetic.
+    pub psnr_db: Option<f64>,
+    pub psnr_min_db: Option<f64>,
+    pub psnr_samples: u64,
     pub received_kbps: f64,
     /// RTP packets of ours that the peer reports having received (from its receiver reports).
     pub peer_received_packets: u64,
     pub audio: StreamStats,
     pub camera: StreamStats,
+/// What a peer reports (RTCP receiver reports) about one of our streams it receives.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct OutboundStats {
+    pub kind: Option<TrackKind>,
+    /// RTP packets we sent this peer on this stream so far.
+    pub packets_sent: u64,
+    /// Packets the peer had received by its last report (`None`: it never reported).
+    pub peer_received_packets: Option<u64>,
+    /// Packets we had sent it when that report arrived: compare with the line above.
+    pub packets_sent_at_report: u64,
+    /// Age of that report.
+    pub report_age_ms: Option<f64>,
+}
+
+/// The encoder settings of one of our streams.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EncoderInfo {
+    pub kind: TrackKind,
+    /// "H.264" or "Opus".
+    pub codec: &'static str,
+    /// H.264 profile and level from the stream's SPS ("Constrained Baseline 3.1"), once a
+    /// keyframe was encoded.
+    pub profile: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub bitrate_kbps: f64,
+}
+
     pub screen: StreamStats,
 }
 
@@ -198,14 +249,28 @@ pub struct PeerStats {
 mod tests {
     use super::*;
 
+    /// When this link connected (microseconds since the Unix epoch).
+    pub connected_at_us: Option<u64>,
     #[test]
     fn frames_in_flight_are_bounded_and_released_on_drop() {
         let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let f = Arc::new(hearth_media::VideoFrame::new(16, 16));
+    /// Since the previous snapshot (or since connecting, for the first).
         let held: Vec<_> = (0..DisplayFrame::MAX_IN_FLIGHT)
             .map(|_| DisplayFrame::new(f.clone(), &counter).unwrap())
+    /// Averages since the link connected.
+    pub sent_kbps_avg: f64,
+    pub received_kbps_avg: f64,
             .collect();
         assert!(DisplayFrame::new(f.clone(), &counter).is_none(), "a fifth frame must be skipped");
+    /// Per stream of ours: what we sent and what the peer reports having received.
+    pub outbound: Vec<OutboundStats>,
+    /// Lip sync measured at the outputs: each shown frame's delay from its stamped capture
+    /// minus the delay of the audio heard then (tone bursts at playout), independent of the
+    /// sync logic. Absolute values; needs displayed frames and played audio.
+    pub lip_sync_skew: Latency,
+    /// Median of the signed skew (+: video shown late against its audio).
+    pub lip_sync_skew_p50_ms: Option<f64>,
         assert_eq!(held[0].width, 16);
         drop(held);
         assert!(DisplayFrame::new(f, &counter).is_some());

@@ -1,13 +1,13 @@
 //! The engine task: owns the [`Call`], the signaling connection, the local streams and one link
 //! task per peer; turns commands and network events into actions.
 
-use crate::config::{AudioSpec, EngineConfig, EngineEvent, PeerStats, TrackKind, VideoSpec};
+use crate::config::{AudioSpec, EncoderInfo, EngineConfig, EngineEvent, PeerStats, TrackKind, VideoSpec};
 use crate::error::EngineError;
 use crate::link::{self, LinkCmd, LinkEnv, LinkHandle, LinkReport};
 use crate::rtc_setup::RtcSettings;
 use crate::send::{MediaClock, SendStream};
 use crate::signal::{self, SignalConn, SignalEvent};
-use hearth_media::{Mixer, Speaker};
+use hearth_media::{Mixer, Speaker, VirtualSpeaker};
 use hearth_proto::{ErrorCode, Join, MediaState, PeerId, ServerMessage};
 use hearth_session::{Action, Call, reconnect_delay};
 use std::collections::HashMap;
@@ -35,6 +35,12 @@ pub enum Command {
     React(String),
     RaiseHand(bool),
     Stats(oneshot::Sender<Vec<PeerStats>>),
+    /// The encoder settings of the streams we send.
+    Encoders(oneshot::Sender<Vec<EncoderInfo>>),
+    /// Stop sending a stream's media while still announcing it as on (tests of the receivers'
+    /// checks that announced media flows). Not for apps.
+    #[doc(hidden)]
+    StopSendingForTest(TrackKind),
     Leave(oneshot::Sender<()>),
 }
 
@@ -112,13 +118,26 @@ impl Engine {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let (dev_tx, dev_rx) = mpsc::unbounded_channel();
         let (reconn_tx, reconn_rx) = mpsc::unbounded_channel();
-        let mixer = cfg.speaker.as_ref().map(|_| Arc::new(Mixer::default()));
+        let mixer = (cfg.speaker.is_some() || cfg.virtual_speaker).then(|| Arc::new(Mixer::default()));
         let speaker = match (&cfg.speaker, &mixer) {
             (Some(id), Some(m)) => match Speaker::open(id.as_deref(), m.clone()) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     let _ = events_tx
                         .send(EngineEvent::DeviceError { kind: TrackKind::Audio, message: e.to_string() });
+                    None
+                }
+            },
+            _ => None,
+        };
+        let virtual_speaker = match (&cfg.speaker, &mixer) {
+            (None, Some(m)) => match VirtualSpeaker::start(m.clone()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    let _ = events_tx.send(EngineEvent::DeviceError {
+                        kind: TrackKind::Audio,
+                        message: format!("cannot start the virtual speaker: {e}"),
+                    });
                     None
                 }
             },
@@ -165,6 +184,7 @@ impl Engine {
             speaker,
             label,
             reconnecting: None,
+            _virtual_speaker: virtual_speaker,
             reconn_tx,
             outbox: hearth_session::Outbox::default(),
             welcomed: true,
@@ -193,6 +213,13 @@ impl Engine {
 
     /// A statistics snapshot of every link.
     pub async fn stats(&self) -> Result<Vec<PeerStats>, EngineError> {
+    /// The encoder settings of the streams we send (those that have encoded a frame).
+    pub async fn encoders(&self) -> Result<Vec<EncoderInfo>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Encoders(tx))?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
         let (tx, rx) = oneshot::channel();
         self.command(Command::Stats(tx))?;
         rx.await.map_err(|_| EngineError::Stopped)
@@ -251,6 +278,8 @@ struct Core {
     speaker: Option<Speaker>,
     label: String,
     /// A reconnect attempt in flight, and where it hands over the new connection.
+    /// Pulls the mixer when there is no speaker (see `EngineConfig::virtual_speaker`).
+    _virtual_speaker: Option<VirtualSpeaker>,
     reconnecting: Option<JoinHandle<()>>,
     reconn_tx: mpsc::UnboundedSender<SignalConn>,
     /// Numbered messages the server has not confirmed yet (sent or not): resent after a resume
@@ -565,6 +594,17 @@ impl Core {
             }
             Command::Leave(_) => {}
         }
+            Command::Encoders(reply) => {
+                let mut out: Vec<EncoderInfo> =
+                    self.streams.values().filter_map(|s| s.encoder_info()).collect();
+                out.sort_by_key(|e| e.kind);
+                let _ = reply.send(out);
+            }
+            Command::StopSendingForTest(kind) => {
+                if let Some(s) = self.streams.get(&kind) {
+                    s.enabled.store(false, Ordering::Relaxed);
+                }
+            }
     }
 
     /// A new local stream, offered to every link (each renegotiates).

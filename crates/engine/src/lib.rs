@@ -40,7 +40,8 @@ pub mod send;
 pub mod signal;
 
 pub use config::{
-    AudioSpec, EngineConfig, EngineEvent, Latency, PeerStats, StreamStats, TrackKind, VideoSpec,
+    AudioSpec, EncoderInfo, EngineConfig, EngineEvent, Latency, OutboundStats, PeerStats, StreamStats,
+    TrackKind, VideoSpec,
 };
 pub use engine::{Command, Engine};
 pub use error::EngineError;

@@ -2,11 +2,11 @@
 //! negotiator's steps in order, adding and removing our streams, and starting a receiver for
 //! each remote track.
 
-use crate::config::{EngineEvent, PeerStats, TrackKind};
+use crate::config::{EngineEvent, Latency, OutboundStats, PeerStats, TrackKind};
 use crate::receive::{RecvCtx, StreamAcc, run_audio, run_video};
 use crate::rtc_setup::{PcEvent, RtcSettings, candidate_init, new_peer_connection, rtt_from_report};
 use crate::send::{SendStream, Target};
-use hearth_media::Mixer;
+use hearth_media::{Mixer, OutputSkew};
 use hearth_proto::{ClientMessage, PeerId};
 use hearth_session::{LinkMeasure, LinkState, Negotiator, SdpKind, Signal, Step, quality};
 use parking_lot::Mutex;
@@ -55,12 +55,24 @@ pub struct LinkShared {
     pub pc: Mutex<Option<Arc<dyn PeerConnection>>>,
     pub recv: Mutex<HashMap<TrackKind, Arc<Mutex<StreamAcc>>>>,
     pub rtt_ms: Mutex<Option<f64>>,
-    /// Packets of ours the peer reports having received, per stream SSRC.
-    pub peer_received: Mutex<HashMap<u32, u64>>,
+    /// Our streams on this link and what the peer reports receiving of each, per SSRC.
+    pub outbound: Mutex<HashMap<u32, Outbound>>,
+    /// Lip sync measured at the outputs (this peer's audio played, its video shown).
+    pub skew: Arc<Mutex<OutputSkew>>,
     /// Set when the link task ends (stops the RTCP listeners).
     pub closed: std::sync::atomic::AtomicBool,
     /// (at, bytes sent, bytes received) at the last stats snapshot, for rates.
     last_bytes: Mutex<Option<(Instant, u64, u64)>>,
+}
+
+/// One of our streams on a link.
+#[derive(Debug)]
+pub struct Outbound {
+    pub kind: TrackKind,
+    pub target: Arc<Target>,
+    /// From the peer's last receiver report: packets it had received, packets we had sent it
+    /// by then, and when the report came.
+    pub report: Option<(u64, u64, Instant)>,
 }
 
 impl std::fmt::Debug for LinkShared {
@@ -111,7 +123,8 @@ pub fn spawn(
         pc: Mutex::new(None),
         recv: Mutex::new(HashMap::new()),
         rtt_ms: Mutex::new(None),
-        peer_received: Mutex::new(HashMap::new()),
+        outbound: Mutex::new(HashMap::new()),
+        skew: Arc::new(Mutex::new(OutputSkew::new())),
         closed: std::sync::atomic::AtomicBool::new(false),
         last_bytes: Mutex::new(None),
     });
@@ -288,6 +301,7 @@ impl Link {
             acc,
             frames: self.env.deliver_frames.then(|| self.env.events.clone()),
             mixer: self.env.mixer.clone(),
+            skew: self.shared.skew.clone(),
         };
         tracing::debug!(peer = %self.peer, ?kind, "remote track");
         if kind == TrackKind::Audio {
@@ -435,6 +449,10 @@ fn spawn_feedback_listener(
                 } else if let Some(rr) = a.downcast_ref::<ReceiverReport>() {
                     for r in rr.reports.iter().filter(|r| r.ssrc == stream.ssrc) {
                         if let Some(rtt) = rtt_from_report(r.last_sender_report, r.delay) {
+    shared
+        .outbound
+        .lock()
+        .insert(stream.ssrc, Outbound { kind: stream.kind, target: target.clone(), report: None });
                             *shared.rtt_ms.lock() = Some(rtt);
                         }
                         // Extended highest sequence number, counted from the first packet this
@@ -443,10 +461,11 @@ fn spawn_feedback_listener(
                         if first != u32::MAX {
                             let span =
                                 (u64::from(r.last_sequence_number) + 1).saturating_sub(u64::from(first));
-                            shared
-                                .peer_received
-                                .lock()
-                                .insert(stream.ssrc, span.saturating_sub(u64::from(r.total_lost)));
+                            let received = span.saturating_sub(u64::from(r.total_lost));
+                            let sent = target.sent_packets.load(Ordering::Relaxed);
+                            if let Some(o) = shared.outbound.lock().get_mut(&stream.ssrc) {
+                                o.report = Some((received, sent, Instant::now()));
+                            }
                         }
                     }
                 }
@@ -496,9 +515,16 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
     };
     let recv = shared.recv.lock().clone();
     let stream = |k: TrackKind| recv.get(&k).map(|a| a.lock().snapshot()).unwrap_or_default();
+    let connected_at = *shared.connected_at.lock();
+    let (sent_kbps_avg, received_kbps_avg) = match connected_at {
+        Some(t) if now > t => {
+            let secs = now.duration_since(t).as_secs_f64();
+            (sent as f64 * 8.0 / 1000.0 / secs, received as f64 * 8.0 / 1000.0 / secs)
+        }
+        _ => (0.0, 0.0),
+    };
     let (audio, camera, screen) =
         (stream(TrackKind::Audio), stream(TrackKind::Camera), stream(TrackKind::Screen));
-    let connected_at = *shared.connected_at.lock();
     let rtt_ms = *shared.rtt_ms.lock();
     let loss_pct = (got + lost > 0).then(|| lost as f64 * 100.0 / (got + lost) as f64);
     let video_fps = (camera.frames_decoded > 0).then_some(camera.fps);
@@ -514,9 +540,38 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
         quality: quality(&measure).as_str(),
         sent_kbps,
         received_kbps,
-        peer_received_packets: shared.peer_received.lock().values().sum(),
+        sent_kbps_avg,
+        received_kbps_avg,
+        peer_received_packets,
+        outbound,
+        lip_sync_skew,
+        lip_sync_skew_p50_ms,
         audio,
         camera,
         screen,
     }
 }
+    let mut outbound: Vec<OutboundStats> = shared
+        .outbound
+        .lock()
+        .values()
+        .map(|o| OutboundStats {
+            kind: Some(o.kind),
+            packets_sent: o.target.sent_packets.load(Ordering::Relaxed),
+            peer_received_packets: o.report.map(|(received, _, _)| received),
+            packets_sent_at_report: o.report.map_or(0, |(_, sent, _)| sent),
+            report_age_ms: o.report.map(|(_, _, at)| now.duration_since(at).as_secs_f64() * 1000.0),
+        })
+        .collect();
+    outbound.sort_by_key(|o| o.kind);
+    let peer_received_packets = outbound.iter().filter_map(|o| o.peer_received_packets).sum();
+    let (lip_sync_skew, lip_sync_skew_p50_ms) = {
+        let skew = shared.skew.lock();
+        let samples = skew.samples_us();
+        let abs: Vec<u64> = samples.iter().map(|s| s.unsigned_abs()).collect();
+        let mut signed = samples.to_vec();
+        signed.sort_unstable();
+        (Latency::from_us(&abs), signed.get(signed.len() / 2).map(|m| *m as f64 / 1000.0))
+    };
+        connected_at_us: connected_at
+            .map(|t| hearth_media::now_us().saturating_sub(now.duration_since(t).as_micros() as u64)),

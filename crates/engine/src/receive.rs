@@ -4,9 +4,10 @@
 use crate::config::{EngineEvent, Latency, StreamStats, TrackKind};
 use bytes::{Bytes, BytesMut};
 use hearth_codec::{CodecError, H264Decoder, OpusDecoder, is_keyframe};
-use hearth_media::marker::{BurstDetector, read_stamp};
+use hearth_media::marker::{BURST_PERIOD_US, BurstDetector, read_stamp};
+use hearth_media::quality::SyntheticReference;
 use hearth_media::sync::media_us;
-use hearth_media::{AvSync, Mixer, Released, ReorderBuffer, VideoFrame, now_us};
+use hearth_media::{AvSync, Mixer, OutputSkew, Released, ReorderBuffer, VideoFrame, VideoKind, now_us};
 use hearth_proto::PeerId;
 use parking_lot::Mutex;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -26,6 +27,10 @@ const MAX_LATENCY_SAMPLES: usize = 200_000;
 const PLI_MIN_INTERVAL: Duration = Duration::from_millis(250);
 /// Packets in one video frame, at most (~4.8 MB at 1200 bytes): far beyond any real frame.
 const MAX_FRAME_PACKETS: usize = 4000;
+/// Steps between RTP timestamps kept to estimate the sender's frame rate.
+const RATE_STEPS: usize = 256;
+/// PSNR is computed on every this many decoded frames (it regenerates the source frame).
+const PSNR_EVERY: u64 = 10;
 
 /// Running counters of one received stream; [`StreamAcc::snapshot`] turns them into
 /// [`StreamStats`].
@@ -36,11 +41,17 @@ pub struct StreamAcc {
     av_offset_us: Vec<u64>,
     last_marker: Option<u64>,
     decoded_at: VecDeque<u64>,
+    playout_latency_us: Vec<u64>,
     bytes_at: VecDeque<(u64, u64)>,
+    psnr_db: Vec<f64>,
 }
 
 impl StreamAcc {
-    fn packet(&mut self, bytes: usize) {
+    /// The last RTP timestamp received, and recent steps between distinct ones.
+    last_rtp_ts: Option<u32>,
+    rtp_steps: VecDeque<u32>,
+    /// A packet of `bytes` with RTP timestamp `rtp_ts` arrived.
+    fn packet(&mut self, bytes: usize, rtp_ts: u32) {
         let now = now_us();
         self.stats.packets += 1;
         self.stats.bytes += bytes as u64;
@@ -51,6 +62,41 @@ impl StreamAcc {
     }
 
     fn decoded(&mut self, at_us: u64) {
+        // Each frame has its own timestamp; steps between consecutive ones are the sender's
+        // frame interval (a multiple of it across a lost frame, negative when reordered).
+        if let Some(last) = self.last_rtp_ts {
+            let step = rtp_ts.wrapping_sub(last);
+            if step == 0 || step > u32::MAX / 2 {
+                return; // the same frame, or an older packet arriving late
+            }
+            // A step of more than 10 s (at 90 kHz) is a restarted source, not a frame interval.
+            if step < 900_000 {
+                if self.rtp_steps.len() == RATE_STEPS {
+                    self.rtp_steps.pop_front();
+                }
+                self.rtp_steps.push_back(step);
+            }
+        }
+        self.last_rtp_ts = Some(rtp_ts);
+    }
+
+    /// Frames (or packets) per second the sender produces, from the median step between RTP
+    /// timestamps at `clock_rate`.
+    fn sender_rate(&self, clock_rate: u32) -> Option<f64> {
+        if self.rtp_steps.is_empty() {
+            return None;
+        }
+        let mut steps: Vec<u32> = self.rtp_steps.iter().copied().collect();
+        steps.sort_unstable();
+        let median = steps[steps.len() / 2];
+        Some(f64::from(clock_rate) / f64::from(median.max(1)))
+    }
+
+    /// A tone burst captured `latency_us` before it left the playout buffer.
+    fn played(&mut self, latency_us: u64) {
+        if self.playout_latency_us.len() < MAX_LATENCY_SAMPLES {
+            self.playout_latency_us.push(latency_us);
+        }
         self.stats.frames_decoded += 1;
         self.stats.first_decoded_us.get_or_insert(at_us);
         self.decoded_at.push_back(at_us);
@@ -85,8 +131,20 @@ impl StreamAcc {
         s.av_offset = Latency::from_us(&self.av_offset_us);
         s.fps = self.decoded_at.iter().filter(|t| now.saturating_sub(**t) <= 1_000_000).count() as f64;
         let recent: u64 =
+        s.playout_latency = Latency::from_us(&self.playout_latency_us);
             self.bytes_at.iter().filter(|(t, _)| now.saturating_sub(*t) <= 1_000_000).map(|(_, b)| b).sum();
         s.bitrate_kbps = recent as f64 * 8.0 / 1000.0;
+        s.fps_avg = match s.first_decoded_us {
+            Some(first) if now > first => s.frames_decoded as f64 * 1e6 / (now - first) as f64,
+            _ => 0.0,
+        };
+        let clock_rate = if s.kind == Some(TrackKind::Audio) { 48_000 } else { 90_000 };
+        s.sender_fps = self.sender_rate(clock_rate);
+        if !self.psnr_db.is_empty() {
+            s.psnr_samples = self.psnr_db.len() as u64;
+            s.psnr_db = Some(self.psnr_db.iter().sum::<f64>() / self.psnr_db.len() as f64);
+            s.psnr_min_db = self.psnr_db.iter().copied().reduce(f64::min);
+        }
         s
     }
 }
@@ -106,6 +164,8 @@ pub struct RecvCtx {
 }
 
 impl std::fmt::Debug for RecvCtx {
+    /// Lip sync measured at the outputs, shared by the link's audio and video receivers.
+    pub skew: Arc<Mutex<OutputSkew>>,
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvCtx").field("peer", &self.peer).field("kind", &self.kind).finish()
     }
@@ -213,6 +273,9 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
         .name(format!("hearth-dec-{}", ctx.kind.id()))
         .spawn(move || decode_video(au_rx, decoder_ctx, pli_tx));
     if let Err(e) = decoder {
+    let kind = if ctx.kind == TrackKind::Screen { VideoKind::Screen } else { VideoKind::Camera };
+    let mut reference = SyntheticReference::new();
+    let mut decoded = 0u64;
         tracing::error!(error = %e, "cannot start a decoder thread");
         return;
     }
@@ -227,7 +290,7 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
                 None => break,
                 Some(TrackRemoteEvent::OnRtpPacket(p)) => {
                     ssrc = p.header.ssrc;
-                    ctx.acc.lock().packet(p.payload.len() + 12);
+                    ctx.acc.lock().packet(p.payload.len() + 12, p.header.timestamp);
                     // A restarted stream (e.g. a second screen share) leaves no partial frame.
                     if reorder.push_from(ssrc, p.header.sequence_number, p, Instant::now()) {
                         asm = Assembler::default();
@@ -235,6 +298,11 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
                 }
                 Some(_) => continue,
             },
+                    if let Some(p) = psnr
+                        && acc.psnr_db.len() < MAX_LATENCY_SAMPLES
+                    {
+                        acc.psnr_db.push(p);
+                    }
             () = sleep_until(deadline) => {}
             Some(()) = pli_rx.recv() => {
                 send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await;
@@ -275,9 +343,13 @@ fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: 
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "cannot create an H.264 decoder");
+        let (capture_us, shown_us) = (frame.capture_us, now_us());
             return;
         }
     };
+        if ctx.kind == TrackKind::Camera {
+            ctx.skew.lock().video_shown(capture_us, shown_us);
+        }
     // Frames for display go through a presenter that holds them for lip sync.
     let present = ctx.frames.as_ref().map(|_| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Arc<VideoFrame>)>(8);
@@ -295,10 +367,18 @@ fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: 
             let at = now_us();
             let stamp = read_stamp(img);
             let frame = present.as_ref().map(|_| Arc::new(img.to_frame(stamp.map_or(0, |s| s.capture_us))));
-            (at, img.width, img.height, stamp, frame)
+            // A stamped frame is our synthetic pattern: compare it with its regenerated source.
+            let psnr = stamp
+                .filter(|_| decoded.is_multiple_of(PSNR_EVERY))
+                .and_then(|s| reference.psnr(img, kind, s));
+            (at, img.width, img.height, stamp, frame, psnr)
         });
         match result {
-            Ok(Some((at, w, h, stamp, frame))) => {
+            Ok(Some((at, w, h, stamp, frame, psnr))) => {
+                decoded += 1;
+    if let Some(m) = &ctx.mixer {
+        m.set_tap(source, playout_tap(&ctx));
+    }
                 {
                     let mut acc = ctx.acc.lock();
                     acc.decoded(at);
@@ -350,6 +430,35 @@ fn present_video(rx: std::sync::mpsc::Receiver<(u64, Arc<VideoFrame>)>, ctx: Rec
         if events.send(EngineEvent::Frame { peer: ctx.peer.clone(), kind: ctx.kind, frame }).is_err() {
             break;
         }
+/// Finds the tone bursts in what the mixer plays of this peer: capture to heard, through the
+/// playout buffer (and the device's buffer, for a real speaker), and the audio side of the
+/// lip-sync skew.
+fn playout_tap(ctx: &RecvCtx) -> hearth_media::mixer::PlayoutTap {
+    let (acc, skew) = (ctx.acc.clone(), ctx.skew.clone());
+    let mut detector = BurstDetector::new();
+    Box::new(move |samples: &[i16], heard_at: Instant| {
+        let bursts = detector.push_clocked(samples, wall_us(heard_at));
+        if bursts.is_empty() {
+            return;
+        }
+        for b in &bursts {
+            acc.lock().played(b.latency_us);
+            let captured = b.slot * BURST_PERIOD_US;
+            skew.lock().audio_heard(captured, captured + b.latency_us);
+        }
+    })
+}
+
+/// Wall-clock microseconds ([`now_us`]) of an instant.
+fn wall_us(at: Instant) -> u64 {
+    let now = Instant::now();
+    if at >= now {
+        now_us() + at.duration_since(now).as_micros() as u64
+    } else {
+        now_us().saturating_sub(now.duration_since(at).as_micros() as u64)
+    }
+}
+
     }
 }
 
@@ -382,7 +491,7 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
             ev = track.poll() => match ev {
                 None => break,
                 Some(TrackRemoteEvent::OnRtpPacket(p)) => {
-                    ctx.acc.lock().packet(p.payload.len() + 12);
+                    ctx.acc.lock().packet(p.payload.len() + 12, p.header.timestamp);
                     if reorder.push_from(p.header.ssrc, p.header.sequence_number, p, Instant::now()) {
                         pending_loss = 0;
                     }
@@ -402,7 +511,9 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
                     // Conceal what was lost before this packet: the last lost frame is rebuilt
                     // from this packet's FEC data, earlier ones by PLC (at most 100 ms).
                     let conceal = pending_loss.min(5);
-                    let media = media_us(p.header.timestamp, 48_000);
+                    // The decoded sound lags the packet's timestamp by the codec's lookahead.
+                    let media = media_us(p.header.timestamp, 48_000)
+                        .saturating_sub(hearth_codec::opus::DECODE_DELAY_US);
                     for i in 0..conceal {
                         let fec = (i + 1 == conceal).then_some(&p.payload[..]);
                         if decoder.conceal(fec, &mut pcm).is_ok() {

@@ -4,10 +4,10 @@
 //! A [`SendStream`] is the stable identity of a local stream (SSRC, track id, fan-out). Its
 //! capture thread can stop and restart (camera off/on) without touching the peer connections.
 
-use crate::config::{AudioSpec, EngineEvent, TrackKind, VideoSpec};
+use crate::config::{AudioSpec, EncoderInfo, EngineEvent, TrackKind, VideoSpec};
 use crate::rtc_setup::{H264_PT, OPUS_PT};
 use bytes::Bytes;
-use hearth_codec::{H264Encoder, OpusEncoder, VideoEncoderConfig};
+use hearth_codec::{H264Encoder, H264Profile, OpusEncoder, VideoEncoderConfig};
 use hearth_media::{AudioFrame, AudioSource, MediaError, TestPattern, ToneBursts, VideoFrame, VideoSource};
 use hearth_proto::PeerId;
 use parking_lot::Mutex;
@@ -60,6 +60,8 @@ pub struct Target {
     /// Sequence number of the first packet sent to this peer (`u32::MAX` before any), to turn
     /// its receiver reports' extended highest sequence number into a packet count.
     pub first_seq: std::sync::atomic::AtomicU32,
+    /// Packets written to this peer's track (to compare with what it reports receiving).
+    pub sent_packets: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Target {
@@ -84,6 +86,8 @@ pub struct SendStream {
     /// (camera off and on) continues the numbering, so receivers see no jump.
     sequencer: Box<dyn Sequencer>,
     capture: Mutex<Option<Capture>>,
+    /// The settings of the current encoder (set by the capture thread).
+    encoder: Mutex<Option<EncoderInfo>>,
 }
 
 #[derive(Debug)]
@@ -106,6 +110,7 @@ impl SendStream {
             packets_tx,
             sequencer: Box::new(new_random_sequencer()),
             capture: Mutex::new(None),
+            encoder: Mutex::new(None),
         });
         let weak = Arc::downgrade(&stream);
         tokio::spawn(async move {
@@ -127,7 +132,9 @@ impl SendStream {
                         let mut p = p.clone();
                         p.header.payload_type = pt;
                         // Fails only before the link is up or after it closed: nothing to do.
-                        let _ = t.track.write_rtp(p).await;
+                        if t.track.write_rtp(p).await.is_ok() {
+                            t.sent_packets.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             }
@@ -174,7 +181,13 @@ impl SendStream {
     /// Start sending to `target` (after its track was added to the connection).
     pub fn attach(&self, target: Arc<Target>) {
         self.targets.lock().push(target);
+            sent_packets: std::sync::atomic::AtomicU64::new(0),
         self.keyframe_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// The settings of the encoder this stream uses now (`None` before its first frame).
+    pub fn encoder_info(&self) -> Option<EncoderInfo> {
+        self.encoder.lock().clone()
     }
 
     /// Stop sending to this target (only this one: a replacement link for the same peer keeps
@@ -337,6 +350,15 @@ fn video_loop(
         match packetizer.packetize(Instant::now(), &Bytes::from(au.data), 0) {
             Ok(mut packets) => {
                 for p in &mut packets {
+            *stream.encoder.lock() = Some(EncoderInfo {
+                kind: stream.kind,
+                codec: "H.264",
+                profile: None,
+                width: frame.width,
+                height: frame.height,
+                fps: f64::from(info.fps),
+                bitrate_kbps: f64::from(cfg.bitrate_bps) / 1000.0,
+            });
                     p.header.timestamp = ts;
                 }
                 stream.send_batch(packets);
@@ -350,6 +372,12 @@ fn video_loop(
 fn open_audio(spec: &AudioSpec) -> Result<Box<dyn AudioSource>, MediaError> {
     Ok(match spec {
         AudioSpec::Synthetic => Box::new(ToneBursts::new()),
+        if au.keyframe
+            && let Some(info) = stream.encoder.lock().as_mut()
+            && info.profile.is_none()
+        {
+            info.profile = H264Profile::of(&au.data).map(|p| p.name());
+        }
         AudioSpec::Microphone { id } => Box::new(hearth_media::Microphone::open(id.as_deref())?),
     })
 }
@@ -361,7 +389,17 @@ fn audio_loop(
     stop: &AtomicBool,
 ) -> Result<(), MediaError> {
     let mut source = open_audio(spec)?;
-    let mut encoder = OpusEncoder::new(32_000).map_err(|e| MediaError::Convert(e.to_string()))?;
+    const OPUS_BPS: i32 = 32_000;
+    let mut encoder = OpusEncoder::new(OPUS_BPS).map_err(|e| MediaError::Convert(e.to_string()))?;
+    *stream.encoder.lock() = Some(EncoderInfo {
+        kind: stream.kind,
+        codec: "Opus",
+        profile: None,
+        width: 0,
+        height: 0,
+        fps: 1_000_000.0 / hearth_media::FRAME_US as f64,
+        bitrate_kbps: f64::from(OPUS_BPS) / 1000.0,
+    });
     let mut frame = AudioFrame::default();
     let sequencer = stream.sequencer.clone_to();
     let mut talkspurt = true;

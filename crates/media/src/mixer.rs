@@ -2,9 +2,14 @@
 //!
 //! Each peer's decoded PCM is queued as it arrives; the speaker's callback pulls mixed samples at
 //! the device's own clock. The queue is the playout buffer: a peer starts playing once one frame
-//! is queued, restarts that way after an underrun, and if its queue grows past `max_delay` (a
-//! burst after a stall, or clock drift) the oldest audio is dropped back to `target_delay`, so
-//! latency never creeps up.
+//! is queued, restarts that way after an underrun, and latency never creeps up:
+//! - a queue that stays deeper than `target_delay` for half a second (the device or the network
+//!   stalled and the queue never drained since) sheds the excess from its **quiet** stretches
+//!   first (pauses between words), so no sound is lost; only when there has been no pause to
+//!   shed for two seconds (continuous sound) is the oldest audio dropped;
+//! - a queue past `max_delay` (a burst after a long stall) drops its oldest audio at once.
+//!
+//! Media times stay exact across what was shed, for lip sync.
 //!
 //! A source may have a tap ([`Mixer::set_tap`]) that sees its samples as they leave the queue,
 //! with the time they are heard: what a listener hears, for measuring latency through the
@@ -38,6 +43,9 @@ struct Queue {
     played: Option<AudioPlayout>,
     /// Since when the queue has stayed deeper than the target (latency to shed).
     over_since: Option<Instant>,
+    /// Stretches removed from inside the queue: (queue position where the removed audio was,
+    /// its duration in µs), in queue order; the media time jumps there.
+    gaps: VecDeque<(usize, u64)>,
     playing: bool,
     underruns: u64,
     dropped: u64,
@@ -48,10 +56,56 @@ fn samples_us(n: usize) -> u64 {
     n as u64 * 1_000_000 / u64::from(SAMPLE_RATE)
 }
 
+/// Shed from quiet stretches: blocks of 5 ms whose peak stays under about -40 dBFS.
+const QUIET_BLOCK: usize = FRAME_SAMPLES / 4;
+const QUIET_PEAK: i16 = 328;
+/// A queue too deep for this long sheds from the quiet parts; after this plus
+/// [`LOUD_SHED_AFTER`] it drops the oldest audio, sound or not.
+const SHED_AFTER: Duration = Duration::from_millis(500);
+const LOUD_SHED_AFTER: Duration = Duration::from_millis(1500);
+
 impl Queue {
+    /// `n` samples left the head of the queue.
     fn advance(&mut self, n: usize) {
+        let mut skipped = 0;
+        while self.gaps.front().is_some_and(|(pos, _)| *pos <= n) {
+            if let Some((_, us)) = self.gaps.pop_front() {
+                skipped += us;
+            }
+        }
+        for g in &mut self.gaps {
+            g.0 -= n;
+        }
         if let Some(m) = self.head_media_us.as_mut() {
-            *m += samples_us(n);
+            *m += samples_us(n) + skipped;
+        }
+    }
+
+    /// Remove up to `want` samples from quiet blocks (oldest first, the first `keep` samples
+    /// untouched); returns how many were removed.
+    fn shed_quiet(&mut self, want: usize, keep: usize) -> usize {
+        let mut removed = 0;
+        let mut pos = keep;
+        while removed + QUIET_BLOCK <= want && pos + QUIET_BLOCK <= self.samples.len() {
+            let quiet =
+                self.samples.range(pos..pos + QUIET_BLOCK).all(|s| s.unsigned_abs() < QUIET_PEAK as u16);
+            if !quiet {
+                pos += QUIET_BLOCK;
+                continue;
+            }
+            self.samples.drain(pos..pos + QUIET_BLOCK);
+            removed += QUIET_BLOCK;
+            self.add_gap(pos, samples_us(QUIET_BLOCK));
+        }
+        removed
+    }
+
+    fn add_gap(&mut self, pos: usize, us: u64) {
+        // Gaps are kept in queue order; one at the same position grows.
+        let at = self.gaps.iter().position(|(p, _)| *p >= pos).unwrap_or(self.gaps.len());
+        match self.gaps.get_mut(at) {
+            Some(g) if g.0 == pos => g.1 += us,
+            _ => self.gaps.insert(at, (pos, us)),
         }
     }
 }
@@ -106,6 +160,7 @@ impl Mixer {
         let q = sources.entry(source).or_default();
         if q.samples.is_empty() || q.head_media_us.is_none() {
             q.head_media_us = media_us.map(|m| m.saturating_sub(samples_us(q.samples.len())));
+            q.gaps.clear();
         }
         q.samples.extend(samples);
         if q.samples.len() > self.max {
@@ -170,15 +225,27 @@ impl Mixer {
                 q.underruns += 1;
             }
             // A queue that stays deeper than the target (after a stall, or a sender's clock
-            // running fast) is latency nobody needs: shed it after half a second.
+            // running fast) is latency nobody needs: shed it, quiet parts first.
             if q.samples.len() > self.target {
                 let since = *q.over_since.get_or_insert(heard_at);
-                if heard_at.saturating_duration_since(since) >= Duration::from_millis(500) {
+                let over = heard_at.saturating_duration_since(since);
+                if over >= SHED_AFTER {
                     let excess = q.samples.len() - self.prebuffer;
-                    q.samples.drain(..excess);
-                    q.advance(excess);
-                    q.dropped += excess as u64;
-                    q.over_since = None;
+                    let quiet = q.shed_quiet(excess, self.prebuffer.min(q.samples.len()));
+                    q.dropped += quiet as u64;
+                    if q.samples.len() <= self.target {
+                        q.over_since = None;
+                    } else if quiet > 0 {
+                        // What is left is sound about to be heard; shed the next pause.
+                        q.over_since = Some(heard_at);
+                    } else if over >= SHED_AFTER + LOUD_SHED_AFTER {
+                        // Continuous sound: no pause to take it from.
+                        let excess = q.samples.len() - self.prebuffer;
+                        q.samples.drain(..excess);
+                        q.advance(excess);
+                        q.dropped += excess as u64;
+                        q.over_since = None;
+                    }
                 }
             } else {
                 q.over_since = None;
@@ -288,6 +355,60 @@ mod tests {
         let s = m.stats(5).unwrap();
         assert!(s.queued_samples <= 1920, "{s:?}");
         assert!(s.dropped_samples > 0);
+    }
+
+    #[test]
+    fn latency_is_shed_from_pauses_first_and_no_sound_is_lost() {
+        let m = Mixer::new(960, 1920, 48_000);
+        let t = Instant::now();
+        // 20 ms of tone every 100 ms (like speech and its pauses); a stall left 100 ms queued.
+        let tone_or_pause = |i: u64| if i.is_multiple_of(5) { [8000i16; 960] } else { [0i16; 960] };
+        for i in 0..5 {
+            m.push(5, &tone_or_pause(i));
+        }
+        let mut out = [0.0f32; 960];
+        let mut tones_heard = 0;
+        for i in 5..60u64 {
+            m.push(5, &tone_or_pause(i));
+            m.pull_timed(&mut out, t + Duration::from_millis(20 * (i - 5)));
+            if out.iter().all(|s| *s > 0.2) {
+                tones_heard += 1;
+            }
+        }
+        let s = m.stats(5).unwrap();
+        assert!(s.queued_samples <= 1920, "latency shed: {s:?}");
+        assert!(s.dropped_samples > 0);
+        // 60 frames pushed hold 12 tones; the 11 that left the queue were all heard.
+        let still_queued = s.queued_samples / 960;
+        assert!(tones_heard + still_queued >= 11, "heard {tones_heard} tones, {s:?}");
+    }
+
+    #[test]
+    fn media_time_stays_exact_across_what_was_shed() {
+        let mut q = Queue { head_media_us: Some(0), ..Queue::default() };
+        // 10 ms sound, 10 ms silence, 10 ms sound.
+        q.samples.extend([9000i16; 480].iter().chain([0i16; 480].iter()).chain([9000i16; 480].iter()));
+        assert_eq!(q.shed_quiet(480, 0), 480);
+        assert_eq!(q.samples.len(), 960);
+        q.advance(480);
+        // The next sample is the second sound, 20 ms into the media.
+        assert_eq!(q.head_media_us, Some(20_000));
+        q.advance(480);
+        assert_eq!(q.head_media_us, Some(30_000));
+    }
+
+    #[test]
+    fn continuous_sound_is_shed_from_the_oldest_after_two_seconds() {
+        let m = Mixer::new(960, 1920, 48_000);
+        let t = Instant::now();
+        m.push(6, &[8000; 4800]);
+        let mut out = [0.0f32; 960];
+        for i in 0..150u64 {
+            m.push(6, &[8000; 960]);
+            m.pull_timed(&mut out, t + Duration::from_millis(20 * i));
+        }
+        let s = m.stats(6).unwrap();
+        assert!(s.queued_samples <= 1920, "{s:?}");
     }
 
     #[test]

@@ -163,6 +163,9 @@ impl VideoSource for TestPattern {
     }
 }
 
+/// Frames a late reader can still catch up on (like a sound card's capture buffer).
+const DEVICE_BUFFER_FRAMES: u64 = 10;
+
 /// Audio with wall-clock tone bursts (see [`crate::marker`]). Frames are emitted when their last
 /// sample is due, like a device delivers them.
 #[derive(Debug, Default)]
@@ -183,10 +186,12 @@ impl AudioSource for ToneBursts {
 
     fn capture(&mut self, frame: &mut AudioFrame) -> Result<(), MediaError> {
         let now = now_us();
-        // Frames cover aligned 20 ms windows of the wall clock.
+        // Frames cover aligned 20 ms windows of the wall clock. A reader that comes late gets
+        // the frames it missed, as a device's buffer holds them (~200 ms); later than that the
+        // buffer has overrun and the source resyncs, skipping what was lost.
         let start = match self.next_start_us {
-            Some(s) if s + 2 * FRAME_US >= now => s,
-            _ => (now / FRAME_US) * FRAME_US, // first frame, or too late: resync
+            Some(s) if s + DEVICE_BUFFER_FRAMES * FRAME_US >= now => s,
+            _ => (now / FRAME_US) * FRAME_US, // first frame, or overrun: resync
         };
         let due = start + FRAME_US;
         let now = now_us();

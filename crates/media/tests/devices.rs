@@ -43,7 +43,7 @@ fn speaker_to_microphone_round_trip_through_a_null_sink() {
     feeder.join().unwrap();
     assert!(bursts.len() >= 5, "found {bursts:?}");
     // Consecutive slots: in order, none missing.
-    assert!(bursts.windows(2).all(|w| w[1].slot == w[0].slot + 1), "{bursts:?}");
+    assert!(bursts.windows(2).all(|w| w[1].slot == w[0].slot + 1), "{bursts:?}, mixer {:?}", mixer.stats(1));
     // The speaker reported which media time it played.
     assert!(mixer.playout(1).is_some());
 }

@@ -129,7 +129,10 @@ mod tests {
         o.push(ClientMessage::Reaction { emoji: "👍".into() });
         o.confirmed(1);
         o.reset();
-        assert_eq!(o.resend_after(0), vec![ClientFrame::numbered(ClientMessage::RaiseHand { raised: true }, 1)]);
+        assert_eq!(
+            o.resend_after(0),
+            vec![ClientFrame::numbered(ClientMessage::RaiseHand { raised: true }, 1)]
+        );
         assert_eq!(o.push(chat(3)).cseq, Some(2));
     }
 

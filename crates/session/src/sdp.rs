@@ -20,8 +20,7 @@ pub fn unusable_codecs(sdp: &str) -> Option<String> {
             continue;
         }
         let offered = section.codec_names();
-        let offered =
-            if offered.is_empty() { "no codec".to_owned() } else { offered.join(", ") };
+        let offered = if offered.is_empty() { "no codec".to_owned() } else { offered.join(", ") };
         let problem = format!("your client offers no {needed} for {} (it offers {offered})", section.kind);
         if !problems.contains(&problem) {
             problems.push(problem);
@@ -153,7 +152,15 @@ mod tests {
 
     #[test]
     fn arbitrary_text_never_panics() {
-        for s in ["", "m=", "m=video", "a=rtpmap:", "a=fmtp:1", "m=video 9\na=rtpmap:x", "\u{0}\u{ffff}m=audio 1 2 3"] {
+        for s in [
+            "",
+            "m=",
+            "m=video",
+            "a=rtpmap:",
+            "a=fmtp:1",
+            "m=video 9\na=rtpmap:x",
+            "\u{0}\u{ffff}m=audio 1 2 3",
+        ] {
             let _ = unusable_codecs(s);
         }
     }
