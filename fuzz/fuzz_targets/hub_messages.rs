@@ -2,7 +2,8 @@
 //! disconnects and time passing: the hub never panics and always drains.
 //!
 //! Input format: lines; each line is `<conn digit><op char><rest>`: op `c` connect, `d`
-//! disconnect, `t` advance time by <rest> seconds, `m` message with JSON <rest>.
+//! disconnect, `t` advance time by <rest> seconds, `m` message with JSON <rest> (a client frame,
+//! so it may carry a `cseq`).
 #![no_main]
 
 use hearth_signal::hub::{ConnId, Hub, HubConfig};
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let mut now = Instant::now();
-    let cfg = HubConfig { max_room_size: 3, history_len: 4, log_len: 8, pending_limit: 4, ..HubConfig::default() };
+    let cfg =
+        HubConfig { max_room_size: 3, history_len: 4, log_len: 8, pending_limit: 4, ..HubConfig::default() };
     let mut hub = Hub::new(cfg, Some(0), now, 1_700_000_000_000);
     for line in text.lines().take(256) {
         let mut chars = line.chars();
@@ -27,8 +29,8 @@ fuzz_target!(|data: &[u8]| {
                 hub.tick(now);
             }
             _ => {
-                if let Ok(msg) = hearth_proto::decode_client(rest) {
-                    hub.message(now, conn, msg);
+                if let Ok(frame) = hearth_proto::decode_client_frame(rest) {
+                    hub.message(now, conn, frame);
                 }
             }
         }

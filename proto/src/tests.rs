@@ -23,6 +23,7 @@ fn spec_examples_decode() {
         if let Some(json) = line.strip_prefix("C> ") {
             let frame = decode_client_frame(json).unwrap_or_else(|e| panic!("spec example {json}: {e}"));
             frame.validate().unwrap_or_else(|e| panic!("spec example {json}: {e}"));
+            assert_eq!(decode_client(json).unwrap(), frame.message, "spec example {json}");
             client += 1;
         } else if let Some(json) = line.strip_prefix("S> ") {
             decode_server(json).unwrap_or_else(|e| panic!("spec example {json}: {e}"));
