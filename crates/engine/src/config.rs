@@ -77,6 +77,7 @@ impl EngineConfig {
             camera: None,
             microphone: None,
             speaker: None,
+            virtual_speaker: false,
             start_muted: false,
             start_camera_off: false,
             deliver_frames: false,
@@ -94,7 +95,6 @@ impl EngineConfig {
         self
     }
 }
-            virtual_speaker: false,
 
 /// Which of a peer's streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -176,26 +176,8 @@ pub struct StreamStats {
     pub av_offset: Latency,
     pub width: u32,
     pub height: u32,
-    pub fps: f64,
-    pub bitrate_kbps: f64,
-    /// Microseconds since the Unix epoch when the first frame was decoded.
-    pub first_decoded_us: Option<u64>,
-}
-
-/// A snapshot of one peer link.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct PeerStats {
-    pub peer_id: String,
-    pub name: String,
-    pub connected: bool,
-    /// From joining (or the link opening) to the link connecting.
-    pub connect_ms: Option<f64>,
-    pub rtt_ms: Option<f64>,
-    pub jitter_ms: Option<f64>,
-    pub loss_pct: Option<f64>,
-    pub quality: &'static str,
     /// Frames decoded in the last second.
-    pub sent_kbps: f64,
+    pub fps: f64,
     /// Frames decoded per second since the first one.
     pub fps_avg: f64,
     /// The sender's frame rate (video) or packet rate (audio), from the spacing of the RTP
@@ -207,11 +189,11 @@ pub struct PeerStats {
     pub psnr_db: Option<f64>,
     pub psnr_min_db: Option<f64>,
     pub psnr_samples: u64,
-    pub received_kbps: f64,
-    /// RTP packets of ours that the peer reports having received (from its receiver reports).
-    pub peer_received_packets: u64,
-    pub audio: StreamStats,
-    pub camera: StreamStats,
+    pub bitrate_kbps: f64,
+    /// Microseconds since the Unix epoch when the first frame was decoded.
+    pub first_decoded_us: Option<u64>,
+}
+
 /// What a peer reports (RTCP receiver reports) about one of our streams it receives.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct OutboundStats {
@@ -241,28 +223,28 @@ pub struct EncoderInfo {
     pub bitrate_kbps: f64,
 }
 
-    pub screen: StreamStats,
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
+/// A snapshot of one peer link.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PeerStats {
+    pub peer_id: String,
+    pub name: String,
+    pub connected: bool,
+    /// From joining (or the link opening) to the link connecting.
+    pub connect_ms: Option<f64>,
     /// When this link connected (microseconds since the Unix epoch).
     pub connected_at_us: Option<u64>,
-    #[test]
-    fn frames_in_flight_are_bounded_and_released_on_drop() {
-        let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let f = Arc::new(hearth_media::VideoFrame::new(16, 16));
+    pub rtt_ms: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub loss_pct: Option<f64>,
+    pub quality: &'static str,
     /// Since the previous snapshot (or since connecting, for the first).
-        let held: Vec<_> = (0..DisplayFrame::MAX_IN_FLIGHT)
-            .map(|_| DisplayFrame::new(f.clone(), &counter).unwrap())
+    pub sent_kbps: f64,
+    pub received_kbps: f64,
     /// Averages since the link connected.
     pub sent_kbps_avg: f64,
     pub received_kbps_avg: f64,
-            .collect();
-        assert!(DisplayFrame::new(f.clone(), &counter).is_none(), "a fifth frame must be skipped");
+    /// RTP packets of ours that the peer reports having received (from its receiver reports).
+    pub peer_received_packets: u64,
     /// Per stream of ours: what we sent and what the peer reports having received.
     pub outbound: Vec<OutboundStats>,
     /// Lip sync measured at the outputs: each shown frame's delay from its stamped capture
@@ -271,6 +253,24 @@ mod tests {
     pub lip_sync_skew: Latency,
     /// Median of the signed skew (+: video shown late against its audio).
     pub lip_sync_skew_p50_ms: Option<f64>,
+    pub audio: StreamStats,
+    pub camera: StreamStats,
+    pub screen: StreamStats,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_in_flight_are_bounded_and_released_on_drop() {
+        let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let f = Arc::new(hearth_media::VideoFrame::new(16, 16));
+        let held: Vec<_> = (0..DisplayFrame::MAX_IN_FLIGHT)
+            .map(|_| DisplayFrame::new(f.clone(), &counter).unwrap())
+            .collect();
+        assert!(DisplayFrame::new(f.clone(), &counter).is_none(), "a fifth frame must be skipped");
         assert_eq!(held[0].width, 16);
         drop(held);
         assert!(DisplayFrame::new(f, &counter).is_some());

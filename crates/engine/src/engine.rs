@@ -182,9 +182,9 @@ impl Engine {
             events: events_tx,
             dev_tx,
             speaker,
+            _virtual_speaker: virtual_speaker,
             label,
             reconnecting: None,
-            _virtual_speaker: virtual_speaker,
             reconn_tx,
             outbox: hearth_session::Outbox::default(),
             welcomed: true,
@@ -211,8 +211,6 @@ impl Engine {
         self.tx.send(cmd).map_err(|_| EngineError::Stopped)
     }
 
-    /// A statistics snapshot of every link.
-    pub async fn stats(&self) -> Result<Vec<PeerStats>, EngineError> {
     /// The encoder settings of the streams we send (those that have encoded a frame).
     pub async fn encoders(&self) -> Result<Vec<EncoderInfo>, EngineError> {
         let (tx, rx) = oneshot::channel();
@@ -220,6 +218,8 @@ impl Engine {
         rx.await.map_err(|_| EngineError::Stopped)
     }
 
+    /// A statistics snapshot of every link.
+    pub async fn stats(&self) -> Result<Vec<PeerStats>, EngineError> {
         let (tx, rx) = oneshot::channel();
         self.command(Command::Stats(tx))?;
         rx.await.map_err(|_| EngineError::Stopped)
@@ -276,10 +276,10 @@ struct Core {
     events: mpsc::UnboundedSender<EngineEvent>,
     dev_tx: mpsc::UnboundedSender<EngineEvent>,
     speaker: Option<Speaker>,
-    label: String,
-    /// A reconnect attempt in flight, and where it hands over the new connection.
     /// Pulls the mixer when there is no speaker (see `EngineConfig::virtual_speaker`).
     _virtual_speaker: Option<VirtualSpeaker>,
+    label: String,
+    /// A reconnect attempt in flight, and where it hands over the new connection.
     reconnecting: Option<JoinHandle<()>>,
     reconn_tx: mpsc::UnboundedSender<SignalConn>,
     /// Numbered messages the server has not confirmed yet (sent or not): resent after a resume
@@ -592,8 +592,6 @@ impl Core {
                 out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
                 let _ = reply.send(out);
             }
-            Command::Leave(_) => {}
-        }
             Command::Encoders(reply) => {
                 let mut out: Vec<EncoderInfo> =
                     self.streams.values().filter_map(|s| s.encoder_info()).collect();
@@ -605,6 +603,8 @@ impl Core {
                     s.enabled.store(false, Ordering::Relaxed);
                 }
             }
+            Command::Leave(_) => {}
+        }
     }
 
     /// A new local stream, offered to every link (each renegotiates).

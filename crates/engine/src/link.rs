@@ -430,6 +430,10 @@ fn spawn_feedback_listener(
     stream: Arc<SendStream>,
     shared: Arc<LinkShared>,
 ) {
+    shared
+        .outbound
+        .lock()
+        .insert(stream.ssrc, Outbound { kind: stream.kind, target: target.clone(), report: None });
     tokio::spawn(async move {
         loop {
             // poll() answers None until negotiation binds the track, and after the link closes.
@@ -449,10 +453,6 @@ fn spawn_feedback_listener(
                 } else if let Some(rr) = a.downcast_ref::<ReceiverReport>() {
                     for r in rr.reports.iter().filter(|r| r.ssrc == stream.ssrc) {
                         if let Some(rtt) = rtt_from_report(r.last_sender_report, r.delay) {
-    shared
-        .outbound
-        .lock()
-        .insert(stream.ssrc, Outbound { kind: stream.kind, target: target.clone(), report: None });
                             *shared.rtt_ms.lock() = Some(rtt);
                         }
                         // Extended highest sequence number, counted from the first packet this
@@ -496,6 +496,14 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
         }
     }
     let now = Instant::now();
+    let connected_at = *shared.connected_at.lock();
+    let (sent_kbps_avg, received_kbps_avg) = match connected_at {
+        Some(t) if now > t => {
+            let secs = now.duration_since(t).as_secs_f64();
+            (sent as f64 * 8.0 / 1000.0 / secs, received as f64 * 8.0 / 1000.0 / secs)
+        }
+        _ => (0.0, 0.0),
+    };
     let (sent_kbps, received_kbps) = {
         let mut last = shared.last_bytes.lock();
         // Since the last snapshot, or on the first one since connecting.
@@ -515,42 +523,12 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
     };
     let recv = shared.recv.lock().clone();
     let stream = |k: TrackKind| recv.get(&k).map(|a| a.lock().snapshot()).unwrap_or_default();
-    let connected_at = *shared.connected_at.lock();
-    let (sent_kbps_avg, received_kbps_avg) = match connected_at {
-        Some(t) if now > t => {
-            let secs = now.duration_since(t).as_secs_f64();
-            (sent as f64 * 8.0 / 1000.0 / secs, received as f64 * 8.0 / 1000.0 / secs)
-        }
-        _ => (0.0, 0.0),
-    };
     let (audio, camera, screen) =
         (stream(TrackKind::Audio), stream(TrackKind::Camera), stream(TrackKind::Screen));
     let rtt_ms = *shared.rtt_ms.lock();
     let loss_pct = (got + lost > 0).then(|| lost as f64 * 100.0 / (got + lost) as f64);
     let video_fps = (camera.frames_decoded > 0).then_some(camera.fps);
     let measure = LinkMeasure { rtt_ms, jitter_ms: jitter, loss_pct, video_fps };
-    PeerStats {
-        peer_id: shared.peer.to_string(),
-        name,
-        connected: connected_at.is_some() && pc.is_some(),
-        connect_ms: connected_at.map(|t| t.duration_since(shared.opened_at).as_secs_f64() * 1000.0),
-        rtt_ms,
-        jitter_ms: jitter,
-        loss_pct,
-        quality: quality(&measure).as_str(),
-        sent_kbps,
-        received_kbps,
-        sent_kbps_avg,
-        received_kbps_avg,
-        peer_received_packets,
-        outbound,
-        lip_sync_skew,
-        lip_sync_skew_p50_ms,
-        audio,
-        camera,
-        screen,
-    }
-}
     let mut outbound: Vec<OutboundStats> = shared
         .outbound
         .lock()
@@ -573,5 +551,27 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
         signed.sort_unstable();
         (Latency::from_us(&abs), signed.get(signed.len() / 2).map(|m| *m as f64 / 1000.0))
     };
+    PeerStats {
+        peer_id: shared.peer.to_string(),
+        name,
+        connected: connected_at.is_some() && pc.is_some(),
+        connect_ms: connected_at.map(|t| t.duration_since(shared.opened_at).as_secs_f64() * 1000.0),
         connected_at_us: connected_at
             .map(|t| hearth_media::now_us().saturating_sub(now.duration_since(t).as_micros() as u64)),
+        rtt_ms,
+        jitter_ms: jitter,
+        loss_pct,
+        quality: quality(&measure).as_str(),
+        sent_kbps,
+        received_kbps,
+        sent_kbps_avg,
+        received_kbps_avg,
+        peer_received_packets,
+        outbound,
+        lip_sync_skew,
+        lip_sync_skew_p50_ms,
+        audio,
+        camera,
+        screen,
+    }
+}

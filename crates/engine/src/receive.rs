@@ -38,18 +38,18 @@ const PSNR_EVERY: u64 = 10;
 pub struct StreamAcc {
     pub stats: StreamStats,
     latency_us: Vec<u64>,
+    playout_latency_us: Vec<u64>,
     av_offset_us: Vec<u64>,
+    psnr_db: Vec<f64>,
     last_marker: Option<u64>,
     decoded_at: VecDeque<u64>,
-    playout_latency_us: Vec<u64>,
     bytes_at: VecDeque<(u64, u64)>,
-    psnr_db: Vec<f64>,
-}
-
-impl StreamAcc {
     /// The last RTP timestamp received, and recent steps between distinct ones.
     last_rtp_ts: Option<u32>,
     rtp_steps: VecDeque<u32>,
+}
+
+impl StreamAcc {
     /// A packet of `bytes` with RTP timestamp `rtp_ts` arrived.
     fn packet(&mut self, bytes: usize, rtp_ts: u32) {
         let now = now_us();
@@ -59,9 +59,6 @@ impl StreamAcc {
         while self.bytes_at.front().is_some_and(|(t, _)| now.saturating_sub(*t) > 2_000_000) {
             self.bytes_at.pop_front();
         }
-    }
-
-    fn decoded(&mut self, at_us: u64) {
         // Each frame has its own timestamp; steps between consecutive ones are the sender's
         // frame interval (a multiple of it across a lost frame, negative when reordered).
         if let Some(last) = self.last_rtp_ts {
@@ -97,6 +94,9 @@ impl StreamAcc {
         if self.playout_latency_us.len() < MAX_LATENCY_SAMPLES {
             self.playout_latency_us.push(latency_us);
         }
+    }
+
+    fn decoded(&mut self, at_us: u64) {
         self.stats.frames_decoded += 1;
         self.stats.first_decoded_us.get_or_insert(at_us);
         self.decoded_at.push_back(at_us);
@@ -128,12 +128,9 @@ impl StreamAcc {
         let now = now_us();
         let mut s = self.stats.clone();
         s.latency = Latency::from_us(&self.latency_us);
+        s.playout_latency = Latency::from_us(&self.playout_latency_us);
         s.av_offset = Latency::from_us(&self.av_offset_us);
         s.fps = self.decoded_at.iter().filter(|t| now.saturating_sub(**t) <= 1_000_000).count() as f64;
-        let recent: u64 =
-        s.playout_latency = Latency::from_us(&self.playout_latency_us);
-            self.bytes_at.iter().filter(|(t, _)| now.saturating_sub(*t) <= 1_000_000).map(|(_, b)| b).sum();
-        s.bitrate_kbps = recent as f64 * 8.0 / 1000.0;
         s.fps_avg = match s.first_decoded_us {
             Some(first) if now > first => s.frames_decoded as f64 * 1e6 / (now - first) as f64,
             _ => 0.0,
@@ -145,6 +142,9 @@ impl StreamAcc {
             s.psnr_db = Some(self.psnr_db.iter().sum::<f64>() / self.psnr_db.len() as f64);
             s.psnr_min_db = self.psnr_db.iter().copied().reduce(f64::min);
         }
+        let recent: u64 =
+            self.bytes_at.iter().filter(|(t, _)| now.saturating_sub(*t) <= 1_000_000).map(|(_, b)| b).sum();
+        s.bitrate_kbps = recent as f64 * 8.0 / 1000.0;
         s
     }
 }
@@ -161,11 +161,11 @@ pub struct RecvCtx {
     pub frames: Option<mpsc::UnboundedSender<EngineEvent>>,
     /// Decoded audio goes here when a speaker plays it.
     pub mixer: Option<Arc<Mixer>>,
+    /// Lip sync measured at the outputs, shared by the link's audio and video receivers.
+    pub skew: Arc<Mutex<OutputSkew>>,
 }
 
 impl std::fmt::Debug for RecvCtx {
-    /// Lip sync measured at the outputs, shared by the link's audio and video receivers.
-    pub skew: Arc<Mutex<OutputSkew>>,
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvCtx").field("peer", &self.peer).field("kind", &self.kind).finish()
     }
@@ -273,9 +273,6 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
         .name(format!("hearth-dec-{}", ctx.kind.id()))
         .spawn(move || decode_video(au_rx, decoder_ctx, pli_tx));
     if let Err(e) = decoder {
-    let kind = if ctx.kind == TrackKind::Screen { VideoKind::Screen } else { VideoKind::Camera };
-    let mut reference = SyntheticReference::new();
-    let mut decoded = 0u64;
         tracing::error!(error = %e, "cannot start a decoder thread");
         return;
     }
@@ -298,11 +295,6 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
                 }
                 Some(_) => continue,
             },
-                    if let Some(p) = psnr
-                        && acc.psnr_db.len() < MAX_LATENCY_SAMPLES
-                    {
-                        acc.psnr_db.push(p);
-                    }
             () = sleep_until(deadline) => {}
             Some(()) = pli_rx.recv() => {
                 send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await;
@@ -343,13 +335,9 @@ fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: 
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "cannot create an H.264 decoder");
-        let (capture_us, shown_us) = (frame.capture_us, now_us());
             return;
         }
     };
-        if ctx.kind == TrackKind::Camera {
-            ctx.skew.lock().video_shown(capture_us, shown_us);
-        }
     // Frames for display go through a presenter that holds them for lip sync.
     let present = ctx.frames.as_ref().map(|_| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Arc<VideoFrame>)>(8);
@@ -362,6 +350,9 @@ fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: 
         }
         tx
     });
+    let kind = if ctx.kind == TrackKind::Screen { VideoKind::Screen } else { VideoKind::Camera };
+    let mut reference = SyntheticReference::new();
+    let mut decoded = 0u64;
     for (ts, au) in rx {
         let result = decoder.decode(&au, |img| {
             let at = now_us();
@@ -376,9 +367,6 @@ fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: 
         match result {
             Ok(Some((at, w, h, stamp, frame, psnr))) => {
                 decoded += 1;
-    if let Some(m) = &ctx.mixer {
-        m.set_tap(source, playout_tap(&ctx));
-    }
                 {
                     let mut acc = ctx.acc.lock();
                     acc.decoded(at);
@@ -386,6 +374,11 @@ fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: 
                     acc.stats.height = h;
                     if let Some(s) = stamp {
                         acc.marker(u64::from(s.frame), at.saturating_sub(s.capture_us), 30);
+                    }
+                    if let Some(p) = psnr
+                        && acc.psnr_db.len() < MAX_LATENCY_SAMPLES
+                    {
+                        acc.psnr_db.push(p);
                     }
                 }
                 if let (Some(tx), Some(frame)) = (&present, frame) {
@@ -427,38 +420,13 @@ fn present_video(rx: std::sync::mpsc::Receiver<(u64, Arc<VideoFrame>)>, ctx: Rec
         }
         // The app still holds several frames of this stream: skip this one.
         let Some(frame) = crate::config::DisplayFrame::new(frame, &in_flight) else { continue };
+        let (capture_us, shown_us) = (frame.capture_us, now_us());
         if events.send(EngineEvent::Frame { peer: ctx.peer.clone(), kind: ctx.kind, frame }).is_err() {
             break;
         }
-/// Finds the tone bursts in what the mixer plays of this peer: capture to heard, through the
-/// playout buffer (and the device's buffer, for a real speaker), and the audio side of the
-/// lip-sync skew.
-fn playout_tap(ctx: &RecvCtx) -> hearth_media::mixer::PlayoutTap {
-    let (acc, skew) = (ctx.acc.clone(), ctx.skew.clone());
-    let mut detector = BurstDetector::new();
-    Box::new(move |samples: &[i16], heard_at: Instant| {
-        let bursts = detector.push_clocked(samples, wall_us(heard_at));
-        if bursts.is_empty() {
-            return;
+        if ctx.kind == TrackKind::Camera {
+            ctx.skew.lock().video_shown(capture_us, shown_us);
         }
-        for b in &bursts {
-            acc.lock().played(b.latency_us);
-            let captured = b.slot * BURST_PERIOD_US;
-            skew.lock().audio_heard(captured, captured + b.latency_us);
-        }
-    })
-}
-
-/// Wall-clock microseconds ([`now_us`]) of an instant.
-fn wall_us(at: Instant) -> u64 {
-    let now = Instant::now();
-    if at >= now {
-        now_us() + at.duration_since(now).as_micros() as u64
-    } else {
-        now_us().saturating_sub(now.duration_since(at).as_micros() as u64)
-    }
-}
-
     }
 }
 
@@ -485,6 +453,9 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     let mut pcm = Vec::new();
     let mut pending_loss = 0u64;
     let source = ctx.mixer_source;
+    if let Some(m) = &ctx.mixer {
+        m.set_tap(source, playout_tap(&ctx));
+    }
     loop {
         let deadline = reorder.deadline();
         tokio::select! {
@@ -533,6 +504,35 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     }
     if let Some(m) = &ctx.mixer {
         m.remove(source);
+    }
+}
+
+/// Finds the tone bursts in what the mixer plays of this peer: capture to heard, through the
+/// playout buffer (and the device's buffer, for a real speaker), and the audio side of the
+/// lip-sync skew.
+fn playout_tap(ctx: &RecvCtx) -> hearth_media::mixer::PlayoutTap {
+    let (acc, skew) = (ctx.acc.clone(), ctx.skew.clone());
+    let mut detector = BurstDetector::new();
+    Box::new(move |samples: &[i16], heard_at: Instant| {
+        let bursts = detector.push_clocked(samples, wall_us(heard_at));
+        if bursts.is_empty() {
+            return;
+        }
+        for b in &bursts {
+            acc.lock().played(b.latency_us);
+            let captured = b.slot * BURST_PERIOD_US;
+            skew.lock().audio_heard(captured, captured + b.latency_us);
+        }
+    })
+}
+
+/// Wall-clock microseconds ([`now_us`]) of an instant.
+fn wall_us(at: Instant) -> u64 {
+    let now = Instant::now();
+    if at >= now {
+        now_us() + at.duration_since(now).as_micros() as u64
+    } else {
+        now_us().saturating_sub(now.duration_since(at).as_micros() as u64)
     }
 }
 

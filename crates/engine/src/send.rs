@@ -175,19 +175,19 @@ impl SendStream {
             track: Arc::new(TrackLocalStaticRTP::new(track)),
             pt: AtomicU8::new(pt),
             first_seq: std::sync::atomic::AtomicU32::new(u32::MAX),
-        })
-    }
-
-    /// Start sending to `target` (after its track was added to the connection).
-    pub fn attach(&self, target: Arc<Target>) {
-        self.targets.lock().push(target);
             sent_packets: std::sync::atomic::AtomicU64::new(0),
-        self.keyframe_wanted.store(true, Ordering::Relaxed);
+        })
     }
 
     /// The settings of the encoder this stream uses now (`None` before its first frame).
     pub fn encoder_info(&self) -> Option<EncoderInfo> {
         self.encoder.lock().clone()
+    }
+
+    /// Start sending to `target` (after its track was added to the connection).
+    pub fn attach(&self, target: Arc<Target>) {
+        self.targets.lock().push(target);
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
     }
 
     /// Stop sending to this target (only this one: a replacement link for the same peer keeps
@@ -333,6 +333,15 @@ fn video_loop(
         if encoder.as_ref().is_none_or(|(_, d)| *d != dims) {
             let cfg = VideoEncoderConfig::for_source(frame.width, frame.height, info.fps, info.kind);
             encoder = Some((H264Encoder::new(cfg).map_err(|e| MediaError::Convert(e.to_string()))?, dims));
+            *stream.encoder.lock() = Some(EncoderInfo {
+                kind: stream.kind,
+                codec: "H.264",
+                profile: None,
+                width: frame.width,
+                height: frame.height,
+                fps: f64::from(info.fps),
+                bitrate_kbps: f64::from(cfg.bitrate_bps) / 1000.0,
+            });
         }
         let Some((enc, _)) = encoder.as_mut() else { continue };
         if stream.keyframe_wanted.swap(false, Ordering::Relaxed) {
@@ -346,19 +355,16 @@ fn video_loop(
                 continue;
             }
         };
+        if au.keyframe
+            && let Some(info) = stream.encoder.lock().as_mut()
+            && info.profile.is_none()
+        {
+            info.profile = H264Profile::of(&au.data).map(|p| p.name());
+        }
         let ts = clock.rtp_ts(frame.capture_us, 90_000);
         match packetizer.packetize(Instant::now(), &Bytes::from(au.data), 0) {
             Ok(mut packets) => {
                 for p in &mut packets {
-            *stream.encoder.lock() = Some(EncoderInfo {
-                kind: stream.kind,
-                codec: "H.264",
-                profile: None,
-                width: frame.width,
-                height: frame.height,
-                fps: f64::from(info.fps),
-                bitrate_kbps: f64::from(cfg.bitrate_bps) / 1000.0,
-            });
                     p.header.timestamp = ts;
                 }
                 stream.send_batch(packets);
@@ -372,12 +378,6 @@ fn video_loop(
 fn open_audio(spec: &AudioSpec) -> Result<Box<dyn AudioSource>, MediaError> {
     Ok(match spec {
         AudioSpec::Synthetic => Box::new(ToneBursts::new()),
-        if au.keyframe
-            && let Some(info) = stream.encoder.lock().as_mut()
-            && info.profile.is_none()
-        {
-            info.profile = H264Profile::of(&au.data).map(|p| p.name());
-        }
         AudioSpec::Microphone { id } => Box::new(hearth_media::Microphone::open(id.as_deref())?),
     })
 }
