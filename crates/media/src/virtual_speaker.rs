@@ -26,6 +26,7 @@ impl VirtualSpeaker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("hearth-virtual-speaker".into()).spawn(move || {
+            crate::priority::raise_current_thread(crate::MediaThread::Audio);
             let period = Duration::from_micros(FRAME_US);
             let mut out = vec![0.0f32; FRAME_SAMPLES];
             let mut next = Instant::now();
