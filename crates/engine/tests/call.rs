@@ -4,7 +4,7 @@
 
 use hearth_engine::{
     AudioSpec, CallEvent, Command, Engine, EngineConfig, EngineError, EngineEvent, LinkState, PeerStats,
-    VideoSpec,
+    TrackKind, VideoSpec,
 };
 use hearth_proto::{ErrorCode, MediaState};
 use hearth_testkit::{Server, eventually};
@@ -447,6 +447,62 @@ async fn video_shown_in_step_with_the_audio_heard() {
     let av = st.camera.av_offset;
     assert!(av.p50_ms < 15.0 && av.p95_ms < 35.0, "audio/video offset {av:?}");
     assert!(!b.saw(|e| matches!(e, EngineEvent::DeviceError { .. })));
+    a.engine.leave().await;
+    b.engine.leave().await;
+}
+
+/// The figures a report compares are measured where they mean something: the achieved and the
+/// sender's frame rate, PSNR against the regenerated source, audio latency through the playout
+/// buffer (a virtual speaker, no device), lip sync at the outputs, call-average bitrate, and
+/// what the peer reports receiving of ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn figures_are_measured_at_the_outputs() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let listener = |mut c: EngineConfig| {
+        c.virtual_speaker = true;
+        c.deliver_frames = true;
+        c
+    };
+    let a = Peer::join_with(&server, "ada", listener).await;
+    let b = Peer::join_with(&server, "bob", listener).await;
+    all_connected(&[&a, &b]).await;
+    let st = eventually(Duration::from_secs(30), "3 s of media played and shown", async || {
+        b.from("ada").await.filter(|s| s.lip_sync_skew.samples >= 60 && s.audio.playout_latency.samples >= 12)
+    })
+    .await
+    .unwrap();
+    let (cam, audio) = (&st.camera, &st.audio);
+    assert!((20.0..=35.0).contains(&cam.fps_avg), "achieved {} fps", cam.fps_avg);
+    let sender_fps = cam.sender_fps.unwrap();
+    assert!((29.0..=31.0).contains(&sender_fps), "sender at {sender_fps} fps");
+    let audio_rate = audio.sender_fps.unwrap();
+    assert!((49.0..=51.0).contains(&audio_rate), "{audio_rate} audio packets/s");
+    let psnr = cam.psnr_db.unwrap();
+    assert!(psnr > 30.0 && cam.psnr_samples >= 5, "PSNR {psnr} dB over {} frames", cam.psnr_samples);
+    // Played audio has been through the playout buffer: later than decoded, by less than it holds.
+    let (played, decoded) = (audio.playout_latency.p50_ms, audio.latency.p50_ms);
+    assert!(played > decoded && played < decoded + 60.0, "played {played} ms, decoded {decoded} ms");
+    // Shown frames are within a few ms of their audio, measured at the outputs (6.5 ms off
+    // before the Opus lookahead was counted).
+    let skew = st.lip_sync_skew;
+    assert!(skew.p50_ms < 3.0 && skew.p95_ms < 25.0, "skew {skew:?}");
+    // Bitrate over the call, not since the last snapshot: two snapshots in a row agree.
+    let again = b.from("ada").await.unwrap();
+    assert!(again.received_kbps_avg > 100.0, "{} kbit/s", again.received_kbps_avg);
+    // Ada's receiver reports about bob's streams.
+    let out = b.from("ada").await.unwrap().outbound;
+    assert_eq!(out.iter().filter_map(|o| o.kind).collect::<Vec<_>>(), [TrackKind::Audio, TrackKind::Camera]);
+    for o in &out {
+        let got = o.peer_received_packets.unwrap();
+        assert!(
+            got * 10 >= o.packets_sent_at_report * 9 && o.packets_sent >= o.packets_sent_at_report,
+            "{o:?}"
+        );
+    }
+    let enc = b.engine.encoders().await.unwrap();
+    let video = enc.iter().find(|e| e.kind == TrackKind::Camera).unwrap();
+    assert_eq!((video.codec, video.width, video.height, video.fps), ("H.264", W, H, 30.0));
+    assert!(video.profile.as_deref().unwrap().starts_with("Constrained Baseline"), "{video:?}");
     a.engine.leave().await;
     b.engine.leave().await;
 }
