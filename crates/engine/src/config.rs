@@ -59,6 +59,26 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
     /// Reconnect to the signaling server (and resume) when the connection drops.
     pub reconnect: bool,
+    /// Test hook: rewrites our outgoing RTP before it reaches any peer (tests of receivers
+    /// against a misbehaving peer). Not for apps.
+    #[doc(hidden)]
+    pub rewrite_rtp: Option<RtpRewrite>,
+}
+
+/// See [`EngineConfig::rewrite_rtp`]: called on a stream's capture thread with the stream's
+/// kind and the packets of one encoded frame (or audio packet), which it may change, replace
+/// or drop before they are fanned out to every peer.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct RtpRewrite(pub Arc<RewriteFn>);
+
+#[doc(hidden)]
+pub type RewriteFn = dyn Fn(TrackKind, &mut Vec<rtc::rtp::Packet>) + Send + Sync;
+
+impl std::fmt::Debug for RtpRewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RtpRewrite")
+    }
 }
 
 impl EngineConfig {
@@ -85,6 +105,7 @@ impl EngineConfig {
             ice_check_interval: Duration::from_millis(10),
             connect_timeout: Duration::from_secs(10),
             reconnect: true,
+            rewrite_rtp: None,
         }
     }
 

@@ -155,12 +155,14 @@ impl Engine {
         let label = format!("hearth-{peer_id}");
         if let Some(spec) = cfg.microphone.clone() {
             let s = SendStream::new(TrackKind::Audio, label.clone());
+            s.set_rewrite(cfg.rewrite_rtp.clone());
             s.enabled.store(!cfg.start_muted, Ordering::Relaxed);
             s.start_audio(spec, clock, dev_tx.clone());
             streams.insert(TrackKind::Audio, s);
         }
         if let Some(spec) = cfg.camera.clone() {
             let s = SendStream::new(TrackKind::Camera, label.clone());
+            s.set_rewrite(cfg.rewrite_rtp.clone());
             if !cfg.start_camera_off {
                 s.start_video(spec, clock, dev_tx.clone());
             } else {
@@ -610,6 +612,7 @@ impl Core {
     /// A new local stream, offered to every link (each renegotiates).
     fn add_stream(&mut self, kind: TrackKind) -> Arc<SendStream> {
         let s = SendStream::new(kind, self.label.clone());
+        s.set_rewrite(self.cfg.rewrite_rtp.clone());
         for l in self.links.values() {
             let _ = l.tx.send(LinkCmd::AddStream(s.clone()));
         }

@@ -39,6 +39,8 @@ pub mod rtc_setup;
 pub mod send;
 pub mod signal;
 
+#[doc(hidden)]
+pub use config::RtpRewrite;
 pub use config::{
     AudioSpec, EncoderInfo, EngineConfig, EngineEvent, Latency, OutboundStats, PeerStats, StreamStats,
     TrackKind, VideoSpec,

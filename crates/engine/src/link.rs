@@ -323,6 +323,16 @@ impl Link {
         Ok(())
     }
 
+    /// Whether one of our tracks is on no m-line yet (its transceiver has no mid).
+    async fn has_unnegotiated_tracks(&self, pc: &Arc<dyn PeerConnection>) -> bool {
+        for t in pc.get_transceivers().await {
+            if matches!(t.sender().await, Ok(Some(_))) && matches!(t.mid().await, Ok(None)) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Negotiated payload types, once a round completes.
     async fn refresh_payload_types(&self) {
         for (sender, target, _) in self.senders.values() {
@@ -390,7 +400,16 @@ impl Link {
                 Step::CreateAnswer => match self.send_description(pc, false).await {
                     Ok(()) => {
                         self.refresh_payload_types().await;
-                        steps.extend(self.neg.local_answer_sent());
+                        let postponed = self.neg.local_answer_sent();
+                        if postponed.is_none() && self.has_unnegotiated_tracks(pc).await {
+                            // The peer's offer had no m-line for some of our tracks: a newcomer
+                            // offers only its own, so with our camera and screen share it
+                            // gets one of them. Offer the rest ourselves (what a browser's
+                            // negotiationneeded would do; webrtc-rs 0.21 does not tell us).
+                            tracing::debug!(peer = %self.peer, "tracks left out of the peer's offer; offering them");
+                            steps.push_back(self.neg.negotiation_needed());
+                        }
+                        steps.extend(postponed);
                     }
                     Err(e) => {
                         tracing::warn!(peer = %self.peer, error = %e, "creating an answer failed");

@@ -2,8 +2,10 @@
 //! on the marker bit, decoding (video on a thread of its own), in-band marker checks, stats.
 
 use crate::config::{EngineEvent, Latency, StreamStats, TrackKind};
-use bytes::{Bytes, BytesMut};
-use hearth_codec::{CodecError, H264Decoder, OpusDecoder, is_keyframe};
+use bytes::Bytes;
+use hearth_codec::rtp_h264::RtpPacket;
+use hearth_codec::rtp_receive::{H264Receiver, Received};
+use hearth_codec::{CodecError, H264Decoder, OpusDecoder};
 use hearth_media::marker::{BURST_PERIOD_US, BurstDetector, read_stamp};
 use hearth_media::quality::SyntheticReference;
 use hearth_media::sync::media_us;
@@ -11,8 +13,6 @@ use hearth_media::{AvSync, Mixer, OutputSkew, Released, ReorderBuffer, VideoFram
 use hearth_proto::PeerId;
 use parking_lot::Mutex;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp::codec::h264::H264Packet;
-use rtc::rtp::packetizer::Depacketizer;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,8 +25,6 @@ const VIDEO_REORDER_WAIT: Duration = Duration::from_millis(80);
 const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(40);
 const MAX_LATENCY_SAMPLES: usize = 200_000;
 const PLI_MIN_INTERVAL: Duration = Duration::from_millis(250);
-/// Packets in one video frame, at most (~4.8 MB at 1200 bytes): far beyond any real frame.
-const MAX_FRAME_PACKETS: usize = 4000;
 /// Steps between RTP timestamps kept to estimate the sender's frame rate.
 const RATE_STEPS: usize = 256;
 /// PSNR is computed on every this many decoded frames (it regenerates the source frame).
@@ -171,84 +169,6 @@ impl std::fmt::Debug for RecvCtx {
     }
 }
 
-/// Access units out of RTP: frames are released on their marker bit; after a loss, frames are
-/// dropped until a keyframe (and one is requested).
-#[derive(Debug, Default)]
-struct Assembler {
-    depack: H264Packet,
-    ts: Option<u32>,
-    parts: Vec<Bytes>,
-    wait_keyframe: bool,
-}
-
-enum Assembled {
-    Nothing,
-    /// An access unit and its RTP timestamp.
-    Frame(u32, Bytes),
-    /// A loss broke the stream: ask for a keyframe.
-    NeedKeyframe,
-}
-
-impl Assembler {
-    fn push(&mut self, released: Released<rtc::rtp::Packet>) -> Assembled {
-        match released {
-            Released::Lost { .. } => {
-                self.parts.clear();
-                self.ts = None;
-                self.depack = H264Packet::default();
-                self.wait_keyframe = true;
-                Assembled::NeedKeyframe
-            }
-            Released::Item { item: p, .. } => {
-                if self.ts != Some(p.header.timestamp) {
-                    if !self.parts.is_empty() {
-                        // The previous frame never saw its marker: its last packet was lost.
-                        self.parts.clear();
-                        self.depack = H264Packet::default();
-                        self.wait_keyframe = true;
-                    }
-                    self.ts = Some(p.header.timestamp);
-                }
-                self.parts.push(p.payload);
-                if self.parts.len() > MAX_FRAME_PACKETS {
-                    // A sender that never marks the end of a frame: give the frame up.
-                    self.parts.clear();
-                    self.ts = None;
-                    self.depack = H264Packet::default();
-                    self.wait_keyframe = true;
-                    return Assembled::NeedKeyframe;
-                }
-                if !p.header.marker {
-                    return Assembled::Nothing;
-                }
-                let ts = p.header.timestamp;
-                let mut au = BytesMut::new();
-                let mut ok = true;
-                for part in self.parts.drain(..) {
-                    match self.depack.depacketize(&part) {
-                        Ok(b) => au.extend_from_slice(&b),
-                        Err(_) => ok = false,
-                    }
-                }
-                self.ts = None;
-                let au = au.freeze();
-                if !ok {
-                    self.depack = H264Packet::default();
-                    self.wait_keyframe = true;
-                    return Assembled::NeedKeyframe;
-                }
-                if self.wait_keyframe {
-                    if !is_keyframe(&au) {
-                        return Assembled::NeedKeyframe;
-                    }
-                    self.wait_keyframe = false;
-                }
-                Assembled::Frame(ts, au)
-            }
-        }
-    }
-}
-
 async fn send_pli(
     track: &Arc<dyn TrackRemote>,
     ssrc: u32,
@@ -276,12 +196,13 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
         tracing::error!(error = %e, "cannot start a decoder thread");
         return;
     }
-    let mut reorder = ReorderBuffer::new(VIDEO_REORDER_WAIT, 512);
-    let mut asm = Assembler::default();
+    // Depacketizing and frame assembly are ours (hearth_codec::rtp_h264), not rtc's: its H.264
+    // depacketizer panics on a truncated STAP-A, and any peer can send one.
+    let mut rx = H264Receiver::new(VIDEO_REORDER_WAIT, 512);
     let mut ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
     let mut last_pli = None;
     loop {
-        let deadline = reorder.deadline();
+        let deadline = rx.deadline();
         tokio::select! {
             ev = track.poll() => match ev {
                 None => break,
@@ -289,9 +210,9 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
                     ssrc = p.header.ssrc;
                     ctx.acc.lock().packet(p.payload.len() + 12, p.header.timestamp);
                     // A restarted stream (e.g. a second screen share) leaves no partial frame.
-                    if reorder.push_from(ssrc, p.header.sequence_number, p, Instant::now()) {
-                        asm = Assembler::default();
-                    }
+                    let h = &p.header;
+                    let (seq, timestamp, marker) = (h.sequence_number, h.timestamp, h.marker);
+                    rx.push(RtpPacket { ssrc, seq, timestamp, marker, payload: p.payload }, Instant::now());
                 }
                 Some(_) => continue,
             },
@@ -302,23 +223,20 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
             }
         }
         let now = Instant::now();
-        while let Some(r) = reorder.pop(now) {
-            if let Released::Lost { count, .. } = &r {
-                ctx.acc.lock().stats.packets_lost += count;
-            }
-            match asm.push(r) {
-                Assembled::Nothing => {}
-                Assembled::Frame(ts, au) => {
-                    if au_tx.try_send((ts, au)).is_err() {
+        while let Some(r) = rx.poll(now) {
+            match r {
+                Received::Lost(count) => ctx.acc.lock().stats.packets_lost += count,
+                Received::Frame(au) => {
+                    if au_tx.try_send((au.timestamp, au.data)).is_err() {
                         // The decoder is behind: drop and restart from a keyframe.
-                        asm.wait_keyframe = true;
+                        rx.wait_for_keyframe();
                         send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await;
                     }
                 }
-                Assembled::NeedKeyframe => send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await,
+                Received::NeedKeyframe => send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await,
             }
         }
-        ctx.acc.lock().stats.packets_late = reorder.stats().late;
+        ctx.acc.lock().stats.packets_late = rx.reorder_stats().late;
     }
     // Dropping the sender ends the decoder thread.
 }

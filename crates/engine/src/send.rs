@@ -86,6 +86,8 @@ pub struct SendStream {
     /// (camera off and on) continues the numbering, so receivers see no jump.
     sequencer: Box<dyn Sequencer>,
     capture: Mutex<Option<Capture>>,
+    /// Test hook (see `EngineConfig::rewrite_rtp`).
+    rewrite: std::sync::OnceLock<crate::config::RtpRewrite>,
     /// The settings of the current encoder (set by the capture thread).
     encoder: Mutex<Option<EncoderInfo>>,
 }
@@ -110,6 +112,7 @@ impl SendStream {
             packets_tx,
             sequencer: Box::new(new_random_sequencer()),
             capture: Mutex::new(None),
+            rewrite: std::sync::OnceLock::new(),
             encoder: Mutex::new(None),
         });
         let weak = Arc::downgrade(&stream);
@@ -219,7 +222,18 @@ impl SendStream {
         }
     }
 
-    fn send_batch(&self, batch: Vec<rtc::rtp::Packet>) {
+    /// Install the test hook that rewrites this stream's packets (see
+    /// `EngineConfig::rewrite_rtp`); only the first one set counts.
+    pub fn set_rewrite(&self, rewrite: Option<crate::config::RtpRewrite>) {
+        if let Some(r) = rewrite {
+            let _ = self.rewrite.set(r);
+        }
+    }
+
+    fn send_batch(&self, mut batch: Vec<rtc::rtp::Packet>) {
+        if let Some(r) = self.rewrite.get() {
+            (r.0)(self.kind, &mut batch);
+        }
         if self.packets_tx.try_send(batch).is_err() && self.kind != TrackKind::Audio {
             // The network side is behind: start afresh with a keyframe rather than queue.
             self.keyframe_wanted.store(true, Ordering::Relaxed);

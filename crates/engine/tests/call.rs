@@ -806,3 +806,153 @@ async fn an_offer_without_h264_is_answered_with_a_peer_error() {
     assert!(message.contains("no H.264") && message.contains("VP8"), "{message}");
     a.engine.leave().await;
 }
+
+/// A newcomer's offer carries only its own tracks (one video m-line); a member already sharing
+/// its screen has two video tracks and must offer the one left out itself. Before, the newcomer
+/// got whichever of camera and screen webrtc-rs matched to its m-line, never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_gets_camera_and_screen_of_a_member_already_sharing() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    a.engine
+        .command(Command::StartScreenShare(VideoSpec::SyntheticScreen { width: 640, height: 360, fps: 10.0 }))
+        .unwrap();
+    // The share is on before anyone else arrives.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    let both = eventually(WAIT, "camera and screen from ada", async || {
+        b.from("ada").await.filter(|s| s.camera.frames_decoded >= 30 && s.screen.frames_decoded >= 10)
+    })
+    .await;
+    let st = match both {
+        Ok(st) => st,
+        Err(e) => {
+            let s = b.from("ada").await.map(|s| (s.camera.frames_decoded, s.screen.frames_decoded));
+            panic!("{e}: (camera, screen) frames decoded: {s:?}");
+        }
+    };
+    assert_eq!((st.camera.width, st.camera.height), (W, H));
+    assert_eq!((st.screen.width, st.screen.height), (640, 360));
+    assert!(media_seen(&b, "ada", |m| m.screen_sharing));
+    // And the other way round nothing is missing either.
+    decoded(&a, "bob", 10, 10).await;
+    a.engine.leave().await;
+    b.engine.leave().await;
+}
+
+/// Payloads a hostile peer might send in place of its video: each batch (one frame's packets)
+/// gets one case, keeping the real sequence numbers and timestamps.
+fn craft_malicious(case: usize, batch: &mut [rtc::rtp::Packet], rng: &mut u64) {
+    let mut random = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                *rng ^= *rng << 13;
+                *rng ^= *rng >> 7;
+                *rng ^= *rng << 17;
+                *rng as u8
+            })
+            .collect()
+    };
+    let n = batch.len();
+    for (i, p) in batch.iter_mut().enumerate() {
+        let last = i + 1 == n;
+        let payload: Vec<u8> = match case % 10 {
+            // The STAP-A whose last length field is cut short (crashed rtc's depacketizer).
+            0 => vec![0x78, 0x00, 0x01, 0x41, 0x00],
+            // An FU-A run that starts and never ends.
+            1 => [&[0x7c, 0x85, 0x88][..], &random(500)].concat(),
+            // FU-A middles and ends with no start.
+            2 => [&[0x7c, if last { 0x45 } else { 0x05 }][..], &random(300)].concat(),
+            // Lengths far beyond the packet.
+            3 => vec![0x78, 0xff, 0xff, 0x67, 0x42, 0x00],
+            4 => [&[0x78, 0x00, 0x02, 0x67, 0x42, 0xea, 0x60][..], &random(40)].concat(),
+            // Random bytes of random length.
+            5 => {
+                let len =
+                    usize::from(random(2).iter().fold(0u16, |a, b| (a << 8) | u16::from(*b)) % 1200) + 1;
+                random(len)
+            }
+            // Nothing at all.
+            6 => Vec::new(),
+            // Interleaved-mode and reserved types.
+            7 => [&[[0x19, 0x1a, 0x1b, 0x1d, 0x1e, 0x00][i % 6], 0x85][..], &random(50)].concat(),
+            // A structurally complete "keyframe" of garbage: forged SPS/PPS and IDR.
+            8 => {
+                let params =
+                    [&[0x78, 0x00, 0x06, 0x67][..], &random(5), &[0x00, 0x04, 0x68], &random(3)].concat();
+                let idr = [&[0x65, 0xff][..], &random(800)].concat();
+                match (i, n) {
+                    (0, 1) => [&params[..], &(idr.len() as u16).to_be_bytes(), &idr].concat(),
+                    (0, _) => params,
+                    _ => idr,
+                }
+            }
+            // Real payloads but no marker bit anywhere.
+            _ => {
+                p.header.marker = false;
+                continue;
+            }
+        };
+        p.payload = payload.into();
+    }
+}
+
+/// A room member sends crafted, malformed video for a while (truncated STAP-A, broken FU-A
+/// runs, huge lengths, random bytes, empty payloads, forged keyframes): nobody crashes, the
+/// honest peers keep decoding each other, and the rogue's video comes back once it behaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_video_from_a_rogue_peer_is_survived() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let evil = Arc::new(AtomicBool::new(false));
+    let crafted = Arc::new(AtomicU64::new(0));
+    let hook = {
+        let (evil, crafted) = (evil.clone(), crafted.clone());
+        let rng = Arc::new(Mutex::new(0x9e37_79b9_7f4a_7c15u64));
+        hearth_engine::RtpRewrite(Arc::new(move |kind, batch| {
+            if kind == hearth_engine::TrackKind::Camera && evil.load(Ordering::Relaxed) {
+                let case = crafted.fetch_add(1, Ordering::Relaxed) as usize;
+                craft_malicious(case, batch, &mut rng.lock().unwrap());
+            }
+        }))
+    };
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    let r = Peer::join_with(&server, "rex", |mut c| {
+        c.rewrite_rtp = Some(hook);
+        c
+    })
+    .await;
+    all_connected(&[&a, &b, &r]).await;
+    for rx in [&a, &b] {
+        decoded(rx, "rex", 20, 20).await;
+    }
+    decoded(&a, "bob", 20, 20).await;
+
+    evil.store(true, Ordering::Relaxed);
+    let bob_before = a.from("bob").await.unwrap().camera.frames_decoded;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let bob_during = a.from("bob").await.unwrap().camera.frames_decoded;
+    let rex_during: Vec<PeerStats> = [a.from("rex").await.unwrap(), b.from("rex").await.unwrap()].into();
+    evil.store(false, Ordering::Relaxed);
+    let sent = crafted.load(Ordering::Relaxed);
+    assert!(sent >= 40, "only {sent} crafted frames went out");
+    // The honest pair never stopped.
+    assert!(bob_during >= bob_before + 50, "ada decoded bob {bob_before} -> {bob_during} meanwhile");
+    for (rx, st) in [&a, &b].into_iter().zip(&rex_during) {
+        assert!(st.connected, "{} lost rex", rx.name);
+        assert!(st.camera.keyframe_requests > 0, "{} never asked rex for a keyframe", rx.name);
+        // Rex's video recovers (its receivers ask for a keyframe and get one).
+        grows_past(rx, "rex", "rex's video back", st.camera.frames_decoded + 20, |s| s.camera.frames_decoded)
+            .await;
+        let now = rx.from("rex").await.unwrap();
+        assert_eq!((now.camera.width, now.camera.height), (W, H));
+    }
+    // Bob too kept decoding ada throughout.
+    grows_past(&b, "ada", "bob still decodes ada", 60, |s| s.camera.frames_decoded).await;
+    for p in [a, b, r] {
+        p.engine.leave().await;
+    }
+    server.shutdown().await;
+}
