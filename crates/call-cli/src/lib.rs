@@ -1,5 +1,6 @@
-//! The headless Hearth client as a library: the demo runner and the report types, shared by the
-//! `hearth-call` binary and the benchmarks.
+//! The headless Hearth client as a library: the demo runner, the report types and the rule for
+//! "media flowed", shared by the `hearth-call` binary and the benchmarks.
 
 pub mod demo;
+pub mod flow;
 pub mod report;

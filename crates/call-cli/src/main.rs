@@ -10,8 +10,12 @@
 
 use clap::{Args, Parser, Subcommand};
 use hearth_call::demo::{self, DemoParams};
+use hearth_call::flow::{self, Announcements};
 use hearth_call::report::{self, PairReport};
-use hearth_engine::{AudioSpec, CallEvent, Command, Engine, EngineConfig, EngineEvent, LinkState, VideoSpec};
+use hearth_engine::{
+    AudioSpec, CallEvent, Command, EncoderInfo, Engine, EngineConfig, EngineEvent, LinkState, TrackKind,
+    VideoSpec,
+};
 use hearth_proto::PeerId;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -102,6 +106,10 @@ struct JoinArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Tests only: stop sending camera video this many seconds into the call while still
+    /// announcing the camera as on (the peers' flow checks must catch it).
+    #[arg(long, hide = true)]
+    test_stop_camera_after: Option<f64>,
     #[command(flatten)]
     media: MediaArgs,
 }
@@ -194,6 +202,8 @@ struct JoinReport {
     expected_peers: usize,
     connected_peers: usize,
     problems: Vec<String>,
+    /// What we send: codec, profile, resolution, frame rate, target bitrate.
+    encoders: Vec<EncoderInfo>,
     pairs: Vec<PairReport>,
     chat: Vec<ChatLine>,
     device_errors: Vec<String>,
@@ -221,6 +231,11 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     cfg.speaker = some_id(a.speaker.clone());
+    // Without a speaker, received audio still goes through the playout buffer (into a virtual
+    // speaker) and video is "shown" (dropped when the event is read), so latency and lip sync
+    // are measured where a person would hear and see them.
+    cfg.virtual_speaker = cfg.speaker.is_none();
+    cfg.deliver_frames = true;
     let (engine, mut events) = match Engine::start(cfg).await {
         Ok(x) => x,
         Err(e) => {
@@ -239,13 +254,14 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
     let me = engine.peer_id().clone();
     let mut names: BTreeMap<PeerId, String> = BTreeMap::new();
     let mut connected: BTreeSet<PeerId> = BTreeSet::new();
-    let mut media: BTreeMap<PeerId, hearth_proto::MediaState> = BTreeMap::new();
+    let mut announced = Announcements::new();
     let mut chat = Vec::new();
     let mut device_errors = Vec::new();
     let mut problems = Vec::new();
     let wait_until = Instant::now() + Duration::from_secs(a.wait);
     let mut end_at: Option<Instant> = None;
     let mut said = false;
+    let mut stop_camera_at: Option<Instant> = None;
     // Peers that ever connected, and the last statistics seen for each (a peer that leaves
     // before we finish keeps its last snapshot in the report).
     let mut ever_connected: BTreeSet<PeerId> = BTreeSet::new();
@@ -260,6 +276,12 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         }
         if end_at.is_none() && connected.len() >= a.expect_peers {
             end_at = Some(Instant::now() + Duration::from_secs(a.seconds));
+            stop_camera_at =
+                a.test_stop_camera_after.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        }
+        if stop_camera_at.is_some_and(|t| Instant::now() >= t) {
+            stop_camera_at = None;
+            engine.command(Command::StopSendingForTest(TrackKind::Camera))?;
         }
         if !said && end_at.is_some() {
             if let Some(text) = &a.say {
@@ -280,7 +302,8 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
             said = true;
         }
         let deadline = end_at.unwrap_or(wait_until);
-        let ev = match tokio::time::timeout_at(deadline.min(next_snapshot).into(), events.recv()).await {
+        let wake = stop_camera_at.map_or(deadline.min(next_snapshot), |t| t.min(deadline).min(next_snapshot));
+        let ev = match tokio::time::timeout_at(wake.into(), events.recv()).await {
             Err(_) if Instant::now() >= deadline => break,
             Err(_) => continue,
             Ok(None) => {
@@ -289,19 +312,15 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(Some(ev)) => ev,
         };
+        announced.observe(&ev, hearth_media::now_us());
         match ev {
             EngineEvent::Call(CallEvent::Joined { peers, .. }) => {
                 for p in peers {
-                    media.insert(p.id.clone(), p.media);
                     names.insert(p.id.clone(), p.name.clone());
                 }
             }
             EngineEvent::Call(CallEvent::PeerJoined(p)) => {
-                media.insert(p.id.clone(), p.media);
                 names.insert(p.id.clone(), p.name.clone());
-            }
-            EngineEvent::Call(CallEvent::PeerMedia { peer_id, state }) => {
-                media.insert(peer_id, state);
             }
             EngineEvent::Call(CallEvent::PeerLeft { peer_id, .. }) => {
                 connected.remove(&peer_id);
@@ -343,17 +362,19 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
     for s in engine.stats().await.unwrap_or_default() {
         last_stats.insert(s.peer_id.clone(), s);
     }
+    let end_us = hearth_media::now_us();
+    let encoders = engine.encoders().await.unwrap_or_default();
     let stats: Vec<hearth_engine::PeerStats> = last_stats.into_values().collect();
     let joined = engine.joined_at_us();
-    let pairs: Vec<PairReport> = stats.iter().map(|s| PairReport::new(&a.name, joined, None, s)).collect();
     if ever_connected.len() < a.expect_peers {
         problems.push(format!("expected {} peer(s), {} connected", a.expect_peers, ever_connected.len()));
     }
-    for (p, s) in pairs.iter().zip(&stats) {
-        let state = media.get(&PeerId(s.peer_id.clone())).copied().unwrap_or_default();
-        if !p.flowed(!state.video_off, !state.audio_muted) {
-            problems.push(format!("media did not flow both ways with {}", p.sender));
-        }
+    let mut pairs = Vec::new();
+    for s in &stats {
+        let mut pair = PairReport::new(&a.name, joined, None, s);
+        pair.problems = flow::problems(s, &announced, end_us);
+        problems.extend(pair.problems.iter().cloned());
+        pairs.push(pair);
     }
     let ok = problems.is_empty() && pairs.len() >= a.expect_peers;
     let report = JoinReport {
@@ -364,6 +385,7 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         expected_peers: a.expect_peers,
         connected_peers: ever_connected.len(),
         problems,
+        encoders,
         pairs,
         chat,
         device_errors,
@@ -373,6 +395,7 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         report::print_pairs(&report.pairs);
+        print_encoders(&report.encoders);
         for p in &report.problems {
             println!("problem: {p}");
         }
@@ -382,6 +405,25 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_encoders(encoders: &[EncoderInfo]) {
+    for e in encoders {
+        if e.kind == TrackKind::Audio {
+            println!("sending {:?}: {} {:.0} kbit/s, {:.0} frames/s", e.kind, e.codec, e.bitrate_kbps, e.fps);
+        } else {
+            println!(
+                "sending {:?}: {} {} {}x{}@{:.0}, target {:.0} kbit/s",
+                e.kind,
+                e.codec,
+                e.profile.as_deref().unwrap_or("(profile not known yet)"),
+                e.width,
+                e.height,
+                e.fps,
+                e.bitrate_kbps
+            );
+        }
+    }
 }
 
 async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -400,17 +442,12 @@ async fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
             a.peers, w, h, fps, a.seconds
         );
         report::print_pairs(&report.pairs);
-        let s = &report.summary;
-        let o = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.1}"));
-        println!(
-            "summary (median over pairs): video latency p50 {} / p95 {} ms, audio p50 {} / p95 {} ms, join->first frame p50 {} ms, connect p50 {} ms",
-            o(s.video_latency_p50_ms),
-            o(s.video_latency_p95_ms),
-            o(s.audio_latency_p50_ms),
-            o(s.audio_latency_p95_ms),
-            o(s.join_to_first_frame_p50_ms),
-            o(s.connect_p50_ms)
-        );
+        print_encoders(&report.encoders);
+        println!("summary over pairs:");
+        report::print_summary(&report.summary);
+        for p in &report.problems {
+            println!("problem: {p}");
+        }
         println!(
             "CPU: {:.1}% of one core in total, {:.1}% per peer",
             report.cpu_total_pct, report.cpu_per_peer_pct

@@ -66,7 +66,48 @@ async fn two_processes_smoke_call_exits_zero() {
         assert!(pair["audio_frames_decoded"].as_u64().unwrap() > 50, "{pair:#}");
         assert!(pair["sender_received_packets"].as_u64().unwrap() > 0, "{pair:#}");
         assert_eq!(pair["video_width"], 320);
+        assert_eq!(pair["problems"].as_array().unwrap().len(), 0, "{pair:#}");
+        // Figures over the call, and at the outputs (virtual speaker, frames "shown").
+        assert!(pair["video_fps_avg"].as_f64().unwrap() > 20.0, "{pair:#}");
+        assert!(pair["received_kbps"].as_f64().unwrap() > 50.0, "{pair:#}");
+        assert!(pair["audio_latency_ms"]["samples"].as_u64().unwrap() > 0, "{pair:#}");
+        assert!(pair["lip_sync_skew_ms"]["samples"].as_u64().unwrap() > 0, "{pair:#}");
+        assert!(pair["video_psnr_db"].as_f64().unwrap() > 30.0, "{pair:#}");
+        let video = json["encoders"].as_array().unwrap().iter().find(|e| e["kind"] == "camera").unwrap();
+        assert_eq!((video["width"].as_u64(), video["fps"].as_f64()), (Some(320), Some(30.0)), "{video:#}");
+        // OpenH264's initialisation warning no longer reaches the console.
+        assert!(!stderr.contains("OpenH264"), "{stderr}");
     }
+}
+
+/// A peer that announces its camera as on but stops sending it after a second: the other
+/// side decoded a fraction of what the sender's frame rate promised, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_media_that_stops_flowing_fails_the_call_with_the_reason() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let url = server.url();
+    let ada = hearth_call().args(join_args(&url, "ada", &["--seconds", "5"])).spawn().unwrap();
+    let bob = hearth_call()
+        .args(join_args(&url, "bob", &["--seconds", "5", "--test-stop-camera-after", "1"]))
+        .spawn()
+        .unwrap();
+    let results = tokio::task::spawn_blocking(move || run_all(vec![ada, bob])).await.unwrap();
+    let (code, json, stderr) = &results[0];
+    assert_eq!(*code, 1, "ada: {json:#}\n{stderr}");
+    assert_eq!(json["ok"], false);
+    let problems: Vec<&str> =
+        json["problems"].as_array().unwrap().iter().filter_map(|p| p.as_str()).collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    // "camera from bob: 31 of 150 expected frames (21%) at 30.0 fps over 5.0 s"
+    assert!(
+        problems[0].starts_with("camera from bob: ") && problems[0].contains("expected frames"),
+        "{problems:?}"
+    );
+    let pair = &json["pairs"][0];
+    assert!(pair["video_frames_decoded"].as_u64().unwrap() > 10, "bob did send at first: {pair:#}");
+    // Bob's side of the call was fine: ada's media reached bob, and bob's reached ada as sent.
+    let (code, json, stderr) = &results[1];
+    assert_eq!(*code, 0, "bob: {json:#}\n{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,6 +244,24 @@ fn demo_reports_every_pair() {
         assert!(p["video_frames_decoded"].as_u64().unwrap() > 0);
         assert!(p["video_latency_ms"]["samples"].as_u64().unwrap() > 0);
         assert!(p["join_to_first_frame_ms"].as_f64().unwrap() > 0.0);
+        assert!(p["video_psnr_db"].as_f64().unwrap() > 30.0, "{p:#}");
+        assert!(p["audio_latency_ms"]["samples"].as_u64().unwrap() > 0, "{p:#}");
     }
     assert!(json["cpu_per_peer_pct"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["problems"].as_array().unwrap().len(), 0);
+    // Each summary figure names its worst pair beside the median.
+    let s = &json["summary"];
+    for figure in ["video_latency_p95_ms", "audio_latency_p95_ms", "video_fps_avg", "video_psnr_db"] {
+        let worst = &s["worst"][figure];
+        assert!(
+            worst["value"].as_f64().is_some() && worst["pair"].as_str().unwrap().contains(" <- "),
+            "{s:#}"
+        );
+        assert!(s[figure].as_f64().is_some(), "{s:#}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("OpenH264") && !String::from_utf8_lossy(&out.stdout).contains("OpenH264"),
+        "{stderr}"
+    );
 }
