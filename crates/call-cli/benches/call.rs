@@ -1,8 +1,10 @@
 //! Call benchmarks: `cargo bench -p hearth-call --bench call`. Prints figures; asserts nothing.
 //!
 //! 1. 2-party 720p30 synthetic video + Opus on loopback, `HEARTH_BENCH_RUNS` runs (default 3) of
-//!    `HEARTH_BENCH_SECONDS` (default 10): video and audio latency (capture to decoded, from
-//!    in-band stamps), join to first decoded frame, connect time, CPU per peer.
+//!    `HEARTH_BENCH_SECONDS` (default 10): video latency (capture to decoded, from in-band
+//!    stamps), audio latency (burst captured to heard out of the playout buffer, and to
+//!    decoded), lip-sync skew at the outputs, achieved frame rate, PSNR, join to first decoded
+//!    frame, connect time, CPU per peer; each at the stated encoder settings.
 //! 2. 4-party at 720p30 and 360p30: CPU per peer, and its ratio to the 2-party figure.
 //! 3. `HEARTH_BENCH_CYCLES` (default 200) create/connect/media/close cycles in one process:
 //!    RSS, file descriptors, threads and tokio tasks before and after.
@@ -53,19 +55,46 @@ async fn runs(label: &str, p: DemoParams, n: u64) -> Vec<DemoReport> {
     for i in 0..n {
         let r = demo::run(p).await.expect("demo run");
         let s = &r.summary;
+        let n = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        let worst = |k: &str| s.worst.get(k).map_or(f64::NAN, |w| w.value);
         println!(
-            "  {label} run {}: video p50 {:.1} / p95 {:.1} ms, audio p50 {:.1} / p95 {:.1} ms, join->first frame p50 {:.1} ms, connect p50 {:.1} ms, CPU/peer {:.1}%, lost video frames {}, ok={}",
+            "  {label} run {}: video p50 {:.1} / p95 {:.1} (worst {:.1}) ms, audio heard p50 {:.1} / p95 {:.1} (worst {:.1}) ms, decoded p50 {:.1} / p95 {:.1} ms, lip sync p50 {:.1} / p95 {:.1} ms, {:.1} fps (worst {:.1}), PSNR {:.1} dB (worst {:.1}), join->first frame p50 {:.1} ms, connect p50 {:.1} ms, CPU/peer {:.1}%, lost video frames {}, ok={}{}",
             i + 1,
-            s.video_latency_p50_ms.unwrap_or(f64::NAN),
-            s.video_latency_p95_ms.unwrap_or(f64::NAN),
-            s.audio_latency_p50_ms.unwrap_or(f64::NAN),
-            s.audio_latency_p95_ms.unwrap_or(f64::NAN),
-            s.join_to_first_frame_p50_ms.unwrap_or(f64::NAN),
-            s.connect_p50_ms.unwrap_or(f64::NAN),
+            n(s.video_latency_p50_ms),
+            n(s.video_latency_p95_ms),
+            worst("video_latency_p95_ms"),
+            n(s.audio_latency_p50_ms),
+            n(s.audio_latency_p95_ms),
+            worst("audio_latency_p95_ms"),
+            n(s.audio_decode_latency_p50_ms),
+            n(s.audio_decode_latency_p95_ms),
+            n(s.lip_sync_skew_p50_ms),
+            n(s.lip_sync_skew_p95_ms),
+            n(s.video_fps_avg),
+            worst("video_fps_avg"),
+            n(s.video_psnr_db),
+            worst("video_psnr_db"),
+            n(s.join_to_first_frame_p50_ms),
+            n(s.connect_p50_ms),
             r.cpu_per_peer_pct,
             s.video_frames_lost,
-            r.ok
+            r.ok,
+            if r.problems.is_empty() { String::new() } else { format!(" {:?}", r.problems) }
         );
+        if i == 0 {
+            for e in &r.encoders {
+                println!(
+                    "    encoder {:?}: {} {} {}x{}@{} {:.0} kbit/s",
+                    e.kind,
+                    e.codec,
+                    e.profile.as_deref().unwrap_or("-"),
+                    e.width,
+                    e.height,
+                    e.fps,
+                    e.bitrate_kbps
+                );
+            }
+        }
         out.push(r);
     }
     out
@@ -167,11 +196,16 @@ fn main() {
         println!("\n1. 2-party 1280x720@30 H.264 + Opus, {n} runs of {seconds} s");
         let two = runs("2p 720p", DemoParams { peers: 2, seconds, width: 1280, height: 720, fps: 30.0 }, n).await;
         println!(
-            "  median: video p50 {:.1} / p95 {:.1} ms, audio p50 {:.1} / p95 {:.1} ms, join->first frame p50 {:.1} ms, CPU/peer {:.1}%",
+            "  median: video p50 {:.1} / p95 {:.1} ms, audio heard p50 {:.1} / p95 {:.1} ms, decoded p50 {:.1} / p95 {:.1} ms, lip sync p95 {:.1} ms, {:.1} fps, PSNR {:.1} dB, join->first frame p50 {:.1} ms, CPU/peer {:.1}%",
             med(&two, |r| r.summary.video_latency_p50_ms),
             med(&two, |r| r.summary.video_latency_p95_ms),
             med(&two, |r| r.summary.audio_latency_p50_ms),
             med(&two, |r| r.summary.audio_latency_p95_ms),
+            med(&two, |r| r.summary.audio_decode_latency_p50_ms),
+            med(&two, |r| r.summary.audio_decode_latency_p95_ms),
+            med(&two, |r| r.summary.lip_sync_skew_p95_ms),
+            med(&two, |r| r.summary.video_fps_avg),
+            med(&two, |r| r.summary.video_psnr_db),
             med(&two, |r| r.summary.join_to_first_frame_p50_ms),
             med(&two, |r| Some(r.cpu_per_peer_pct)),
         );
@@ -183,9 +217,11 @@ fn main() {
         for (label, a, b) in [("720p30", &two, &four), ("360p30", &two_360, &four_360)] {
             let (c2, c4) = (med(a, |r| Some(r.cpu_per_peer_pct)), med(b, |r| Some(r.cpu_per_peer_pct)));
             println!(
-                "  {label}: CPU per peer 2-party {c2:.1}%, 4-party {c4:.1}% of one core; ratio {:.2}; 4-party video p95 {:.1} ms",
+                "  {label}: CPU per peer 2-party {c2:.1}%, 4-party {c4:.1}% of one core; ratio {:.2}; 4-party video p95 {:.1} ms (worst pair {:.1}), PSNR {:.1} dB",
                 c4 / c2,
-                med(b, |r| r.summary.video_latency_p95_ms)
+                med(b, |r| r.summary.video_latency_p95_ms),
+                med(b, |r| r.summary.worst.get("video_latency_p95_ms").map(|w| w.value)),
+                med(b, |r| r.summary.video_psnr_db)
             );
         }
 
