@@ -189,9 +189,11 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     let (au_tx, au_rx) = std::sync::mpsc::sync_channel::<(u32, Bytes)>(8);
     let (pli_tx, mut pli_rx) = mpsc::unbounded_channel::<()>();
     let decoder_ctx = ctx.clone();
-    let decoder = std::thread::Builder::new()
-        .name(format!("hearth-dec-{}", ctx.kind.id()))
-        .spawn(move || decode_video(au_rx, decoder_ctx, pli_tx));
+    let decoder =
+        std::thread::Builder::new().name(format!("hearth-dec-{}", ctx.kind.id())).spawn(move || {
+            hearth_media::raise_current_thread(hearth_media::MediaThread::Video);
+            decode_video(au_rx, decoder_ctx, pli_tx)
+        });
     if let Err(e) = decoder {
         tracing::error!(error = %e, "cannot start a decoder thread");
         return;
@@ -260,9 +262,11 @@ fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: 
     let present = ctx.frames.as_ref().map(|_| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Arc<VideoFrame>)>(8);
         let ctx = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("hearth-show-{}", ctx.kind.id()))
-            .spawn(move || present_video(rx, ctx));
+        let spawned =
+            std::thread::Builder::new().name(format!("hearth-show-{}", ctx.kind.id())).spawn(move || {
+                hearth_media::raise_current_thread(hearth_media::MediaThread::Video);
+                present_video(rx, ctx)
+            });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a presenter thread");
         }

@@ -273,6 +273,11 @@ impl SendStream {
         let (stream, stop_flag) = (Arc::clone(self), stop.clone());
         let spawned =
             std::thread::Builder::new().name(format!("hearth-{}", self.kind.id())).spawn(move || {
+                hearth_media::raise_current_thread(if stream.kind == TrackKind::Audio {
+                    hearth_media::MediaThread::Audio
+                } else {
+                    hearth_media::MediaThread::Video
+                });
                 if let Some(p) = previous {
                     let _ = p.join();
                 }
