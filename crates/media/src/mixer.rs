@@ -95,6 +95,10 @@ impl Queue {
             }
             self.samples.drain(pos..pos + QUIET_BLOCK);
             removed += QUIET_BLOCK;
+            // Later gaps moved up with the audio after the cut.
+            for g in self.gaps.iter_mut().filter(|g| g.0 > pos) {
+                g.0 -= QUIET_BLOCK;
+            }
             self.add_gap(pos, samples_us(QUIET_BLOCK));
         }
         removed
@@ -395,6 +399,25 @@ mod tests {
         assert_eq!(q.head_media_us, Some(20_000));
         q.advance(480);
         assert_eq!(q.head_media_us, Some(30_000));
+    }
+
+    #[test]
+    fn media_time_stays_exact_across_several_sheds() {
+        let mut q = Queue { head_media_us: Some(0), ..Queue::default() };
+        // Sound 5 ms, quiet 5, sound 5, quiet 5, sound 5 (240 samples each).
+        for loud in [true, false, true, false, true] {
+            q.samples.extend([if loud { 9000i16 } else { 0 }; QUIET_BLOCK]);
+        }
+        // Shed the second pause first, then the first one: the earlier gap must move up.
+        assert_eq!(q.shed_quiet(QUIET_BLOCK, 3 * QUIET_BLOCK), QUIET_BLOCK);
+        assert_eq!(q.shed_quiet(QUIET_BLOCK, 0), QUIET_BLOCK);
+        let mut heads = Vec::new();
+        for _ in 0..3 {
+            q.advance(QUIET_BLOCK);
+            heads.push(q.head_media_us);
+        }
+        // After each 5 ms of sound, the next sound starts where it was in the media.
+        assert_eq!(heads, [Some(10_000), Some(20_000), Some(25_000)]);
     }
 
     #[test]
