@@ -101,7 +101,7 @@ fn encoder_config(c: &VideoEncoderConfig) -> EncoderConfig {
         .intra_frame_period(IntraFramePeriod::from_num_frames(c.keyframe_interval))
 }
 
-/// OpenH264 prints its warnings to stdout while it initialises an encoder, which happens on
+/// OpenH264 prints its warnings to stderr while it initialises an encoder, which happens on
 /// the first frame: "[OpenH264] this = 0x..., Warning:bEnableFrameSkip = 0,bitrate can't be
 /// controlled ..." (frame skipping is off on purpose, see [`encoder_config`]). The openh264
 /// crate sets its trace level only after that initialisation; the trace level is one of the
