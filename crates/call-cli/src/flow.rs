@@ -9,7 +9,8 @@
 //!   RTP timestamps of the packets received (each frame has its own timestamp, so this is the
 //!   sender's capture rate even when few frames can be decoded, as under a bandwidth cap).
 //!   Audio without any packet is expected at 50 frames/s (20 ms Opus frames); video without
-//!   any packet has no rate and fails as "nothing received". Media announced for less than
+//!   packets of two frames has no rate and fails ("nothing received", or the few frames
+//!   decoded). Media announced for less than
 //!   [`MIN_JUDGED_SECS`] in all is not judged.
 //! - **To them**: for each stream we send, the peer's RTCP receiver reports must show it
 //!   received [`MIN_SHARE`] or more of the packets we had sent it by that report, it must have
@@ -136,8 +137,17 @@ pub fn problems(s: &PeerStats, announced: &Announcements, end_us: u64) -> Vec<St
         let rate = match (kind, st.sender_fps) {
             (TrackKind::Audio, r) => r.unwrap_or(NOMINAL_AUDIO_FPS).clamp(1.0, 100.0),
             (_, Some(r)) => r.clamp(1.0, 120.0),
-            (_, None) => {
+            // Fewer than two frames' packets arrived: no rate to measure, and too little anyway.
+            (_, None) if st.packets == 0 => {
                 out.push(format!("{} from {who}: nothing received in {secs:.1} s announced", kind.id()));
+                continue;
+            }
+            (_, None) => {
+                out.push(format!(
+                    "{} from {who}: {} frames decoded in {secs:.1} s announced",
+                    kind.id(),
+                    st.frames_decoded
+                ));
                 continue;
             }
         };
@@ -276,6 +286,10 @@ mod tests {
         assert_eq!(problems(&s, &a, 110 * S), ["screen from bob: nothing received in 4.0 s announced"]);
         // Announced for less than MIN_JUDGED_SECS: not judged.
         assert_eq!(problems(&s, &a, 107 * S), Vec::<String>::new());
+        // One frame's packets: no rate to judge against, and that is a failure too.
+        let mut one = s.clone();
+        (one.screen.packets, one.screen.frames_decoded) = (3, 1);
+        assert_eq!(problems(&one, &a, 110 * S), ["screen from bob: 1 frames decoded in 4.0 s announced"]);
     }
 
     #[test]
