@@ -5,8 +5,9 @@
 //! is queued, restarts that way after an underrun, and latency never creeps up:
 //! - a queue that stays deeper than `target_delay` for half a second (the device or the network
 //!   stalled and the queue never drained since) sheds the excess from its **quiet** stretches
-//!   first (pauses between words), so no sound is lost; only when there has been no pause to
-//!   shed for two seconds (continuous sound) is the oldest audio dropped;
+//!   (pauses between words), a little on every pull (playout speeds up by at most 25%), so no
+//!   sound is lost and nothing jumps; only when there has been no pause to shed for a second and
+//!   a half (continuous sound) is the oldest audio dropped;
 //! - a queue past `max_delay` (a burst after a long stall) drops its oldest audio at once.
 //!
 //! Media times stay exact across what was shed, for lip sync.
@@ -46,6 +47,8 @@ struct Queue {
     /// Stretches removed from inside the queue: (queue position where the removed audio was,
     /// its duration in µs), in queue order; the media time jumps there.
     gaps: VecDeque<(usize, u64)>,
+    /// When quiet audio was last shed.
+    quiet_shed_at: Option<Instant>,
     playing: bool,
     underruns: u64,
     dropped: u64,
@@ -229,20 +232,23 @@ impl Mixer {
                 q.underruns += 1;
             }
             // A queue that stays deeper than the target (after a stall, or a sender's clock
-            // running fast) is latency nobody needs: shed it, quiet parts first.
+            // running fast) is latency nobody needs: shed it, quiet parts first, and gradually
+            // (at most a quarter of what each pull plays), so what is heard, and the video held
+            // for it, speeds up a little instead of jumping.
             if q.samples.len() > self.target {
                 let since = *q.over_since.get_or_insert(heard_at);
-                let over = heard_at.saturating_duration_since(since);
-                if over >= SHED_AFTER {
+                if heard_at.saturating_duration_since(since) >= SHED_AFTER {
                     let excess = q.samples.len() - self.prebuffer;
-                    let quiet = q.shed_quiet(excess, self.prebuffer.min(q.samples.len()));
+                    let step = (out.len() / 4).max(QUIET_BLOCK);
+                    let quiet = q.shed_quiet(excess.min(step), self.prebuffer.min(q.samples.len()));
                     q.dropped += quiet as u64;
+                    if quiet > 0 {
+                        q.quiet_shed_at = Some(heard_at);
+                    }
+                    let progress = q.quiet_shed_at.filter(|t| *t >= since).unwrap_or(since + SHED_AFTER);
                     if q.samples.len() <= self.target {
                         q.over_since = None;
-                    } else if quiet > 0 {
-                        // What is left is sound about to be heard; shed the next pause.
-                        q.over_since = Some(heard_at);
-                    } else if over >= SHED_AFTER + LOUD_SHED_AFTER {
+                    } else if heard_at.saturating_duration_since(progress) >= LOUD_SHED_AFTER {
                         // Continuous sound: no pause to take it from.
                         let excess = q.samples.len() - self.prebuffer;
                         q.samples.drain(..excess);
@@ -346,16 +352,21 @@ mod tests {
     }
 
     #[test]
-    fn excess_latency_is_shed_after_half_a_second() {
+    fn excess_latency_is_shed_gradually_after_half_a_second() {
         let m = Mixer::new(960, 1920, 48_000);
         let t = Instant::now();
         // A stall left 100 ms queued; then audio arrives and plays in step.
         m.push(5, &[1; 4800]);
         let mut out = [0.0f32; 960];
-        for i in 0..30u64 {
+        let mut queued = Vec::new();
+        for i in 0..50u64 {
             m.push(5, &[1; 960]);
             m.pull_timed(&mut out, t + Duration::from_millis(20 * i));
+            queued.push(m.stats(5).unwrap().queued_samples);
         }
+        // Nothing is shed for half a second, then at most a quarter of each pull (240 of 960).
+        assert!(queued[..25].iter().all(|&q| q == 4800), "{queued:?}");
+        assert!(queued.windows(2).all(|w| w[0] - w[1].min(w[0]) <= 240), "{queued:?}");
         let s = m.stats(5).unwrap();
         assert!(s.queued_samples <= 1920, "{s:?}");
         assert!(s.dropped_samples > 0);
