@@ -29,7 +29,12 @@ impl Peer {
     }
 
     async fn join_with(server: &Server, name: &str, f: impl FnOnce(EngineConfig) -> EngineConfig) -> Peer {
-        let cfg = f(EngineConfig::new(server.url(), "room", name).synthetic(W, H, 30.0));
+        Self::join_url(server.url(), name, f).await
+    }
+
+    /// Join through `url` (e.g. a relay in front of the server).
+    async fn join_url(url: String, name: &str, f: impl FnOnce(EngineConfig) -> EngineConfig) -> Peer {
+        let cfg = f(EngineConfig::new(url, "room", name).synthetic(W, H, 30.0));
         let (engine, mut rx) = Engine::start(cfg).await.expect("join");
         let log = Arc::new(Mutex::new(Vec::new()));
         let frames_shown = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -559,18 +564,7 @@ async fn a_dropped_signaling_connection_resumes_and_offline_changes_arrive() {
     let server = Server::start(hearth_signal::Config::default()).await.unwrap();
     // Ada reaches the server through a relay the test can cut; Bob connects directly.
     let proxy = hearth_testkit::CuttableProxy::start(server.addr).await.unwrap();
-    let cfg = |name: &str, url: String| EngineConfig::new(url, "room", name).synthetic(W, H, 30.0);
-    let (ada, mut rx) = Engine::start(cfg("ada", proxy.url())).await.unwrap();
-    let a = {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                sink.lock().unwrap().push(ev);
-            }
-        });
-        Peer { name: "ada".into(), engine: ada, log, frames_shown: Arc::default() }
-    };
+    let a = Peer::join_url(proxy.url(), "ada", |c| c).await;
     let b = Peer::join(&server, "bob").await;
     all_connected(&[&a, &b]).await;
     let ada_id = a.engine.peer_id().clone();
@@ -669,18 +663,7 @@ async fn a_camera_can_be_added_to_an_audio_only_participant() {
 async fn messages_lost_on_a_dead_socket_are_resent_exactly_once_after_the_resume() {
     let server = Server::start(hearth_signal::Config::default()).await.unwrap();
     let proxy = hearth_testkit::CuttableProxy::start(server.addr).await.unwrap();
-    let cfg = |name: &str, url: String| EngineConfig::new(url, "room", name).synthetic(W, H, 30.0);
-    let (ada, mut rx) = Engine::start(cfg("ada", proxy.url())).await.unwrap();
-    let a = {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                sink.lock().unwrap().push(ev);
-            }
-        });
-        Peer { name: "ada".into(), engine: ada, log, frames_shown: Arc::default() }
-    };
+    let a = Peer::join_url(proxy.url(), "ada", |c| c).await;
     let b = Peer::join(&server, "bob").await;
     all_connected(&[&a, &b]).await;
     let ada_id = a.engine.peer_id().clone();
@@ -689,7 +672,9 @@ async fn messages_lost_on_a_dead_socket_are_resent_exactly_once_after_the_resume
             .lock()
             .unwrap()
             .iter()
-            .filter(|e| matches!(e, EngineEvent::Call(CallEvent::Chat(m)) if m.text == text && m.from == ada_id))
+            .filter(
+                |e| matches!(e, EngineEvent::Call(CallEvent::Chat(m)) if m.text == text && m.from == ada_id),
+            )
             .count()
     };
     a.engine.command(Command::Chat { text: "before".into(), to: None }).unwrap();

@@ -452,6 +452,11 @@ impl Call {
         }
         r.relink_attempts += 1;
         r.relink_at = None;
+        self.rebuild_offering(now, peer);
+    }
+
+    /// Replace the link to `peer` with a new one on which we offer.
+    fn rebuild_offering(&mut self, now: Instant, peer: &PeerId) {
         self.push(Action::CloseLink { peer: peer.clone() });
         self.open_link(now, peer, true);
     }
@@ -459,35 +464,27 @@ impl Call {
     /// Time passes: rebuild links whose backoff has ended, and give up on links that never
     /// connected. Call it about once a second.
     pub fn tick(&mut self, now: Instant) {
-        let due: Vec<PeerId> = self
+        // Links whose rebuild backoff has ended, and newcomers that never offered: both are
+        // rebuilt with us offering.
+        let reoffer: Vec<PeerId> = self
             .peers
-            .iter()
-            .filter(|(_, r)| r.relink_at.is_some_and(|t| t <= now) && !r.info.reconnecting)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for peer in due {
-            if let Some(r) = self.peers.get_mut(&peer) {
-                r.relink_at = None;
-            }
-            self.push(Action::CloseLink { peer: peer.clone() });
-            self.open_link(now, &peer, true);
-        }
-        let silent: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, r)| {
-                r.link == Some(LinkState::Connecting)
+            .iter_mut()
+            .filter_map(|(id, r)| {
+                let due = r.relink_at.is_some_and(|t| t <= now) && !r.info.reconnecting;
+                let silent = r.link == Some(LinkState::Connecting)
                     && r.awaiting_offer_since
-                        .is_some_and(|t| now.saturating_duration_since(t) >= NEWCOMER_OFFER_WAIT)
+                        .is_some_and(|t| now.saturating_duration_since(t) >= NEWCOMER_OFFER_WAIT);
+                if due {
+                    r.relink_at = None;
+                }
+                if silent {
+                    r.awaiting_offer_since = None;
+                }
+                (due || silent).then(|| id.clone())
             })
-            .map(|(id, _)| id.clone())
             .collect();
-        for peer in silent {
-            if let Some(r) = self.peers.get_mut(&peer) {
-                r.awaiting_offer_since = None;
-            }
-            self.push(Action::CloseLink { peer: peer.clone() });
-            self.open_link(now, &peer, true);
+        for peer in reoffer {
+            self.rebuild_offering(now, &peer);
         }
         let stuck: Vec<PeerId> = self
             .peers
