@@ -77,7 +77,7 @@ impl Queue {
             }
         }
         for g in &mut self.gaps {
-            g.0 -= n;
+            g.0 = g.0.saturating_sub(n);
         }
         if let Some(m) = self.head_media_us.as_mut() {
             *m += samples_us(n) + skipped;
@@ -98,9 +98,10 @@ impl Queue {
             }
             self.samples.drain(pos..pos + QUIET_BLOCK);
             removed += QUIET_BLOCK;
-            // Later gaps moved up with the audio after the cut.
+            // Later gaps move up with the audio after the cut; one inside the cut block now
+            // sits at the cut (the list stays in queue order, pulls need not align to blocks).
             for g in self.gaps.iter_mut().filter(|g| g.0 > pos) {
-                g.0 -= QUIET_BLOCK;
+                g.0 = g.0.saturating_sub(QUIET_BLOCK).max(pos);
             }
             self.add_gap(pos, samples_us(QUIET_BLOCK));
         }
@@ -206,6 +207,12 @@ impl Mixer {
         for q in sources.values_mut() {
             if !q.playing {
                 if q.samples.len() < self.prebuffer {
+                    // Under-run: nothing of this source is heard now, so its media time stands
+                    // still here; without this, lip sync would extrapolate the last playout
+                    // and believe the audio ahead of where it resumes.
+                    if let (Some(media_us), Some(_)) = (q.head_media_us, q.played) {
+                        q.played = Some(AudioPlayout { media_us, at: heard_at });
+                    }
                     continue;
                 }
                 q.playing = true;
@@ -429,6 +436,55 @@ mod tests {
         }
         // After each 5 ms of sound, the next sound starts where it was in the media.
         assert_eq!(heads, [Some(10_000), Some(20_000), Some(25_000)]);
+    }
+
+    /// Regression (found in review): pulls that are not a multiple of the 5 ms shed block
+    /// (a 44.1 kHz device pulls 441 or 558 of our samples) left a gap inside a later cut, out
+    /// of order, and a later pull underflowed. Frames arrive 10 ms after they are sent, except
+    /// in a 60-100 ms stall every 2 s after which they come together; talk spurts and pauses.
+    #[test]
+    fn unaligned_pulls_and_repeated_sheds_keep_gaps_in_order() {
+        for pull in [441usize, 558, 1114, 512, 960] {
+            for seed in 1..8u64 {
+                let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut next = move || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                let m = Mixer::default();
+                let t = Instant::now();
+                let (mut media, mut k, mut talking) = (0u64, 0u64, true);
+                let mut out = vec![0f32; pull];
+                for step in 0..3000u64 {
+                    let now_us = step * pull as u64 * 1_000_000 / 48_000;
+                    loop {
+                        let sent = k * 20_000;
+                        let w = sent % 2_000_000;
+                        let stall = 60_000 + (seed % 5) * 10_000;
+                        let arrive = if (1_000_000..1_000_000 + stall).contains(&w) {
+                            sent - w + 1_000_000 + stall
+                        } else {
+                            sent + 10_000
+                        };
+                        if arrive > now_us {
+                            break;
+                        }
+                        if next() % 20 == 0 {
+                            talking = !talking;
+                        }
+                        let v = if talking { 3000i16 } else { (next() % 100) as i16 };
+                        m.push_timed(1, &[v; 960], Some(media));
+                        media += 20_000;
+                        k += 1;
+                    }
+                    m.pull_timed(&mut out, t + Duration::from_micros(now_us));
+                    let heard = m.playout(1).map_or(0, |p| p.media_us);
+                    assert!(heard <= media, "pull {pull} seed {seed}: heard {heard} past pushed {media}");
+                }
+            }
+        }
     }
 
     #[test]
