@@ -273,11 +273,6 @@ impl SendStream {
         let (stream, stop_flag) = (Arc::clone(self), stop.clone());
         let spawned =
             std::thread::Builder::new().name(format!("hearth-{}", self.kind.id())).spawn(move || {
-                hearth_media::raise_current_thread(if stream.kind == TrackKind::Audio {
-                    hearth_media::MediaThread::Audio
-                } else {
-                    hearth_media::MediaThread::Video
-                });
                 if let Some(p) = previous {
                     let _ = p.join();
                 }
@@ -331,6 +326,9 @@ fn video_loop(
     stop: &AtomicBool,
 ) -> Result<(), MediaError> {
     let mut source = open_video(spec)?;
+    // After opening: threads a device backend starts must not inherit a raised priority (the
+    // PulseAudio backend's own threads poll busily and would starve the network tasks).
+    hearth_media::raise_current_thread(hearth_media::MediaThread::Video);
     let info = source.info();
     let mut encoder: Option<(H264Encoder, (u32, u32))> = None;
     let mut frame = VideoFrame::new(info.width, info.height);
@@ -408,6 +406,7 @@ fn audio_loop(
     stop: &AtomicBool,
 ) -> Result<(), MediaError> {
     let mut source = open_audio(spec)?;
+    hearth_media::raise_current_thread(hearth_media::MediaThread::Audio);
     const OPUS_BPS: i32 = 32_000;
     let mut encoder = OpusEncoder::new(OPUS_BPS).map_err(|e| MediaError::Convert(e.to_string()))?;
     *stream.encoder.lock() = Some(EncoderInfo {

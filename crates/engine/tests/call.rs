@@ -450,7 +450,14 @@ async fn video_shown_in_step_with_the_audio_heard() {
     // Without lip sync video would be shown ~40-60 ms before its audio is heard (the audio has a
     // 20 ms frame, a playout buffer and the device's buffer in its path; video has none).
     let av = st.camera.av_offset;
-    assert!(av.p50_ms < 15.0 && av.p95_ms < 35.0, "audio/video offset {av:?}");
+    assert!(
+        av.p50_ms < 15.0 && av.p95_ms < 35.0,
+        "audio/video offset {av:?}; capture to decoded {:?}; packets lost {}, late {}, keyframe requests {}",
+        st.camera.latency,
+        st.camera.packets_lost,
+        st.camera.packets_late,
+        st.camera.keyframe_requests
+    );
     assert!(!b.saw(|e| matches!(e, EngineEvent::DeviceError { .. })));
     a.engine.leave().await;
     b.engine.leave().await;

@@ -182,15 +182,10 @@ impl Microphone {
         let (tx, rx): (Sender<MicEvent>, _) = bounded(256);
         let err_tx = tx.clone();
         let mut mono = Vec::new();
-        let mut raised = false;
         let stream = dev
             .build_input_stream::<f32, _, _>(
                 config,
                 move |data: &[f32], _: &cpal::InputCallbackInfo| {
-                    if !raised {
-                        raised = true;
-                        crate::priority::raise_current_thread(crate::MediaThread::Audio);
-                    }
                     mono.clear();
                     mono.extend(data.chunks(channels).map(|c| c.iter().sum::<f32>() / channels as f32));
                     let mut out = Vec::with_capacity(mono.len() + 8);
@@ -307,8 +302,6 @@ impl Speaker {
         let thread = std::thread::Builder::new()
             .name("hearth-speaker".into())
             .spawn(move || {
-                // Threads the audio backend starts from here inherit this priority.
-                crate::priority::raise_current_thread(crate::MediaThread::Audio);
                 let id = id_owned.as_deref();
                 let opened = (|| {
                     let kind = DeviceKind::Speaker;
@@ -322,16 +315,10 @@ impl Speaker {
                     // Output at another rate: pull 48 kHz and resample to the device rate.
                     let mut resampler =
                         Resampler { step: f64::from(SAMPLE_RATE) / f64::from(rate), pos: 0.0, last: 0.0 };
-                    let mut raised = false;
                     let stream = dev
                         .build_output_stream::<f32, _, _>(
                             config,
                             move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
-                                if !raised {
-                                    // The callback runs on the audio backend's thread.
-                                    raised = true;
-                                    crate::priority::raise_current_thread(crate::MediaThread::Audio);
-                                }
                                 let frames = data.len() / channels;
                                 // These samples are heard after the device's own buffering.
                                 let ts = info.timestamp();

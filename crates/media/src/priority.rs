@@ -7,6 +7,11 @@
 //! *nice* priority, not a real-time policy: a busy media thread can then never lock up the
 //! machine. Raising priority needs permission (CAP_SYS_NICE, or an `RLIMIT_NICE` that allows it);
 //! without it the thread keeps its normal priority and nothing else changes.
+//!
+//! Only threads Hearth runs itself are raised, and only after they opened their device: threads
+//! a device backend starts inherit their creator's priority, and cpal's PulseAudio backend keeps
+//! one of them busy (~80% of a core measured while playing); raised, it starved the network
+//! tasks and delayed received video by 50-150 ms.
 
 /// What a thread does, which decides how urgently it is scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,9 +17,9 @@ fn speaker_to_microphone_round_trip_through_a_null_sink() {
 
     let mixer = Arc::new(Mixer::new(960, 960, 48_000));
     let _speaker = Speaker::open(Some("pulseaudio:vsink"), mixer.clone()).unwrap();
-    // As the engine's capture threads do (the audio backend's threads inherit it).
-    hearth_media::raise_current_thread(hearth_media::MediaThread::Audio);
     let mut mic = Microphone::open(Some("pulseaudio:vsink.monitor")).unwrap();
+    // As the engine's capture threads do, once the device is open.
+    hearth_media::raise_current_thread(hearth_media::MediaThread::Audio);
     // Play tone bursts into the sink until the microphone has heard five of them.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let feeder = {
