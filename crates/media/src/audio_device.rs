@@ -315,10 +315,16 @@ impl Speaker {
                     // Output at another rate: pull 48 kHz and resample to the device rate.
                     let mut resampler =
                         Resampler { step: f64::from(SAMPLE_RATE) / f64::from(rate), pos: 0.0, last: 0.0 };
+                    let mut raised = false;
                     let stream = dev
                         .build_output_stream::<f32, _, _>(
                             config,
                             move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                                if !raised {
+                                    raised = true;
+                                    // The backend's thread: see MediaThread::AudioBackend.
+                                    crate::priority::raise_current_thread(crate::MediaThread::AudioBackend);
+                                }
                                 let frames = data.len() / channels;
                                 // These samples are heard after the device's own buffering.
                                 let ts = info.timestamp();

@@ -8,10 +8,11 @@
 //! machine. Raising priority needs permission (CAP_SYS_NICE, or an `RLIMIT_NICE` that allows it);
 //! without it the thread keeps its normal priority and nothing else changes.
 //!
-//! Only threads Hearth runs itself are raised, and only after they opened their device: threads
-//! a device backend starts inherit their creator's priority, and cpal's PulseAudio backend keeps
-//! one of them busy (~80% of a core measured while playing); raised, it starved the network
-//! tasks and delayed received video by 50-150 ms.
+//! Hearth's own threads are raised only after they opened their device: threads a device
+//! backend starts inherit their creator's priority, and cpal's PulseAudio backend keeps one of
+//! them busy (~80% of a core measured while playing); raised to the audio level, it starved the
+//! network tasks and delayed received video by 50-150 ms. That backend thread is raised on its
+//! own, a little ([`MediaThread::AudioBackend`]).
 
 /// What a thread does, which decides how urgently it is scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,12 @@ pub enum MediaThread {
     Audio,
     /// Capture, encoding, decoding and presenting video.
     Video,
+    /// The audio backend's thread that asks a speaker for samples. cpal 0.18's PulseAudio
+    /// backend runs that callback on a thread that also busy-polls (~80% of a core while
+    /// playing): raised like [`MediaThread::Audio`] it starved the tasks that receive RTP;
+    /// left at 0, a CPU hog made it under-run (PulseAudio then skips what comes late). Raised
+    /// a little, it wins against ordinary work and leaves the rest of the call its share.
+    AudioBackend,
 }
 
 impl MediaThread {
@@ -28,6 +35,7 @@ impl MediaThread {
         match self {
             MediaThread::Audio => -15,
             MediaThread::Video => -10,
+            MediaThread::AudioBackend => -5,
         }
     }
 }
