@@ -190,6 +190,7 @@ impl Engine {
             reconn_tx,
             outbox: hearth_session::Outbox::default(),
             welcomed: true,
+            pacer: hearth_session::SendPacer::new(w.limits.rate_per_sec, w.limits.rate_burst),
             leaving: false,
             resuming: false,
         };
@@ -289,6 +290,8 @@ struct Core {
     outbox: hearth_session::Outbox,
     /// The current connection has been welcomed: numbered messages may go out on it.
     welcomed: bool,
+    /// Keeps numbered messages within the server's rate limit (a dropped one is not named).
+    pacer: hearth_session::SendPacer,
     leaving: bool,
     /// The current connection was opened to resume: a refused resume falls back to a fresh join.
     resuming: bool,
@@ -307,7 +310,14 @@ impl Core {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let paced = self.pacer.next_ready(Instant::now());
             tokio::select! {
+                () = async {
+                    match paced {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.flush_paced(),
                 _ = tick.tick() => {
                     self.call.tick(Instant::now());
                     if let Some(e) = self.speaker.as_ref().and_then(Speaker::take_error) {
@@ -359,11 +369,29 @@ impl Core {
         let forgotten = self.outbox.forgotten();
         let frame = self.outbox.push(m);
         if self.outbox.forgotten() > forgotten {
-            tracing::warn!("too much to send while the signaling server is unreachable; dropped the oldest message");
+            tracing::warn!(
+                "more than {} messages unconfirmed by the server; dropped the oldest",
+                hearth_session::outbox::OUTBOX_LIMIT
+            );
         }
-        if let Some(s) = &self.signal
-            && (self.welcomed || !numbered)
-        {
+        match &self.signal {
+            // A join goes at once; numbered messages within the rate limit, once welcomed.
+            Some(s) if !numbered => {
+                s.send(frame);
+            }
+            Some(_) if self.welcomed => {
+                self.pacer.push(frame);
+                self.flush_paced();
+            }
+            _ => {} // kept in the outbox until the welcome
+        }
+    }
+
+    /// Send what the rate limit allows now.
+    fn flush_paced(&mut self) {
+        let Some(s) = &self.signal else { return };
+        let now = Instant::now();
+        while let Some(frame) = self.pacer.poll(now) {
             s.send(frame);
         }
     }
@@ -373,12 +401,13 @@ impl Core {
             ServerMessage::Welcome(w) => {
                 self.resuming = false;
                 self.welcomed = true;
-                // Exactly what the server has not taken, in order (all of it on a fresh join).
-                if let Some(s) = &self.signal {
-                    for frame in self.outbox.resend_after(w.last_cseq) {
-                        s.send(frame);
-                    }
+                // Exactly what the server has not taken, in order (all of it on a fresh join),
+                // within its rate limit.
+                self.pacer = hearth_session::SendPacer::new(w.limits.rate_per_sec, w.limits.rate_burst);
+                for frame in self.outbox.resend_after(w.last_cseq) {
+                    self.pacer.push(frame);
                 }
+                self.flush_paced();
                 let _ = self.events.send(EngineEvent::SignalingRestored);
             }
             ServerMessage::Pong { last_cseq: Some(confirmed), .. } => self.outbox.confirmed(*confirmed),
@@ -471,6 +500,8 @@ impl Core {
         // Nothing numbered goes out before the welcome: a refused resume would bounce it, and
         // the welcome says what the server already has.
         self.welcomed = false;
+        // What waited for the old connection is still in the outbox: the welcome resends it.
+        self.pacer.clear();
         self.signal = Some(conn);
     }
 

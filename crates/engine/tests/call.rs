@@ -949,3 +949,51 @@ async fn malformed_video_from_a_rogue_peer_is_survived() {
     }
     server.shutdown().await;
 }
+
+/// The server drops messages over its rate limit without saying which: the engine keeps within
+/// the limit the welcome announces, so a burst of chat all arrives, in order, and nothing is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_messages_stays_within_the_rate_limit_and_all_arrive() {
+    let server = Server::start(hearth_signal::Config {
+        rate_per_sec: 10,
+        rate_burst: 10,
+        ..hearth_signal::Config::default()
+    })
+    .await
+    .unwrap();
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    // Let the link's own signaling (offers, candidates, reports) drain first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ada_id = a.engine.peer_id().clone();
+    for n in 0..30 {
+        a.engine.command(Command::Chat { text: format!("burst {n}"), to: None }).unwrap();
+    }
+    let got = eventually(Duration::from_secs(15), "all 30 chats at bob", async || {
+        let texts: Vec<String> = b
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Call(CallEvent::Chat(m)) if m.from == ada_id => Some(m.text.clone()),
+                _ => None,
+            })
+            .collect();
+        (texts.len() >= 30).then_some(texts)
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, (0..30).map(|n| format!("burst {n}")).collect::<Vec<_>>());
+    assert!(
+        !a.saw(|e| matches!(
+            e,
+            EngineEvent::Call(CallEvent::ServerError { code: ErrorCode::RateLimited, .. })
+        )),
+        "the server refused a message as rate limited"
+    );
+    a.engine.leave().await;
+    b.engine.leave().await;
+}

@@ -23,5 +23,5 @@ pub mod sdp;
 
 pub use call::{Action, Call, CallEvent, LinkState, Signal, reconnect_delay};
 pub use negotiation::{Negotiator, SdpKind, SignalingState, Step, is_polite};
-pub use outbox::Outbox;
+pub use outbox::{Outbox, SendPacer};
 pub use quality::{LinkMeasure, Quality, quality};

@@ -147,3 +147,131 @@ mod tests {
         assert_eq!(o.resend_after(0).first().and_then(|f| f.cseq), Some(3));
     }
 }
+
+/// Keeps what a client sends within the server's announced rate limit (`welcome.limits`), so
+/// nothing is dropped as `rate_limited` (which the server does not say which message it was):
+/// frames beyond the budget wait here, in order, and go out as the budget refills. Sans-IO: the
+/// driver pushes frames, then takes what [`SendPacer::poll`] allows, and wakes at
+/// [`SendPacer::next_ready`].
+#[derive(Debug)]
+pub struct SendPacer {
+    /// Messages per second and burst we allow ourselves (a margin under the server's).
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Option<std::time::Instant>,
+    queue: VecDeque<ClientFrame>,
+}
+
+impl SendPacer {
+    /// A pacer for a server that allows `rate_per_sec` messages per second with `burst`. We
+    /// keep 10% of the rate and half the burst in reserve (pings and clock skew).
+    pub fn new(rate_per_sec: u32, burst: u32) -> SendPacer {
+        let rate = (f64::from(rate_per_sec) * 0.9).max(1.0);
+        let burst = (f64::from(burst) / 2.0).max(1.0);
+        SendPacer { rate, burst, tokens: burst, last: None, queue: VecDeque::new() }
+    }
+
+    fn refill(&mut self, now: std::time::Instant) {
+        if let Some(last) = self.last {
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        }
+        self.last = Some(now);
+    }
+
+    /// Queue a frame behind any that are waiting.
+    pub fn push(&mut self, frame: ClientFrame) {
+        self.queue.push_back(frame);
+    }
+
+    /// The next frame allowed out now, if any.
+    pub fn poll(&mut self, now: std::time::Instant) -> Option<ClientFrame> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        self.refill(now);
+        // A hair of slack: waking at `next_ready` must be enough despite rounding.
+        if self.tokens < 1.0 - 1e-6 {
+            return None;
+        }
+        self.tokens = (self.tokens - 1.0).max(0.0);
+        self.queue.pop_front()
+    }
+
+    /// When the next waiting frame may go, if any waits.
+    pub fn next_ready(&self, now: std::time::Instant) -> Option<std::time::Instant> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        let missing = (1.0 - self.tokens).max(0.0);
+        // Rounded up to the next microsecond, so waking then finds the token.
+        let wait_us = (missing / self.rate * 1e6).ceil() as u64 + 1;
+        Some(now + std::time::Duration::from_micros(wait_us))
+    }
+
+    /// Forget what waits (the connection it was for is gone; the [`Outbox`] still has it).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    /// Frames waiting.
+    pub fn waiting(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod pacer_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn chat(n: u32) -> ClientFrame {
+        ClientFrame::numbered(ClientMessage::Chat { text: format!("m{n}"), to: None }, u64::from(n))
+    }
+
+    #[test]
+    fn a_burst_goes_at_once_and_the_rest_at_the_rate_in_order() {
+        // The server allows 10/s with a burst of 10: we allow ourselves 9/s and 5.
+        let mut p = SendPacer::new(10, 10);
+        let t = Instant::now();
+        for n in 1..=20 {
+            p.push(chat(n));
+        }
+        let first: Vec<u64> = std::iter::from_fn(|| p.poll(t)).filter_map(|f| f.cseq).collect();
+        assert_eq!(first, [1, 2, 3, 4, 5]);
+        let wake = p.next_ready(t).unwrap();
+        assert!(wake > t && wake <= t + Duration::from_millis(112), "{:?}", wake - t);
+        // Over the next two seconds the rest leave in order, never faster than 9/s.
+        let mut sent = first;
+        let mut at = t;
+        for _ in 0..1000 {
+            let Some(next) = p.next_ready(at) else { break };
+            at = next;
+            while let Some(f) = p.poll(at) {
+                sent.push(f.cseq.unwrap());
+            }
+        }
+        assert_eq!(sent, (1..=20).collect::<Vec<u64>>());
+        let took = at - t;
+        assert!(took >= Duration::from_millis(1600) && took <= Duration::from_millis(1700), "{took:?}");
+    }
+
+    #[test]
+    fn nothing_waits_when_under_the_limit() {
+        let mut p = SendPacer::new(50, 200);
+        let t = Instant::now();
+        for n in 1..=3 {
+            p.push(chat(n));
+            assert_eq!(
+                p.poll(t + Duration::from_millis(u64::from(n) * 100)).and_then(|f| f.cseq),
+                Some(u64::from(n))
+            );
+        }
+        assert_eq!(p.next_ready(t), None);
+        p.push(chat(4));
+        p.clear();
+        assert_eq!(p.waiting(), 0);
+    }
+}
