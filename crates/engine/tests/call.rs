@@ -520,13 +520,19 @@ async fn figures_are_measured_at_the_outputs() {
     b.engine.leave().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signaling_outage_keeps_media_flowing_and_the_call_recovers() {
-    let cfg = hearth_signal::Config {
-        shutdown_retry_after: Duration::from_millis(200),
+/// A server config for tests that stop it and start another on the same address: clients are
+/// told to come back after `retry_after`, and shutdown does not wait long.
+fn restartable(retry_after: Duration) -> hearth_signal::Config {
+    hearth_signal::Config {
+        shutdown_retry_after: retry_after,
         drain_timeout: Duration::from_secs(1),
         ..hearth_signal::Config::default()
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signaling_outage_keeps_media_flowing_and_the_call_recovers() {
+    let cfg = restartable(Duration::from_millis(200));
     let server = Server::start(cfg.clone()).await.unwrap();
     let addr = server.addr.to_string();
     let a = Peer::join(&server, "ada").await;
@@ -726,11 +732,7 @@ async fn messages_lost_on_a_dead_socket_are_resent_exactly_once_after_the_resume
 /// person said meanwhile: it goes to the room after the fresh join.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_typed_while_the_server_restarts_reaches_the_room_after_a_fresh_join() {
-    let cfg = hearth_signal::Config {
-        shutdown_retry_after: Duration::from_millis(300),
-        drain_timeout: Duration::from_secs(1),
-        ..hearth_signal::Config::default()
-    };
+    let cfg = restartable(Duration::from_millis(300));
     let server = Server::start(cfg.clone()).await.unwrap();
     let addr = server.addr.to_string();
     let a = Peer::join(&server, "ada").await;
