@@ -3,4 +3,6 @@
 
 pub mod demo;
 pub mod flow;
+pub mod observe;
 pub mod report;
+pub mod script;

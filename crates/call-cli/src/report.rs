@@ -58,6 +58,8 @@ pub struct PairReport {
     pub outbound: Vec<OutboundStats>,
     /// Why media did not flow as announced between the two (see `flow`); empty when it did.
     pub problems: Vec<String>,
+    /// What was not checked or not failed, and why (e.g. the sender muted; see `flow`).
+    pub notes: Vec<String>,
 }
 
 impl PairReport {
@@ -106,6 +108,7 @@ impl PairReport {
             sender_received_packets: s.peer_received_packets,
             outbound: s.outbound.clone(),
             problems: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

@@ -265,3 +265,165 @@ fn demo_reports_every_pair() {
         "{stderr}"
     );
 }
+
+/// The remote peers of the desktop app's UI tests act during the call (`--at`) and report what
+/// they saw of each other: here one mutes, chats and shares its screen for 2 s; the other's
+/// report has the timeline, and both calls pass (a muted peer's audio is not expected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_actions_are_seen_by_the_other_peer() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let url = server.url();
+    let script = ["--at", "1:mute", "--at", "2:say:hello", "--at", "3:screen-on", "--at", "5:screen-off"];
+    let ada = hearth_call()
+        .args(join_args(&url, "ada", &[&["--seconds", "6"][..], &script].concat()))
+        .spawn()
+        .unwrap();
+    let bob = hearth_call().args(join_args(&url, "bob", &["--seconds", "6"])).spawn().unwrap();
+    let results = tokio::task::spawn_blocking(move || run_all(vec![ada, bob])).await.unwrap();
+    for (code, json, stderr) in &results {
+        assert_eq!(*code, 0, "{json:#}\n{stderr}");
+    }
+    let (ada, bob) = (&results[0].1, &results[1].1);
+    let done: Vec<&str> =
+        ada["actions_done"].as_array().unwrap().iter().map(|d| d["action"].as_str().unwrap()).collect();
+    assert_eq!(done, ["mute", "say:hello", "screen-on", "screen-off"], "{ada:#}");
+    let times: Vec<u64> =
+        ada["actions_done"].as_array().unwrap().iter().map(|d| d["at_ms"].as_u64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[1] >= w[0] + 900), "{times:?}");
+
+    let seen = bob["seen_peers"].as_array().unwrap();
+    assert_eq!(seen.len(), 1, "{bob:#}");
+    let a = &seen[0];
+    assert_eq!(a["name"], "ada");
+    assert_eq!(a["peer_id"], ada["peer_id"]);
+    assert_eq!(
+        (&a["audio_muted"], &a["video_off"], &a["screen_sharing"]),
+        (&Value::from(true), &Value::from(false), &Value::from(false)),
+        "{a:#}"
+    );
+    let changes: Vec<(bool, bool)> = a["media_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["audio_muted"].as_bool().unwrap(), c["screen_sharing"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(changes, [(false, false), (true, false), (true, true), (true, false)], "{a:#}");
+    let at: Vec<u64> =
+        a["media_changes"].as_array().unwrap().iter().map(|c| c["at_ms"].as_u64().unwrap()).collect();
+    // Sharing for about 2 s.
+    assert!((1500..2500).contains(&(at[3] - at[2])), "{at:?}");
+    let chat = &bob["chat_received"];
+    assert_eq!(chat.as_array().unwrap().len(), 1, "{bob:#}");
+    assert_eq!(
+        (&chat[0]["from_name"], &chat[0]["text"], &chat[0]["private"]),
+        (&Value::from("ada"), &Value::from("hello"), &Value::from(false))
+    );
+    assert_eq!(chat[0]["from"], ada["peer_id"]);
+    assert!(chat[0]["at_ms"].as_u64().unwrap() > at[1], "{chat:#}");
+    // The screen did arrive; the muted audio is not held against ada, and the report says so.
+    let pair = &bob["pairs"][0];
+    assert!(pair["screen_frames_decoded"].as_u64().unwrap() > 5, "{pair:#}");
+    let notes: Vec<&str> = bob["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    assert!(notes.iter().any(|n| n.starts_with("audio from ada: ") && n.contains("muted")), "{notes:?}");
+}
+
+/// A peer that just sits in the room (`--expect-peers 0 --seconds 0`, muted, camera off) until
+/// it is sent SIGTERM, then leaves and reports what the visitor did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sitting_peer_reports_on_sigterm() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let url = server.url();
+    let sitter = hearth_call()
+        .args(join_args(
+            &url,
+            "sitter",
+            &["--expect-peers", "0", "--seconds", "0", "--muted", "--camera-off"],
+        ))
+        .spawn()
+        .unwrap();
+    let script = [
+        "--seconds",
+        "4",
+        "--at",
+        "0.5:hand-up",
+        "--at",
+        "1:react:👍",
+        "--at",
+        "1.5:say-to:sitter:psst",
+        "--at",
+        "2:hand-down",
+        "--at",
+        "3:leave",
+    ];
+    let visitor = hearth_call().args(join_args(&url, "visitor", &script)).spawn().unwrap();
+    let visitor = tokio::task::spawn_blocking(move || run_all(vec![visitor])).await.unwrap();
+    let (code, v, stderr) = &visitor[0];
+    assert_eq!(*code, 0, "{v:#}\n{stderr}");
+    assert_eq!(v["ended_by"], "leave");
+    assert_eq!(v["actions_done"].as_array().unwrap().len(), 5, "{v:#}");
+    let s = &v["seen_peers"][0];
+    assert_eq!(
+        (&s["name"], &s["audio_muted"], &s["video_off"]),
+        (&Value::from("sitter"), &Value::from(true), &Value::from(true)),
+        "{s:#}"
+    );
+    let notes: Vec<&str> = v["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    assert!(notes.contains(&"audio from sitter: not checked (muted)"), "{notes:?}");
+    assert!(notes.contains(&"camera from sitter: not checked (camera off)"), "{notes:?}");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let term = Command::new("kill").args(["-TERM", &sitter.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let sitter = tokio::task::spawn_blocking(move || run_all(vec![sitter])).await.unwrap();
+    let (code, s, stderr) = &sitter[0];
+    assert_eq!(*code, 0, "{s:#}\n{stderr}");
+    assert_eq!(s["ended_by"], "SIGTERM");
+    assert_eq!(s["chat_received"][0]["text"], "psst");
+    assert_eq!(s["chat_received"][0]["private"], true);
+    assert_eq!(s["reactions_received"][0]["emoji"], "👍");
+    assert_eq!(s["reactions_received"][0]["from_name"], "visitor");
+    let visitor = &s["seen_peers"][0];
+    assert_eq!(
+        (&visitor["left"], &visitor["hand_raised"]),
+        (&Value::from(true), &Value::from(false)),
+        "{visitor:#}"
+    );
+    let hands: Vec<bool> =
+        visitor["hand_changes"].as_array().unwrap().iter().map(|h| h["raised"].as_bool().unwrap()).collect();
+    assert_eq!(hands, [true, false]);
+    // The visitor's media reached the sitter while it was there.
+    assert!(s["pairs"][0]["video_frames_decoded"].as_u64().unwrap() > 30, "{s:#}");
+}
+
+#[test]
+fn bad_at_specs_are_refused_before_joining() {
+    for (spec, why) in
+        [("1:dance", "unknown action"), ("x:mute", "SECS must be a number"), ("1:say:", "must not be empty")]
+    {
+        let out = hearth_call()
+            .args(["join", "--server", "ws://127.0.0.1:1", "--room", "r", "--synthetic", "--at", spec])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{spec}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{spec}: {stderr}");
+    }
+    // An action after the end of the call.
+    let out = hearth_call()
+        .args([
+            "join",
+            "--server",
+            "ws://127.0.0.1:1",
+            "--room",
+            "r",
+            "--synthetic",
+            "--seconds",
+            "3",
+            "--at",
+            "5:mute",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("after the end of the call"));
+}
