@@ -274,6 +274,18 @@ pub struct PeerStats {
     pub lip_sync_skew: Latency,
     /// Median of the signed skew (+: video shown late against its audio).
     pub lip_sync_skew_p50_ms: Option<f64>,
+    /// The SHA-256 fingerprint of our DTLS certificate on this link, as in our session
+    /// description's `a=fingerprint` line ("sha-256 AB:CD:..."). With `remote_fingerprint`,
+    /// what [`crate::safety_code`] is computed from.
+    pub local_fingerprint: Option<String>,
+    /// The fingerprint of the peer's DTLS certificate, from its session description.
+    pub remote_fingerprint: Option<String>,
+    /// The type of our candidate in the selected ICE pair: "host", "srflx", "prflx" or "relay".
+    pub local_candidate: Option<String>,
+    /// The type of the peer's candidate in the selected pair.
+    pub remote_candidate: Option<String>,
+    /// The selected pair's transport: "udp" or "tcp".
+    pub candidate_protocol: Option<String>,
     pub audio: StreamStats,
     pub camera: StreamStats,
     pub screen: StreamStats,
@@ -357,11 +369,130 @@ pub enum EngineEvent {
     /// frames per stream are in flight: while the app holds them, newer frames are skipped.
     Frame { peer: PeerId, kind: TrackKind, frame: DisplayFrame },
     /// A device failed or is missing; the call goes on without that medium.
-    DeviceError { kind: TrackKind, message: String },
+    DeviceError { kind: TrackKind, problem: DeviceProblem, message: String },
+    /// Audio levels, every 100 ms while in a call: ours first (`peer: None`, measured before
+    /// the mute gate, so the app can say "you are muted" while we speak), then each linked
+    /// peer's, from the audio decoded of it.
+    AudioLevels(Vec<AudioLevel>),
     /// The signaling connection dropped; reconnecting in `retry_in`.
     SignalingLost { retry_in: Duration },
     /// The signaling connection is back (the session was resumed or rejoined).
     SignalingRestored,
     /// The engine stopped.
     Ended { reason: String },
+}
+
+/// The loudness of one participant over the last 100 ms.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AudioLevel {
+    /// `None`: our own microphone.
+    pub peer: Option<PeerId>,
+    /// 0.0..=1.0: the loudest 20 ms frame's RMS in dBFS, mapped linearly from -60 dBFS (0.0)
+    /// to 0 dBFS (1.0).
+    pub level: f32,
+    /// Voice activity: the level was above a threshold within the last ~300 ms.
+    pub speaking: bool,
+}
+
+/// What kind of device problem an [`EngineEvent::DeviceError`] is, so the app can say what to
+/// do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceProblem {
+    /// No such device (none connected, or the chosen one is gone): connect or pick another.
+    Missing,
+    /// Another program is using it: close that program.
+    Busy,
+    /// The system refused access: grant the permission.
+    Denied,
+    /// It worked, then failed (unplugged, sound server gone): reconnect it or pick another.
+    Lost,
+    /// Anything else.
+    Failed,
+}
+
+impl DeviceProblem {
+    /// Classify a media error; `after_working`: the device had delivered media before it failed.
+    pub fn of(error: &hearth_media::MediaError, after_working: bool) -> DeviceProblem {
+        match error {
+            hearth_media::MediaError::Device { message, .. } => Self::classify(message, after_working),
+            _ if after_working => DeviceProblem::Lost,
+            _ => DeviceProblem::Failed,
+        }
+    }
+
+    /// Classify a device error message (the OS error texts and Hearth's own wording).
+    pub fn classify(message: &str, after_working: bool) -> DeviceProblem {
+        if after_working {
+            return DeviceProblem::Lost;
+        }
+        let m = message.to_ascii_lowercase();
+        let any = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
+        if any(&[
+            "permission",
+            "not permitted",
+            "access denied",
+            "eacces",
+            "eperm",
+            "os error 13)",
+            "os error 1)",
+        ]) {
+            DeviceProblem::Denied
+        } else if any(&["busy", "ebusy", "os error 16)"]) {
+            DeviceProblem::Busy
+        } else if any(&[
+            "not found",
+            "no such",
+            "not connected",
+            "no camera found",
+            "no microphone found",
+            "no speaker found",
+            "no display",
+            "enodev",
+            "enoent",
+            "os error 2)",
+            "os error 19)",
+        ]) {
+            DeviceProblem::Missing
+        } else {
+            DeviceProblem::Failed
+        }
+    }
+}
+
+#[cfg(test)]
+mod device_problem_tests {
+    use super::DeviceProblem::{self, *};
+
+    #[test]
+    fn device_errors_are_classified() {
+        let cases = [
+            ("camera: no camera found; the call goes on without video", Missing),
+            ("microphone pulseaudio:x: microphone pulseaudio:x is not connected; pick another", Missing),
+            (
+                "camera camera:0: cannot open the camera: No such file or directory (os error 2). Is it connected, and not in use by another program?",
+                Missing,
+            ),
+            ("screen: cannot capture the screen (x): no display (DISPLAY is not set)", Missing),
+            ("camera camera:0: cannot open the camera: Device or resource busy (os error 16)", Busy),
+            ("camera: EBUSY", Busy),
+            ("camera camera:0: Permission denied (os error 13)", Denied),
+            ("microphone: Operation not permitted (os error 1)", Denied),
+            ("microphone: Access denied", Denied),
+            // Hearth's generic hint ("it may be in use, or access was denied") decides nothing.
+            (
+                "microphone: cannot open the microphone: backend error. It may be in use, or access was denied",
+                Failed,
+            ),
+            ("frame conversion failed: bad size", Failed),
+        ];
+        for (message, want) in cases {
+            assert_eq!(DeviceProblem::classify(message, false), want, "{message}");
+        }
+        assert_eq!(DeviceProblem::classify("camera: No such device (os error 19)", true), Lost);
+        let e = hearth_media::MediaError::Convert("x".into());
+        assert_eq!(DeviceProblem::of(&e, false), Failed);
+        assert_eq!(DeviceProblem::of(&e, true), Lost);
+        assert_eq!(serde_json::to_string(&Busy).ok().as_deref(), Some("\"busy\""));
+    }
 }

@@ -1,13 +1,16 @@
 //! The engine task: owns the [`Call`], the signaling connection, the local streams and one link
 //! task per peer; turns commands and network events into actions.
 
-use crate::config::{AudioSpec, EncoderInfo, EngineConfig, EngineEvent, PeerStats, TrackKind, VideoSpec};
+use crate::config::{
+    AudioLevel, AudioSpec, DeviceProblem, EncoderInfo, EngineConfig, EngineEvent, PeerStats, TrackKind,
+    VideoSpec,
+};
 use crate::error::EngineError;
 use crate::link::{self, LinkCmd, LinkEnv, LinkHandle, LinkReport};
 use crate::rtc_setup::RtcSettings;
 use crate::send::{MediaClock, SendStream};
 use crate::signal::{self, SignalConn, SignalEvent};
-use hearth_media::{Mixer, Speaker, VirtualSpeaker};
+use hearth_media::{Mixer, Speaker, VirtualSpeaker, VoiceActivity};
 use hearth_proto::{ErrorCode, Join, MediaState, PeerId, ServerMessage};
 use hearth_session::{Action, Call, reconnect_delay};
 use std::collections::HashMap;
@@ -16,6 +19,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+/// How often [`EngineEvent::AudioLevels`] is emitted.
+const LEVELS_EVERY: Duration = Duration::from_millis(100);
 
 /// Commands from the app.
 #[derive(Debug)]
@@ -123,8 +129,11 @@ impl Engine {
             (Some(id), Some(m)) => match Speaker::open(id.as_deref(), m.clone()) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    let _ = events_tx
-                        .send(EngineEvent::DeviceError { kind: TrackKind::Audio, message: e.to_string() });
+                    let _ = events_tx.send(EngineEvent::DeviceError {
+                        kind: TrackKind::Audio,
+                        problem: DeviceProblem::of(&e, false),
+                        message: e.to_string(),
+                    });
                     None
                 }
             },
@@ -136,6 +145,7 @@ impl Engine {
                 Err(e) => {
                     let _ = events_tx.send(EngineEvent::DeviceError {
                         kind: TrackKind::Audio,
+                        problem: DeviceProblem::Failed,
                         message: format!("cannot start the virtual speaker: {e}"),
                     });
                     None
@@ -163,6 +173,9 @@ impl Engine {
         if let Some(spec) = cfg.camera.clone() {
             let s = SendStream::new(TrackKind::Camera, label.clone());
             s.set_rewrite(cfg.rewrite_rtp.clone());
+            if cfg.deliver_frames {
+                s.show_locally(peer_id.clone(), events_tx.clone());
+            }
             if !cfg.start_camera_off {
                 s.start_video(spec, clock, dev_tx.clone());
             } else {
@@ -186,6 +199,8 @@ impl Engine {
             speaker,
             _virtual_speaker: virtual_speaker,
             label,
+            peer_id: peer_id.clone(),
+            voice: HashMap::new(),
             reconnecting: None,
             reconn_tx,
             outbox: hearth_session::Outbox::default(),
@@ -282,6 +297,10 @@ struct Core {
     /// Pulls the mixer when there is no speaker (see `EngineConfig::virtual_speaker`).
     _virtual_speaker: Option<VirtualSpeaker>,
     label: String,
+    /// Our own peer id (the self view's frames come from it).
+    peer_id: PeerId,
+    /// Voice activity per participant (`None`: us), for [`EngineEvent::AudioLevels`].
+    voice: HashMap<Option<PeerId>, VoiceActivity>,
     /// A reconnect attempt in flight, and where it hands over the new connection.
     reconnecting: Option<JoinHandle<()>>,
     reconn_tx: mpsc::UnboundedSender<SignalConn>,
@@ -309,6 +328,8 @@ impl Core {
         let mut leave_reply = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut levels = tokio::time::interval(LEVELS_EVERY);
+        levels.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let paced = self.pacer.next_ready(Instant::now());
             tokio::select! {
@@ -321,9 +342,14 @@ impl Core {
                 _ = tick.tick() => {
                     self.call.tick(Instant::now());
                     if let Some(e) = self.speaker.as_ref().and_then(Speaker::take_error) {
-                        let _ = self.events.send(EngineEvent::DeviceError { kind: TrackKind::Audio, message: e.to_string() });
+                        let _ = self.events.send(EngineEvent::DeviceError {
+                            kind: TrackKind::Audio,
+                            problem: DeviceProblem::of(&e, true),
+                            message: e.to_string(),
+                        });
                     }
                 }
+                _ = levels.tick() => self.audio_levels(),
                 cmd = cmd_rx.recv() => match cmd {
                     None => break,
                     Some(Command::Leave(reply)) => {
@@ -518,6 +544,25 @@ impl Core {
         let _ = self.events.send(ev);
     }
 
+    /// Report everyone's audio level since the last report (see [`EngineEvent::AudioLevels`]).
+    fn audio_levels(&mut self) {
+        let now = Instant::now();
+        let mine = self.streams.get(&TrackKind::Audio).map_or(0.0, |s| s.level.take());
+        let mut sources = vec![(None, mine)];
+        let mut peers: Vec<_> = self.links.iter().map(|(p, l)| (p, l.shared.audio_level.take())).collect();
+        peers.sort_by(|a, b| a.0.cmp(b.0));
+        sources.extend(peers.into_iter().map(|(p, level)| (Some(p.clone()), level)));
+        self.voice.retain(|who, _| who.as_ref().is_none_or(|p| self.links.contains_key(p)));
+        let levels = sources
+            .into_iter()
+            .map(|(peer, level)| {
+                let speaking = self.voice.entry(peer.clone()).or_default().update(level, now);
+                AudioLevel { peer, level, speaking }
+            })
+            .collect();
+        let _ = self.events.send(EngineEvent::AudioLevels(levels));
+    }
+
     fn active_streams(&self) -> Vec<Arc<SendStream>> {
         self.streams.values().cloned().collect()
     }
@@ -644,6 +689,9 @@ impl Core {
     fn add_stream(&mut self, kind: TrackKind) -> Arc<SendStream> {
         let s = SendStream::new(kind, self.label.clone());
         s.set_rewrite(self.cfg.rewrite_rtp.clone());
+        if self.cfg.deliver_frames && kind != TrackKind::Audio {
+            s.show_locally(self.peer_id.clone(), self.events.clone());
+        }
         for l in self.links.values() {
             let _ = l.tx.send(LinkCmd::AddStream(s.clone()));
         }

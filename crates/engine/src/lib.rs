@@ -42,8 +42,8 @@ pub mod signal;
 #[doc(hidden)]
 pub use config::RtpRewrite;
 pub use config::{
-    AudioSpec, EncoderInfo, EngineConfig, EngineEvent, Latency, OutboundStats, PeerStats, StreamStats,
-    TrackKind, VideoSpec,
+    AudioLevel, AudioSpec, DeviceProblem, DisplayFrame, EncoderInfo, EngineConfig, EngineEvent, Latency,
+    OutboundStats, PeerStats, StreamStats, TrackKind, VideoSpec,
 };
 pub use engine::{Command, Engine};
 pub use error::EngineError;

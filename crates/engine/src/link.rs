@@ -2,11 +2,11 @@
 //! negotiator's steps in order, adding and removing our streams, and starting a receiver for
 //! each remote track.
 
-use crate::config::{EngineEvent, Latency, OutboundStats, PeerStats, TrackKind};
+use crate::config::{DeviceProblem, EngineEvent, Latency, OutboundStats, PeerStats, TrackKind};
 use crate::receive::{RecvCtx, StreamAcc, run_audio, run_video};
 use crate::rtc_setup::{PcEvent, RtcSettings, candidate_init, new_peer_connection, rtt_from_report};
 use crate::send::{SendStream, Target};
-use hearth_media::{Mixer, OutputSkew};
+use hearth_media::{Mixer, OutputSkew, PeakLevel};
 use hearth_proto::{ClientMessage, PeerId};
 use hearth_session::{LinkMeasure, LinkState, Negotiator, SdpKind, Signal, Step, quality};
 use parking_lot::Mutex;
@@ -59,6 +59,8 @@ pub struct LinkShared {
     pub outbound: Mutex<HashMap<u32, Outbound>>,
     /// Lip sync measured at the outputs (this peer's audio played, its video shown).
     pub skew: Arc<Mutex<OutputSkew>>,
+    /// The loudest audio frame decoded from this peer since the engine last looked.
+    pub audio_level: Arc<PeakLevel>,
     /// Set when the link task ends (stops the RTCP listeners).
     pub closed: std::sync::atomic::AtomicBool,
     /// (at, bytes sent, bytes received) at the last stats snapshot, for rates.
@@ -125,6 +127,7 @@ pub fn spawn(
         rtt_ms: Mutex::new(None),
         outbound: Mutex::new(HashMap::new()),
         skew: Arc::new(Mutex::new(OutputSkew::new())),
+        audio_level: Arc::new(PeakLevel::new()),
         closed: std::sync::atomic::AtomicBool::new(false),
         last_bytes: Mutex::new(None),
     });
@@ -277,6 +280,7 @@ impl Link {
                 tracing::error!(error = %e, kind = ?stream.kind, "add_track failed");
                 let _ = self.env.events.send(EngineEvent::DeviceError {
                     kind: stream.kind,
+                    problem: DeviceProblem::Failed,
                     message: format!("cannot send this stream to {}: {e}", self.peer),
                 });
             }
@@ -302,6 +306,7 @@ impl Link {
             frames: self.env.deliver_frames.then(|| self.env.events.clone()),
             mixer: self.env.mixer.clone(),
             skew: self.shared.skew.clone(),
+            level: self.shared.audio_level.clone(),
         };
         tracing::debug!(peer = %self.peer, ?kind, "remote track");
         if kind == TrackKind::Audio {
@@ -496,6 +501,10 @@ fn spawn_feedback_listener(
 /// A statistics snapshot of a link.
 pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
     let pc = shared.pc.lock().clone();
+    let security = match &pc {
+        Some(pc) => crate::rtc_setup::link_security(pc).await,
+        None => crate::rtc_setup::LinkSecurity::default(),
+    };
     let (mut sent, mut received, mut jitter, mut lost, mut got) = (0u64, 0u64, None::<f64>, 0u64, 0u64);
     if let Some(pc) = &pc {
         let report = pc.get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None).await;
@@ -589,6 +598,11 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
         outbound,
         lip_sync_skew,
         lip_sync_skew_p50_ms,
+        local_fingerprint: security.local_fingerprint,
+        remote_fingerprint: security.remote_fingerprint,
+        local_candidate: security.local_candidate,
+        remote_candidate: security.remote_candidate,
+        candidate_protocol: security.candidate_protocol,
         audio,
         camera,
         screen,

@@ -161,6 +161,8 @@ pub struct RecvCtx {
     pub mixer: Option<Arc<Mixer>>,
     /// Lip sync measured at the outputs, shared by the link's audio and video receivers.
     pub skew: Arc<Mutex<OutputSkew>>,
+    /// The peer's audio level (the loudest decoded frame since the engine last looked).
+    pub level: Arc<hearth_media::PeakLevel>,
 }
 
 impl std::fmt::Debug for RecvCtx {
@@ -460,6 +462,7 @@ fn wall_us(at: Instant) -> u64 {
 
 fn deliver_audio(ctx: &RecvCtx, pcm: &[i16], source: u64, media: u64, detector: &mut BurstDetector) {
     let at = now_us();
+    ctx.level.record(hearth_media::level::level(pcm));
     if let Some(m) = &ctx.mixer {
         m.push_timed(source, pcm, Some(media));
     }

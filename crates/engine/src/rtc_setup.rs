@@ -25,8 +25,9 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, Registry, SettingEngineBuilder, register_default_interceptors,
+    RTCIceCandidateInit, RTCIceCandidateType, RTCIceGatheringState, RTCIceProtocol, RTCIceServer,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry, SettingEngineBuilder,
+    register_default_interceptors,
 };
 
 pub const H264_PT: u8 = 102;
@@ -236,6 +237,70 @@ pub async fn new_peer_connection(
         .build()
         .await?;
     Ok(Arc::new(pc))
+}
+
+/// Who and how a link talks to: certificate fingerprints and the selected candidate pair (see
+/// the fields of the same names in [`crate::PeerStats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkSecurity {
+    pub local_fingerprint: Option<String>,
+    pub remote_fingerprint: Option<String>,
+    pub local_candidate: Option<String>,
+    pub remote_candidate: Option<String>,
+    pub candidate_protocol: Option<String>,
+}
+
+/// Read a connection's fingerprints (from the applied session descriptions) and its selected
+/// candidate pair (through the ICE transport under any sender or receiver: a media-only
+/// connection has no SCTP transport to reach it from).
+pub async fn link_security(pc: &Arc<dyn PeerConnection>) -> LinkSecurity {
+    use webrtc::peer_connection::transport::{DtlsTransport, IceTransport};
+    let mut out = LinkSecurity {
+        local_fingerprint: pc
+            .local_description()
+            .await
+            .and_then(|d| hearth_session::security::fingerprint(&d.sdp)),
+        remote_fingerprint: pc
+            .remote_description()
+            .await
+            .and_then(|d| hearth_session::security::fingerprint(&d.sdp)),
+        ..LinkSecurity::default()
+    };
+    for t in pc.get_transceivers().await {
+        let mut dtls: Option<Arc<dyn DtlsTransport>> = match t.sender().await {
+            Ok(Some(s)) => s.transport().await.ok().flatten(),
+            _ => None,
+        };
+        if dtls.is_none() {
+            dtls = match t.receiver().await {
+                Ok(Some(r)) => r.transport().await.ok().flatten(),
+                _ => None,
+            };
+        }
+        let Some(dtls) = dtls else { continue };
+        let ice: Arc<dyn IceTransport> = dtls.ice_transport();
+        if let Ok(Some(pair)) = ice.get_selected_candidate_pair().await {
+            out.local_candidate = candidate_type(pair.local().typ).map(str::to_owned);
+            out.remote_candidate = candidate_type(pair.remote().typ).map(str::to_owned);
+            out.candidate_protocol = match pair.local().protocol {
+                RTCIceProtocol::Udp => Some("udp".to_owned()),
+                RTCIceProtocol::Tcp => Some("tcp".to_owned()),
+                _ => None,
+            };
+            break;
+        }
+    }
+    out
+}
+
+fn candidate_type(t: RTCIceCandidateType) -> Option<&'static str> {
+    match t {
+        RTCIceCandidateType::Host => Some("host"),
+        RTCIceCandidateType::Srflx => Some("srflx"),
+        RTCIceCandidateType::Prflx => Some("prflx"),
+        RTCIceCandidateType::Relay => Some("relay"),
+        _ => None,
+    }
 }
 
 /// Binding requests per candidate pair so that checks last about 2 s at `interval`.

@@ -4,11 +4,14 @@
 //! A [`SendStream`] is the stable identity of a local stream (SSRC, track id, fan-out). Its
 //! capture thread can stop and restart (camera off/on) without touching the peer connections.
 
-use crate::config::{AudioSpec, EncoderInfo, EngineEvent, TrackKind, VideoSpec};
+use crate::config::{AudioSpec, DeviceProblem, DisplayFrame, EncoderInfo, EngineEvent, TrackKind, VideoSpec};
 use crate::rtc_setup::{H264_PT, OPUS_PT};
 use bytes::Bytes;
 use hearth_codec::{H264Encoder, H264Profile, OpusEncoder, VideoEncoderConfig};
-use hearth_media::{AudioFrame, AudioSource, MediaError, TestPattern, ToneBursts, VideoFrame, VideoSource};
+use hearth_media::{
+    AudioFrame, AudioSource, FramePool, MediaError, PeakLevel, TestPattern, ToneBursts, VideoFrame,
+    VideoSource,
+};
 use hearth_proto::PeerId;
 use parking_lot::Mutex;
 use rtc::rtp::codec::h264::H264Payloader;
@@ -16,7 +19,7 @@ use rtc::rtp::header::Header;
 use rtc::rtp::packetizer::{Packetizer, new_packetizer};
 use rtc::rtp::sequence::{Sequencer, new_random_sequencer};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -90,6 +93,31 @@ pub struct SendStream {
     rewrite: std::sync::OnceLock<crate::config::RtpRewrite>,
     /// The settings of the current encoder (set by the capture thread).
     encoder: Mutex<Option<EncoderInfo>>,
+    /// Where our own captured frames go for display (see [`SendStream::show_locally`]).
+    self_view: std::sync::OnceLock<SelfView>,
+    /// Audio: the loudest captured frame since the last look, before the mute gate.
+    pub level: PeakLevel,
+}
+
+/// Our own frames shown to us: the app's event channel and the frames it still holds.
+#[derive(Debug)]
+struct SelfView {
+    peer: PeerId,
+    events: mpsc::UnboundedSender<EngineEvent>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl SelfView {
+    /// Hand a copy of `frame` to the app unless it still holds [`DisplayFrame::MAX_IN_FLIGHT`]
+    /// of ours (then skip it: capture and encode never wait for the display).
+    fn show(&self, kind: TrackKind, frame: &VideoFrame, pool: &mut FramePool) {
+        if self.in_flight.load(Ordering::Relaxed) >= DisplayFrame::MAX_IN_FLIGHT {
+            return;
+        }
+        if let Some(frame) = DisplayFrame::new(pool.copy(frame), &self.in_flight) {
+            let _ = self.events.send(EngineEvent::Frame { peer: self.peer.clone(), kind, frame });
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -114,6 +142,8 @@ impl SendStream {
             capture: Mutex::new(None),
             rewrite: std::sync::OnceLock::new(),
             encoder: Mutex::new(None),
+            self_view: std::sync::OnceLock::new(),
+            level: PeakLevel::new(),
         });
         let weak = Arc::downgrade(&stream);
         tokio::spawn(async move {
@@ -187,6 +217,12 @@ impl SendStream {
         self.encoder.lock().clone()
     }
 
+    /// Also emit the frames this (video) stream captures as [`EngineEvent::Frame`] from `peer`
+    /// (ourselves) while it sends; only the first call counts.
+    pub fn show_locally(&self, peer: PeerId, events: mpsc::UnboundedSender<EngineEvent>) {
+        let _ = self.self_view.set(SelfView { peer, events, in_flight: Arc::new(AtomicUsize::new(0)) });
+    }
+
     /// Start sending to `target` (after its track was added to the connection).
     pub fn attach(&self, target: Arc<Target>) {
         self.targets.lock().push(target);
@@ -247,7 +283,9 @@ impl SendStream {
         clock: MediaClock,
         events: mpsc::UnboundedSender<EngineEvent>,
     ) {
-        self.spawn_capture(events, move |stream, stop| video_loop(stream, &spec, clock, stop));
+        self.spawn_capture(events, move |stream, stop, worked| {
+            video_loop(stream, &spec, clock, stop, worked)
+        });
     }
 
     /// Start capturing audio from `spec` on a new thread. Device errors are reported on `events`.
@@ -257,15 +295,18 @@ impl SendStream {
         clock: MediaClock,
         events: mpsc::UnboundedSender<EngineEvent>,
     ) {
-        self.spawn_capture(events, move |stream, stop| audio_loop(stream, &spec, clock, stop));
+        self.spawn_capture(events, move |stream, stop, worked| {
+            audio_loop(stream, &spec, clock, stop, worked)
+        });
     }
 
     /// Replace the capture thread with one running `capture_loop` until stopped; its error, if
-    /// any, becomes a device error event (the call goes on without this medium).
+    /// any, becomes a device error event (the call goes on without this medium). The loop sets
+    /// its last argument once the device has delivered (a later failure is a lost device).
     fn spawn_capture(
         self: &Arc<Self>,
         events: mpsc::UnboundedSender<EngineEvent>,
-        capture_loop: impl FnOnce(&SendStream, &AtomicBool) -> Result<(), MediaError> + Send + 'static,
+        capture_loop: impl FnOnce(&SendStream, &AtomicBool, &mut bool) -> Result<(), MediaError> + Send + 'static,
     ) {
         // The previous capture thread (if any) finishes first: a camera cannot be opened twice.
         let previous = self.stop_capture();
@@ -276,9 +317,13 @@ impl SendStream {
                 if let Some(p) = previous {
                     let _ = p.join();
                 }
-                if let Err(e) = capture_loop(&stream, &stop_flag) {
-                    let _ =
-                        events.send(EngineEvent::DeviceError { kind: stream.kind, message: e.to_string() });
+                let mut worked = false;
+                if let Err(e) = capture_loop(&stream, &stop_flag, &mut worked) {
+                    let _ = events.send(EngineEvent::DeviceError {
+                        kind: stream.kind,
+                        problem: DeviceProblem::of(&e, worked),
+                        message: e.to_string(),
+                    });
                 }
             });
         match spawned {
@@ -296,7 +341,7 @@ impl Drop for SendStream {
     }
 }
 
-fn open_video(spec: &VideoSpec) -> Result<Box<dyn VideoSource>, MediaError> {
+pub(crate) fn open_video(spec: &VideoSpec) -> Result<Box<dyn VideoSource>, MediaError> {
     Ok(match spec {
         VideoSpec::Synthetic { width, height, fps } => Box::new(TestPattern::new(*width, *height, *fps)),
         VideoSpec::SyntheticScreen { width, height, fps } => {
@@ -324,6 +369,7 @@ fn video_loop(
     spec: &VideoSpec,
     clock: MediaClock,
     stop: &AtomicBool,
+    worked: &mut bool,
 ) -> Result<(), MediaError> {
     let mut source = open_video(spec)?;
     // After opening: threads a device backend starts must not inherit a raised priority (the
@@ -341,10 +387,15 @@ fn video_loop(
         stream.sequencer.clone_to(),
         90_000,
     );
+    let mut shown = FramePool::new(DisplayFrame::MAX_IN_FLIGHT + 2);
     while !stop.load(Ordering::Relaxed) {
         source.capture(&mut frame)?;
+        *worked = true;
         if !stream.enabled.load(Ordering::Relaxed) {
             continue;
+        }
+        if let Some(view) = stream.self_view.get() {
+            view.show(stream.kind, &frame, &mut shown);
         }
         let dims = (frame.width, frame.height);
         if encoder.as_ref().is_none_or(|(_, d)| *d != dims) {
@@ -392,7 +443,7 @@ fn video_loop(
     Ok(())
 }
 
-fn open_audio(spec: &AudioSpec) -> Result<Box<dyn AudioSource>, MediaError> {
+pub(crate) fn open_audio(spec: &AudioSpec) -> Result<Box<dyn AudioSource>, MediaError> {
     Ok(match spec {
         AudioSpec::Synthetic => Box::new(ToneBursts::new()),
         AudioSpec::Microphone { id } => Box::new(hearth_media::Microphone::open(id.as_deref())?),
@@ -404,6 +455,7 @@ fn audio_loop(
     spec: &AudioSpec,
     clock: MediaClock,
     stop: &AtomicBool,
+    worked: &mut bool,
 ) -> Result<(), MediaError> {
     let mut source = open_audio(spec)?;
     hearth_media::raise_current_thread(hearth_media::MediaThread::Audio);
@@ -423,6 +475,9 @@ fn audio_loop(
     let mut talkspurt = true;
     while !stop.load(Ordering::Relaxed) {
         source.capture(&mut frame)?;
+        *worked = true;
+        // Measured before the mute gate: the app can tell someone speaking while muted.
+        stream.level.record(hearth_media::level::level(&frame.samples));
         if !stream.enabled.load(Ordering::Relaxed) {
             talkspurt = true;
             continue;

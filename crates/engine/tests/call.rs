@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use hearth_engine::{
-    AudioSpec, CallEvent, Command, Engine, EngineConfig, EngineError, EngineEvent, LinkState, PeerStats,
-    TrackKind, VideoSpec,
+    AudioLevel, AudioSpec, CallEvent, Command, DeviceProblem, Engine, EngineConfig, EngineError, EngineEvent,
+    LinkState, PeerStats, TrackKind, VideoSpec,
 };
 use hearth_proto::{ErrorCode, MediaState};
 use hearth_testkit::{Server, eventually};
@@ -19,9 +19,16 @@ struct Peer {
     name: String,
     engine: Engine,
     log: Arc<Mutex<Vec<EngineEvent>>>,
-    /// Frames handed over for display (released at once, as a display would).
+    /// Frames of other peers handed over for display (released at once, as a display would).
     frames_shown: Arc<std::sync::atomic::AtomicUsize>,
+    /// Our own frames handed over for display (self view), likewise released at once.
+    own_frames_shown: Arc<std::sync::atomic::AtomicUsize>,
+    /// Every audio level report, with when it arrived.
+    levels: Arc<Mutex<LevelLog>>,
 }
+
+/// Audio level reports and when each arrived.
+type LevelLog = Vec<(std::time::Instant, Vec<AudioLevel>)>;
 
 impl Peer {
     async fn join(server: &Server, name: &str) -> Peer {
@@ -38,18 +45,26 @@ impl Peer {
         let (engine, mut rx) = Engine::start(cfg).await.expect("join");
         let log = Arc::new(Mutex::new(Vec::new()));
         let frames_shown = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (sink, shown) = (log.clone(), frames_shown.clone());
+        let own_frames_shown = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let levels = Arc::new(Mutex::new(Vec::new()));
+        let (sink, shown, own_shown, level_sink) =
+            (log.clone(), frames_shown.clone(), own_frames_shown.clone(), levels.clone());
+        let me = engine.peer_id().clone();
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 match ev {
-                    EngineEvent::Frame { .. } => {
-                        shown.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    EngineEvent::Frame { peer, .. } => {
+                        let count = if peer == me { &own_shown } else { &shown };
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    EngineEvent::AudioLevels(l) => {
+                        level_sink.lock().unwrap().push((std::time::Instant::now(), l))
                     }
                     other => sink.lock().unwrap().push(other),
                 }
             }
         });
-        Peer { name: name.to_owned(), engine, log, frames_shown }
+        Peer { name: name.to_owned(), engine, log, frames_shown, own_frames_shown, levels }
     }
 
     async fn from(&self, name: &str) -> Option<PeerStats> {
@@ -308,15 +323,19 @@ async fn screen_share_without_a_display_is_a_clear_device_error() {
     let b = Peer::join(&server, "bob").await;
     all_connected(&[&a, &b]).await;
     a.engine.command(Command::StartScreenShare(VideoSpec::Screen { id: None, fps: 10.0 })).unwrap();
-    let msg = eventually(WAIT, "device error", async || {
+    let (msg, problem) = eventually(WAIT, "device error", async || {
         a.log.lock().unwrap().iter().find_map(|e| match e {
-            EngineEvent::DeviceError { message, .. } => Some(message.clone()),
+            EngineEvent::DeviceError { message, problem, kind } => {
+                assert_eq!(*kind, TrackKind::Screen);
+                Some((message.clone(), *problem))
+            }
             _ => None,
         })
     })
     .await
     .unwrap();
     assert!(msg.contains("screen") && msg.contains("DISPLAY"), "{msg}");
+    assert_eq!(problem, DeviceProblem::Missing, "{msg}");
     // The call goes on.
     let before = b.from("ada").await.unwrap().camera.frames_decoded;
     grows_past(&b, "ada", "camera still flowing", before + 10, |s| s.camera.frames_decoded).await;
@@ -339,9 +358,10 @@ async fn a_missing_camera_is_reported_and_the_call_goes_on_with_audio() {
     let b = Peer::join(&server, "bob").await;
     all_connected(&[&a, &b]).await;
     eventually(WAIT, "device error", async || {
-        a.saw(
-            |e| matches!(e, EngineEvent::DeviceError { message, .. } if message.contains("no camera found")),
-        )
+        a.saw(|e| {
+            matches!(e, EngineEvent::DeviceError { message, problem: DeviceProblem::Missing, kind: TrackKind::Camera }
+                if message.contains("no camera found"))
+        })
         .then_some(())
     })
     .await
@@ -448,6 +468,9 @@ async fn video_shown_in_step_with_the_audio_heard() {
     .unwrap();
     let shown = b.frames_shown.load(std::sync::atomic::Ordering::Relaxed);
     assert!(shown >= 150, "{shown} frames shown");
+    // Bob's own camera is shown too (self view), counted apart.
+    let own = b.own_frames_shown.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(own >= 100, "{own} own frames shown");
     // Without lip sync video would be shown ~40-60 ms before its audio is heard (the audio has a
     // 20 ms frame, a playout buffer and the device's buffer in its path; video has none).
     let av = st.camera.av_offset;
@@ -996,6 +1019,166 @@ async fn a_burst_of_messages_stays_within_the_rate_limit_and_all_arrive() {
         )),
         "the server refused a message as rate limited"
     );
+    a.engine.leave().await;
+    b.engine.leave().await;
+}
+
+/// Our own camera, as a self view: frames from our own peer id, stamped by the synthetic
+/// source in order, at most four held by the app at once, none while the camera is off; a
+/// screen share shows too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_view_shows_our_frames_bounded_and_stops_with_the_camera_off() {
+    use hearth_engine::DisplayFrame;
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let mut cfg = EngineConfig::new(server.url(), "room", "ada").synthetic(W, H, 30.0);
+    cfg.deliver_frames = true;
+    let (engine, mut rx) = Engine::start(cfg).await.unwrap();
+    let me = engine.peer_id().clone();
+    // Own frames arriving within `span`, kept (held) or released at once.
+    async fn own_frames(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
+        me: &hearth_proto::PeerId,
+        span: Duration,
+        hold: bool,
+    ) -> (Vec<(TrackKind, u32)>, Vec<DisplayFrame>) {
+        let (mut seen, mut held) = (Vec::new(), Vec::new());
+        let deadline = tokio::time::Instant::now() + span;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            if let EngineEvent::Frame { peer, kind, frame } = ev {
+                assert_eq!(&peer, me, "alone in the room: every frame is ours");
+                let stamp = hearth_media::marker::read_stamp(&frame.view()).expect("a stamped frame");
+                seen.push((kind, stamp.frame));
+                if hold {
+                    held.push(frame);
+                }
+            }
+        }
+        (seen, held)
+    }
+    let (seen, _) = own_frames(&mut rx, &me, Duration::from_millis(1500), false).await;
+    let camera: Vec<u32> = seen.iter().filter(|(k, _)| *k == TrackKind::Camera).map(|(_, n)| *n).collect();
+    assert!(camera.len() >= 30, "{} own camera frames in 1.5 s at 30 fps", camera.len());
+    assert!(camera.windows(2).all(|w| w[1] > w[0]), "in capture order: {camera:?}");
+
+    // An app that holds frames gets no more than four of this stream until it lets go.
+    let (seen, held) = own_frames(&mut rx, &me, Duration::from_millis(700), true).await;
+    assert_eq!(seen.len(), DisplayFrame::MAX_IN_FLIGHT, "{seen:?}");
+    assert_eq!((held[0].width, held[0].height), (W, H));
+    drop(held);
+    let (seen, _) = own_frames(&mut rx, &me, Duration::from_millis(500), false).await;
+    assert!(seen.len() >= 10, "frames flow again once released: {}", seen.len());
+
+    engine.command(Command::SetCameraOn(false)).unwrap();
+    let _ = own_frames(&mut rx, &me, Duration::from_millis(300), false).await;
+    let (seen, _) = own_frames(&mut rx, &me, Duration::from_millis(1000), false).await;
+    assert!(seen.is_empty(), "{} own frames with the camera off", seen.len());
+    engine.command(Command::SetCameraOn(true)).unwrap();
+    let (seen, _) = own_frames(&mut rx, &me, Duration::from_millis(1500), false).await;
+    assert!(seen.len() >= 10, "camera back on: {} frames", seen.len());
+
+    engine
+        .command(Command::StartScreenShare(VideoSpec::SyntheticScreen { width: 640, height: 360, fps: 10.0 }))
+        .unwrap();
+    let (seen, _) = own_frames(&mut rx, &me, Duration::from_millis(1500), false).await;
+    let screen = seen.iter().filter(|(k, _)| *k == TrackKind::Screen).count();
+    assert!(screen >= 5, "{screen} own screen frames");
+    engine.leave().await;
+}
+
+/// Everyone's audio level every 100 ms: the synthetic tone bursts make both peers "speaking";
+/// muted, our own level is still measured (the app can say "you are muted") but the peer
+/// hears, and so shows, nothing of us.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_levels_report_everyone_and_our_voice_while_muted() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    let (a_id, b_id) = (a.engine.peer_id().clone(), b.engine.peer_id().clone());
+    // The last five reports of `p` about `who` (None: itself), newest first. The bursts last
+    // 20 ms every 200 ms: every other 100 ms report has silence, "speaking" bridges it.
+    let recent = |p: &Peer, who: Option<&hearth_proto::PeerId>| -> Vec<AudioLevel> {
+        let levels = p.levels.lock().unwrap();
+        levels
+            .iter()
+            .rev()
+            .take(5)
+            .filter_map(|(_, l)| l.iter().find(|x| x.peer.as_ref() == who).cloned())
+            .collect()
+    };
+    let speaking =
+        |l: &[AudioLevel]| l.len() == 5 && l.iter().all(|x| x.speaking) && l.iter().any(|x| x.level > 0.6);
+    for (p, other) in [(&a, &b_id), (&b, &a_id)] {
+        eventually(WAIT, "the other peer speaking", async || speaking(&recent(p, Some(other))).then_some(()))
+            .await
+            .unwrap();
+        let mine = recent(p, None);
+        assert!(speaking(&mine), "{mine:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    {
+        // Every 100 ms, ours first.
+        let levels = a.levels.lock().unwrap();
+        let recent: Vec<_> = levels.iter().rev().take(11).collect();
+        let span = recent[0].0.duration_since(recent[10].0);
+        assert!(span >= Duration::from_millis(800) && span <= Duration::from_millis(1300), "{span:?}");
+        assert!(recent.iter().all(|(_, l)| l.len() == 2 && l[0].peer.is_none()));
+    }
+
+    a.engine.command(Command::SetAudioMuted(true)).unwrap();
+    eventually(WAIT, "bob sees ada muted", async || media_seen(&b, "ada", |m| m.audio_muted).then_some(()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let since = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let of = |p: &Peer, who: Option<&hearth_proto::PeerId>| -> Vec<AudioLevel> {
+        let levels = p.levels.lock().unwrap();
+        levels
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .filter_map(|(_, l)| l.iter().find(|x| x.peer.as_ref() == who).cloned())
+            .collect()
+    };
+    let heard = of(&b, Some(&a_id));
+    assert!(heard.len() >= 8, "{heard:?}");
+    assert!(heard.iter().all(|l| l.level == 0.0 && !l.speaking), "bob hears muted ada: {heard:?}");
+    let mine = of(&a, None);
+    assert!(mine.iter().any(|l| l.speaking && l.level > 0.5), "ada's own voice while muted: {mine:?}");
+    a.engine.leave().await;
+    b.engine.leave().await;
+}
+
+/// Both ends of a link see each other's certificate fingerprints crosswise, a host pair over
+/// UDP on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_report_fingerprints_crosswise_and_the_selected_candidates() {
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    let a = Peer::join(&server, "ada").await;
+    let b = Peer::join(&server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    let ab = eventually(WAIT, "ada's link to bob secured", async || {
+        a.from("bob").await.filter(|s| s.local_candidate.is_some() && s.remote_fingerprint.is_some())
+    })
+    .await
+    .unwrap();
+    let ba = eventually(WAIT, "bob's link to ada secured", async || {
+        b.from("ada").await.filter(|s| s.local_candidate.is_some() && s.remote_fingerprint.is_some())
+    })
+    .await
+    .unwrap();
+    let fp = |s: &Option<String>| s.clone().expect("a fingerprint");
+    let (a_local, a_remote) = (fp(&ab.local_fingerprint), fp(&ab.remote_fingerprint));
+    assert!(a_local.starts_with("sha-256 ") && a_local.len() == 8 + 32 * 3 - 1, "{a_local}");
+    assert_ne!(a_local, a_remote, "two certificates");
+    assert_eq!(a_local, fp(&ba.remote_fingerprint));
+    assert_eq!(a_remote, fp(&ba.local_fingerprint));
+    for s in [&ab, &ba] {
+        assert_eq!(s.local_candidate.as_deref(), Some("host"), "{s:?}");
+        // The peer's candidate may be learnt from its checks before its trickled candidate.
+        assert!(matches!(s.remote_candidate.as_deref(), Some("host" | "prflx")), "{:?}", s.remote_candidate);
+        assert_eq!(s.candidate_protocol.as_deref(), Some("udp"));
+    }
     a.engine.leave().await;
     b.engine.leave().await;
 }

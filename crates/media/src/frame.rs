@@ -1,5 +1,6 @@
 //! Raw media frames and the wall clock they are stamped with.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Audio sample rate used everywhere in Hearth (Opus' native rate).
@@ -119,6 +120,40 @@ impl VideoFrame {
     }
 }
 
+/// Frames shared as `Arc`s (with a display, a preview callback) and reused once every holder
+/// has dropped them: in steady state a copy allocates nothing.
+#[derive(Debug)]
+pub struct FramePool {
+    frames: Vec<Arc<VideoFrame>>,
+    max: usize,
+}
+
+impl FramePool {
+    /// A pool keeping up to `max` frames for reuse.
+    pub fn new(max: usize) -> FramePool {
+        FramePool { frames: Vec::with_capacity(max), max }
+    }
+
+    /// A shared copy of `frame`, in a pooled frame nobody holds any more if there is one.
+    pub fn copy(&mut self, frame: &VideoFrame) -> Arc<VideoFrame> {
+        for pooled in &mut self.frames {
+            if let Some(f) = Arc::get_mut(pooled) {
+                f.width = frame.width;
+                f.height = frame.height;
+                f.capture_us = frame.capture_us;
+                f.data.clear();
+                f.data.extend_from_slice(&frame.data);
+                return pooled.clone();
+            }
+        }
+        let fresh = Arc::new(frame.clone());
+        if self.frames.len() < self.max {
+            self.frames.push(fresh.clone());
+        }
+        fresh
+    }
+}
+
 /// 20 ms of 48 kHz mono audio.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioFrame {
@@ -176,6 +211,31 @@ mod tests {
         let copy = view.to_frame(7);
         assert_eq!(copy.data, src.data);
         assert_eq!(copy.capture_us, 7);
+    }
+
+    #[test]
+    fn frame_pool_reuses_released_frames() {
+        let mut pool = FramePool::new(2);
+        let mut f = VideoFrame::new(4, 4);
+        f.data[0] = 1;
+        let a = pool.copy(&f);
+        assert_eq!(*a, f);
+        let a_ptr = Arc::as_ptr(&a);
+        drop(a);
+        f.data[0] = 2;
+        f.capture_us = 7;
+        let b = pool.copy(&f);
+        assert_eq!(Arc::as_ptr(&b), a_ptr, "a released frame is reused");
+        assert_eq!(*b, f);
+        // Held frames are not overwritten; a new size is taken over.
+        let big = VideoFrame::new(8, 8);
+        let c = pool.copy(&big);
+        assert_ne!(Arc::as_ptr(&c), a_ptr);
+        assert_eq!(b.data[0], 2);
+        assert_eq!((c.width, c.height, c.data.len()), (8, 8, 96));
+        // Beyond the pool's size, copies still work (not pooled).
+        let d = pool.copy(&f);
+        assert_eq!(*d, f);
     }
 
     #[test]

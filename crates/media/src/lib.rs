@@ -25,6 +25,7 @@ pub mod convert;
 pub mod device;
 pub mod frame;
 pub mod jitter;
+pub mod level;
 pub mod marker;
 pub mod mixer;
 pub mod priority;
@@ -38,8 +39,11 @@ pub mod virtual_speaker;
 pub use audio_device::{Microphone, Speaker};
 pub use camera::Camera;
 pub use device::{DeviceInfo, DeviceKind};
-pub use frame::{AudioFrame, FRAME_SAMPLES, FRAME_US, I420View, Plane, SAMPLE_RATE, VideoFrame, now_us};
+pub use frame::{
+    AudioFrame, FRAME_SAMPLES, FRAME_US, FramePool, I420View, Plane, SAMPLE_RATE, VideoFrame, now_us,
+};
 pub use jitter::{Released, ReorderBuffer, ReorderStats};
+pub use level::{PeakLevel, VoiceActivity};
 pub use mixer::Mixer;
 pub use priority::{MediaThread, raise_current_thread};
 pub use screen::Screen;

@@ -20,8 +20,10 @@ pub mod negotiation;
 pub mod outbox;
 pub mod quality;
 pub mod sdp;
+pub mod security;
 
 pub use call::{Action, Call, CallEvent, LinkState, Signal, reconnect_delay};
 pub use negotiation::{Negotiator, SdpKind, SignalingState, Step, is_polite};
 pub use outbox::{Outbox, SendPacer};
 pub use quality::{LinkMeasure, Quality, quality};
+pub use security::safety_code;

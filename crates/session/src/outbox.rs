@@ -199,12 +199,20 @@ impl SendPacer {
         self.queue.pop_front()
     }
 
-    /// When the next waiting frame may go, if any waits.
+    /// When the next waiting frame may go, if any waits. Asking again later gives the same time
+    /// (the tokens earned since the last poll count), so a caller woken for other reasons does
+    /// not push the deadline away.
     pub fn next_ready(&self, now: std::time::Instant) -> Option<std::time::Instant> {
         if self.queue.is_empty() {
             return None;
         }
-        let missing = (1.0 - self.tokens).max(0.0);
+        let tokens = match self.last {
+            Some(last) => {
+                (self.tokens + now.saturating_duration_since(last).as_secs_f64() * self.rate).min(self.burst)
+            }
+            None => self.tokens,
+        };
+        let missing = (1.0 - tokens).max(0.0);
         // Rounded up to the next microsecond, so waking then finds the token.
         let wait_us = (missing / self.rate * 1e6).ceil() as u64 + 1;
         Some(now + std::time::Duration::from_micros(wait_us))
@@ -229,6 +237,28 @@ mod pacer_tests {
 
     fn chat(n: u32) -> ClientFrame {
         ClientFrame::numbered(ClientMessage::Chat { text: format!("m{n}"), to: None }, u64::from(n))
+    }
+
+    #[test]
+    fn asking_when_again_later_does_not_postpone() {
+        // Regression: the engine's loop wakes every 100 ms for other work and asks again; the
+        // answer counted from "now" without the tokens earned since, so at 9/s it moved 111 ms
+        // ahead on every wake and nothing ever left.
+        let mut p = SendPacer::new(10, 10);
+        let t = Instant::now();
+        for n in 1..=8 {
+            p.push(chat(n));
+        }
+        while p.poll(t).is_some() {}
+        let wake = p.next_ready(t).unwrap();
+        for later_ms in [10, 50, 100] {
+            let again = p.next_ready(t + Duration::from_millis(later_ms)).unwrap();
+            assert!(again.max(wake) - again.min(wake) <= Duration::from_micros(2), "{:?}", again - t);
+        }
+        // Past the wake time: at once.
+        let late = t + Duration::from_millis(500);
+        assert!(p.next_ready(late).unwrap() <= late + Duration::from_micros(2));
+        assert!(p.poll(wake).is_some());
     }
 
     #[test]
