@@ -10,7 +10,11 @@ PACKAGES=(
   pulseaudio pulseaudio-utils                                # headless audio (null sink)
   xvfb xauth x11-utils                                       # headless X screen
   iproute2 iptables procps                                   # network namespaces, netem
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev  # Tauri 2
+  webkit2gtk-driver xdotool imagemagick                      # desktop app UI tests (WebDriver, screenshots)
 )
+# The web UI's build (Vite, TypeScript) needs Node.js >= 18 and npm; any install of them will do.
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -28,4 +32,16 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust from https://rustup.rs" >&2
   exit 1
+fi
+
+# The web UI's build tools (Vite, TypeScript) from npm, into client-desktop/ui/node_modules.
+if [ -f client-desktop/ui/package.json ] && [ ! -x client-desktop/ui/node_modules/.bin/vite ]; then
+  echo "setup: npm ci (client-desktop/ui)"
+  (cd client-desktop/ui && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+# tauri-driver: WebDriver for the desktop app's UI tests (bridges to Debian's WebKitWebDriver).
+if ! command -v tauri-driver >/dev/null; then
+  echo "setup: cargo install tauri-driver"
+  cargo install tauri-driver --version '^2' --locked --quiet
 fi

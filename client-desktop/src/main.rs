@@ -1,0 +1,155 @@
+//! `hearth`: the desktop app. A thin Tauri 2 shell: it creates the window, forwards the page's
+//! commands to [`hearth_app::App`] and the app's events to the page. Everything else (the call,
+//! devices, media, settings) lives in the crates.
+
+#![cfg_attr(all(not(debug_assertions), target_os = "windows"), windows_subsystem = "windows")]
+
+mod automation;
+mod commands;
+
+use clap::Parser;
+use hearth_app::{App, AppOptions};
+use std::sync::Arc;
+use tauri::{Emitter, Manager, WebviewUrl, WebviewWindowBuilder};
+
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, about = "Hearth: video calls, self-hosted.")]
+struct Cli {
+    /// An invite link (hearth://join?server=...&room=...) to open.
+    invite: Option<String>,
+    /// Check this install: start the local server and a test participant, check that its
+    /// video paints, chat round-trips and audio arrives; print what was checked; exit 0 or 1.
+    #[arg(long)]
+    self_test: bool,
+    /// Benchmark mode (see client-desktop/README or `scripts/bench-desktop.sh`): join
+    /// `--bench-room` on `--bench-server`, wait for `--bench-peers` peers, measure painted
+    /// frames, latency, CPU and RSS for `--bench-seconds`, then `--bench-cycles` join/leave
+    /// cycles; print the figures as JSON; exit.
+    #[arg(long)]
+    bench: bool,
+    #[arg(long, default_value = "")]
+    bench_server: String,
+    #[arg(long, default_value = "bench")]
+    bench_room: String,
+    #[arg(long, default_value_t = 4)]
+    bench_peers: usize,
+    #[arg(long, default_value_t = 15)]
+    bench_seconds: u64,
+    #[arg(long, default_value_t = 20)]
+    bench_cycles: u32,
+    /// Give up the self-test or benchmark after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Window size, e.g. 1280x800 (tests use it to check layouts).
+    #[arg(long)]
+    size: Option<String>,
+    /// Log filter (also RUST_LOG).
+    #[arg(long, default_value = "warn,hearth_app=info,rtc=error,webrtc=error")]
+    log: String,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+
+    let invite = match cli.invite.as_deref().map(hearth_app::invite::parse) {
+        None => None,
+        Some(Ok(i)) => Some(i),
+        Some(Err(e)) => {
+            eprintln!("hearth: {e}");
+            std::process::exit(2);
+        }
+    };
+    let automation = if cli.self_test {
+        Some("self-test".to_string())
+    } else if cli.bench {
+        Some("bench".to_string())
+    } else {
+        None
+    };
+    let size = cli.size.as_deref().and_then(|s| {
+        let (w, h) = s.split_once('x')?;
+        Some((w.parse::<f64>().ok()?, h.parse::<f64>().ok()?))
+    });
+
+    let result = tauri::Builder::default()
+        .plugin(tauri_plugin_opener::init())
+        .invoke_handler(commands::handler())
+        .setup(move |tauri_app| {
+            let handle = tauri_app.handle().clone();
+            let sink_handle = handle.clone();
+            let sink: hearth_app::Sink = Arc::new(move |ev| {
+                let _ = sink_handle.emit("hearth", ev);
+            });
+            let mut config_dir = None;
+            if automation.is_some() && std::env::var_os("HEARTH_CONFIG_DIR").is_none() {
+                // Self-tests and benchmarks do not touch the user's settings.
+                config_dir = Some(std::env::temp_dir().join(format!("hearth-auto-{}", std::process::id())));
+            }
+            let opts = AppOptions { config_dir, invite, automation: automation.clone(), embedded_port: None };
+            let app = tauri::async_runtime::block_on(App::start(opts, sink))?;
+            tauri_app.manage(app.clone());
+
+            let (w, h) = size.unwrap_or((1280.0, 800.0));
+            WebviewWindowBuilder::new(tauri_app, "main", WebviewUrl::App("index.html".into()))
+                .title("Hearth")
+                .inner_size(w, h)
+                .min_inner_size(480.0, 560.0)
+                .on_navigation(|url| {
+                    // The page never navigates away; a link goes to the system browser.
+                    let internal = matches!(url.scheme(), "tauri" | "asset")
+                        || url.host_str() == Some("tauri.localhost")
+                        || url.host_str() == Some("localhost");
+                    internal
+                })
+                .build()?;
+
+            match automation.as_deref() {
+                Some("self-test") => {
+                    let timeout = cli.timeout;
+                    tauri::async_runtime::spawn(async move {
+                        let code = automation::self_test(&app, timeout).await;
+                        app.shutdown().await;
+                        handle.exit(code);
+                    });
+                }
+                Some("bench") => {
+                    let args = automation::BenchArgs {
+                        server: cli.bench_server.clone(),
+                        room: cli.bench_room.clone(),
+                        peers: cli.bench_peers,
+                        seconds: cli.bench_seconds,
+                        cycles: cli.bench_cycles,
+                        timeout: cli.timeout,
+                    };
+                    tauri::async_runtime::spawn(async move {
+                        let code = automation::bench(&app, args).await;
+                        app.shutdown().await;
+                        handle.exit(code);
+                    });
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .build(tauri::generate_context!());
+    let tauri_app = match result {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hearth: cannot start the window: {e}");
+            eprintln!("hearth: on Linux this needs a display (X11 or Wayland) and WebKitGTK 4.1.");
+            std::process::exit(1);
+        }
+    };
+    tauri_app.run(|handle, event| {
+        if let tauri::RunEvent::ExitRequested { .. } = event {
+            if let Some(app) = handle.try_state::<App>() {
+                let app = app.inner().clone();
+                tauri::async_runtime::block_on(async move {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), app.shutdown()).await;
+                });
+            }
+        }
+    });
+}
