@@ -1,7 +1,7 @@
 //! The engine's errors.
 
-/// Why the engine could not do something. Device problems are not errors of the engine: they
-/// arrive as [`crate::EngineEvent::DeviceError`] and the call goes on.
+/// Why the engine could not do something. Device problems in a call are not errors of the
+/// engine: they arrive as [`crate::EngineEvent::DeviceError`] and the call goes on.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
@@ -19,6 +19,11 @@ pub enum EngineError {
     /// WebRTC setup failed (not retryable; a bug or an unusable network setup).
     #[error("WebRTC: {0}")]
     Rtc(String),
+    /// A device could not be opened or failed (device previews, the test sound; in a call,
+    /// device problems arrive as events instead). Not retryable without a change: `problem`
+    /// says what kind, `message` which device and what happened.
+    #[error("{message}")]
+    Device { problem: crate::config::DeviceProblem, message: String },
     /// The engine has stopped.
     #[error("the engine has stopped")]
     Stopped,

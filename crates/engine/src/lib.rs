@@ -29,11 +29,14 @@
 //!   marker bit, decodes (video on its own thread), reads in-band markers and keeps stats
 //!   ([`receive`]).
 //! - The [`hearth_session::Call`] state machine decides which links exist.
+//!
+//! Before joining, [`preview`] checks the devices (camera preview, microphone meter, test sound).
 
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod link;
+pub mod preview;
 pub mod receive;
 pub mod rtc_setup;
 pub mod send;
@@ -50,4 +53,4 @@ pub use error::EngineError;
 /// Devices the engine can open (ids for [`VideoSpec::Camera`], [`AudioSpec::Microphone`], the
 /// speaker, [`VideoSpec::Screen`]).
 pub use hearth_media::device::{DeviceInfo, DeviceKind, list as list_devices};
-pub use hearth_session::{CallEvent, LinkState};
+pub use hearth_session::{CallEvent, LinkState, safety_code};

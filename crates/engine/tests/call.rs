@@ -1150,13 +1150,14 @@ async fn audio_levels_report_everyone_and_our_voice_while_muted() {
 }
 
 /// Both ends of a link see each other's certificate fingerprints crosswise, a host pair over
-/// UDP on loopback.
+/// UDP on loopback, and compute the same safety code, which another link does not share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_report_fingerprints_crosswise_and_the_selected_candidates() {
     let server = Server::start(hearth_signal::Config::default()).await.unwrap();
     let a = Peer::join(&server, "ada").await;
     let b = Peer::join(&server, "bob").await;
-    all_connected(&[&a, &b]).await;
+    let c = Peer::join(&server, "cy").await;
+    all_connected(&[&a, &b, &c]).await;
     let ab = eventually(WAIT, "ada's link to bob secured", async || {
         a.from("bob").await.filter(|s| s.local_candidate.is_some() && s.remote_fingerprint.is_some())
     })
@@ -1179,6 +1180,17 @@ async fn links_report_fingerprints_crosswise_and_the_selected_candidates() {
         assert!(matches!(s.remote_candidate.as_deref(), Some("host" | "prflx")), "{:?}", s.remote_candidate);
         assert_eq!(s.candidate_protocol.as_deref(), Some("udp"));
     }
-    a.engine.leave().await;
-    b.engine.leave().await;
+    let code_at_ada = hearth_engine::safety_code(&a_local, &a_remote);
+    let code_at_bob = hearth_engine::safety_code(&fp(&ba.local_fingerprint), &fp(&ba.remote_fingerprint));
+    assert_eq!(code_at_ada, code_at_bob);
+    let ac = eventually(WAIT, "ada's link to cy secured", async || {
+        a.from("cy").await.filter(|s| s.remote_fingerprint.is_some() && s.local_fingerprint.is_some())
+    })
+    .await
+    .unwrap();
+    let code_ada_cy = hearth_engine::safety_code(&fp(&ac.local_fingerprint), &fp(&ac.remote_fingerprint));
+    assert_ne!(code_ada_cy, code_at_ada, "another link, another code");
+    for p in [a, b, c] {
+        p.engine.leave().await;
+    }
 }

@@ -125,9 +125,16 @@ impl PulseAudio {
             anyhow::ensure!(Instant::now() < deadline, "pulseaudio did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
+        // The pure-Rust client (cpal's `pulseaudio` backend) sends the cookie it finds in
+        // $PULSE_COOKIE or ~/.config/pulse/cookie, and an empty one when there is none, which the
+        // daemon answers by hanging up (seen on a fresh machine as "failed to fill whole buffer").
+        // The daemon takes anonymous clients, so any 256 bytes will do.
+        let cookie = pa.runtime_dir.join("cookie");
+        std::fs::write(&cookie, [0x48u8; 256])?;
         // SAFETY-free: tests run one per process (nextest), so changing the environment of this
         // process affects only this test.
         set_env("XDG_RUNTIME_DIR", &pa.runtime_dir);
+        set_env("PULSE_COOKIE", &cookie);
         Ok(pa)
     }
 
