@@ -6,11 +6,23 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 export CARGO_TERM_COLOR=never
+# The web UI's own unit tests (TypeScript: frame parsing, layout, links, chat logic).
+# A failure is said here and fails the run at the end, after the Rust tests' summary.
+ui_status=0
+(cd client-desktop/ui && npm test --silent >/tmp/hearth-ui-tests.log 2>&1) || ui_status=$?
+{ grep -E '^# (tests|pass|fail)' /tmp/hearth-ui-tests.log || true; } | tr '\n' ' '; echo "(web UI unit tests)"
+if [ "$ui_status" -ne 0 ]; then cat /tmp/hearth-ui-tests.log; echo "web UI unit tests FAILED"; fi
+# The desktop app's UI tests run hearth-call peers: a binary of another package, which cargo
+# builds for that package's tests only.
+cargo build --quiet -p hearth-call
 # Doc tests first (nextest does not run them), so the last line is the runner's summary.
 cargo test --workspace --doc --quiet 2>&1 | tail -n 3
 
+status=0
 if command -v cargo-nextest >/dev/null; then
-  cargo nextest run --workspace --no-fail-fast --profile ci
+  cargo nextest run --workspace --no-fail-fast --profile ci || status=$?
 else
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace --no-fail-fast || status=$?
 fi
+[ "$ui_status" -eq 0 ] || status=1
+exit "$status"

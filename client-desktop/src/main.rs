@@ -40,7 +40,7 @@ struct Cli {
     /// Give up the self-test or benchmark after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
-    /// Window size, e.g. 1280x800 (tests use it to check layouts).
+    /// Window size, e.g. 1280x800 (also HEARTH_WINDOW_SIZE; tests use it to check layouts).
     #[arg(long)]
     size: Option<String>,
     /// Log filter (also RUST_LOG).
@@ -68,7 +68,9 @@ fn main() {
     } else {
         None
     };
-    let size = cli.size.as_deref().and_then(|s| {
+    // --size, or HEARTH_WINDOW_SIZE (WebDriver tests cannot pass arguments).
+    let size_arg = cli.size.clone().or_else(|| std::env::var("HEARTH_WINDOW_SIZE").ok());
+    let size = size_arg.as_deref().and_then(|s| {
         let (w, h) = s.split_once('x')?;
         Some((w.parse::<f64>().ok()?, h.parse::<f64>().ok()?))
     });

@@ -5,7 +5,8 @@
 //! message; a loopback WebSocket carries a 640x360 I420 frame (346 kB) in one binary message
 //! the page uploads to WebGL textures as-is. A tile that paints slowly holds back only its own
 //! socket: the sender waits for each send to complete and then takes the newest frame, so
-//! frames in between are dropped, never queued.
+//! frames in between are dropped, never queued. The page acknowledges each frame it takes (any
+//! small message); at most [`CREDITS`] frames are unacknowledged per socket.
 //!
 //! Message: [`HEADER_BYTES`]-byte little-endian header (`u32` magic [`MAGIC`], `u32` width,
 //! `u32` height, `u32` seq, `f64` capture time in Unix ms, `f64` sent time in Unix ms), then
@@ -27,6 +28,9 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 pub const MAGIC: u32 = 0x3146_5448; // "HTF1"
 pub const HEADER_BYTES: usize = 32;
+/// Frames a socket may have sent and not yet had acknowledged (any text or binary message from
+/// the page acknowledges one). Two: one being handled by the page, one on the way.
+pub const CREDITS: usize = 2;
 
 /// A frame to show: one from the engine (holds its in-flight slot) or one we made.
 #[derive(Debug, Clone)]
@@ -176,25 +180,35 @@ impl FrameHub {
         let _unwatch = Unwatch(slot.clone());
         let (mut tx, mut rx) = ws.split();
         let mut last_sent = 0u64;
+        // Frames sent and not yet acknowledged by the page. A WebSocket send completes when the
+        // bytes are in the kernel; WebKit then reads them into its own unbounded queue whatever
+        // the page does. Without this credit a page that painted slower than frames came queued
+        // minutes of video and gigabytes of memory (seen in the benchmark). The page acks each
+        // frame as it takes it; with CREDITS in flight the next one waits, and frames published
+        // meanwhile replace each other (latest wins).
+        let mut in_flight = 0usize;
         loop {
             let changed = slot.changed.notified();
-            let next = {
-                let latest = slot.latest.lock();
-                latest.as_ref().filter(|(seq, _)| *seq != last_sent).map(|(seq, f)| (*seq, f.clone()))
-            };
-            if let Some((seq, frame)) = next {
-                last_sent = seq;
-                let msg = encode(frame.frame(), seq);
-                drop(frame);
-                // Waiting here is the back-pressure: frames published meanwhile replace each other.
-                tx.send(Message::Binary(msg)).await?;
-                self.sent.fetch_add(1, Ordering::Relaxed);
-                continue;
+            if in_flight < CREDITS {
+                let next = {
+                    let latest = slot.latest.lock();
+                    latest.as_ref().filter(|(seq, _)| *seq != last_sent).map(|(seq, f)| (*seq, f.clone()))
+                };
+                if let Some((seq, frame)) = next {
+                    last_sent = seq;
+                    let msg = encode(frame.frame(), seq);
+                    drop(frame);
+                    tx.send(Message::Binary(msg)).await?;
+                    in_flight += 1;
+                    self.sent.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
             }
             tokio::select! {
-                _ = changed => {}
+                _ = changed, if in_flight < CREDITS => {}
                 m = rx.next() => match m {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) => in_flight = in_flight.saturating_sub(1),
                     Some(Ok(_)) => {}
                 },
             }
@@ -277,17 +291,29 @@ mod tests {
         let cap = f64::from_le_bytes(m[16..24].try_into().unwrap());
         assert!((hearth_media::now_us() as f64 / 1000.0 - cap).abs() < 5_000.0);
         assert!(hub.watched("p1/camera"));
-        // Many frames published while the reader sleeps: it gets the newest, not a backlog.
+        // Many frames published while the page has not acknowledged the first: one more comes
+        // (the second credit), then nothing until an ack.
         for i in 0..50u8 {
             hub.publish("p1/camera", frame(6, 4, i));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let mut got = Vec::new();
-        while let Ok(Some(Ok(m))) = tokio::time::timeout(std::time::Duration::from_millis(200), ws.next()).await {
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(std::time::Duration::from_millis(300), ws.next()).await {
             got.push(m.into_data()[HEADER_BYTES]);
         }
-        assert_eq!(got.last(), Some(&49), "the newest frame arrives");
-        assert!(got.len() <= 3, "frames are replaced, not queued: {got:?}");
+        assert_eq!(got.len(), CREDITS - 1, "unacknowledged frames are bounded by the credit: {got:?}");
+        // Out of credit: frames published now wait, replacing each other.
+        for i in 100..110u8 {
+            hub.publish("p1/camera", frame(6, 4, i));
+        }
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(300), ws.next()).await;
+        assert!(waiting.is_err(), "no frame is sent without credit");
+        // The ack releases the newest frame, not a backlog.
+        ws.send(Message::Text("1".into())).await.unwrap();
+        let mut after = Vec::new();
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(std::time::Duration::from_millis(300), ws.next()).await {
+            after.push(m.into_data()[HEADER_BYTES]);
+        }
+        assert_eq!(after, vec![109], "after one ack, the newest frame and only it");
         drop(ws);
         task.abort();
     }

@@ -1,0 +1,102 @@
+// What the page painted, per tile: frames, capture -> painted latency, and distinct hashes of
+// read-back pixels. Sent to Rust every second (`report_paint`, for the self-test and the
+// benchmark) and readable by WebDriver tests as `window.__hearthPaint()`.
+
+import { api } from '../api';
+import type { TilePaint } from '../bindings';
+import type { RendererKind } from './renderer';
+
+const MAX_LATENCIES = 600;
+/** A tile gone this long is forgotten (peer ids change with every call). */
+const FORGET_AFTER_MS = 60_000;
+/** Enough to tell moving video from a frozen picture; bounds memory in a long call. */
+const MAX_HASHES = 100_000;
+
+export class TileStats {
+  frames = 0;
+  private latencies: number[] = [];
+  private readonly hashes = new Set<number>();
+  renderer: RendererKind = 'webgl';
+  /** How many mounted views show this tile (a tile can move between grid and strip). */
+  mounted = 0;
+  lastSeenMs = Date.now();
+
+  constructor(readonly tile: string) {}
+
+  painted(latencyMs: number): void {
+    this.frames++;
+    this.latencies.push(latencyMs);
+    // Trim in batches so the cost per frame stays constant.
+    if (this.latencies.length > MAX_LATENCIES + 100) this.latencies = this.latencies.slice(-MAX_LATENCIES);
+  }
+
+  sampled(hash: number): void {
+    if (this.hashes.size < MAX_HASHES) this.hashes.add(hash);
+  }
+
+  toPaint(): TilePaint {
+    return {
+      tile: this.tile,
+      frames: this.frames,
+      latencies_ms: this.latencies.slice(-MAX_LATENCIES),
+      distinct_pixel_hashes: this.hashes.size,
+      renderer: this.renderer,
+    };
+  }
+}
+
+const stats = new Map<string, TileStats>();
+
+/** The stats of a tile a view starts showing; pair with `release`. Counts continue from the
+ * tile's earlier views, so a tile moved between layouts keeps its totals. */
+export function acquire(tile: string): TileStats {
+  let s = stats.get(tile);
+  if (!s) {
+    s = new TileStats(tile);
+    stats.set(tile, s);
+  }
+  s.mounted++;
+  return s;
+}
+
+export function release(s: TileStats): void {
+  s.mounted = Math.max(0, s.mounted - 1);
+  s.lastSeenMs = Date.now();
+}
+
+/** The tiles on screen now. */
+export function currentPaints(): TilePaint[] {
+  const now = Date.now();
+  const out: TilePaint[] = [];
+  for (const [tile, s] of stats) {
+    if (s.mounted > 0) out.push(s.toPaint());
+    else if (now - s.lastSeenMs > FORGET_AFTER_MS) stats.delete(tile);
+  }
+  return out;
+}
+
+declare global {
+  interface Window {
+    __hearthPaint?: () => TilePaint[];
+  }
+}
+
+/** Reports every second while any tile is on screen; returns the stop function. */
+export function startPaintReporting(): () => void {
+  window.__hearthPaint = currentPaints;
+  let failures = 0;
+  const timer = setInterval(() => {
+    const tiles = currentPaints();
+    if (tiles.length === 0) return;
+    api.reportPaint(tiles).then(
+      () => {
+        failures = 0;
+      },
+      (e) => {
+        // Only the first failure is logged: the next report a second later says the same.
+        if (failures++ === 0) console.warn('report_paint failed', e);
+      },
+    );
+  }, 1000);
+  return () => clearInterval(timer);
+}
