@@ -169,7 +169,7 @@ pub struct BenchArgs {
 
 /// CPU seconds (user + system) and RSS bytes of this process and all its descendants (the
 /// webview's processes included).
-fn process_tree_usage() -> (f64, u64, usize) {
+pub(crate) fn process_tree_usage() -> (f64, u64, usize) {
     let me = std::process::id() as i32;
     let mut parent = std::collections::HashMap::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {

@@ -37,6 +37,9 @@ pub fn handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static 
         ui_ready,
         ui_error,
         open_link,
+        crate::frame_path::frame_path_channel,
+        crate::frame_path::frame_path_feed,
+        crate::frame_path::frame_path_report,
     ]
 }
 

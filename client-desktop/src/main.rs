@@ -6,6 +6,7 @@
 
 mod automation;
 mod commands;
+mod frame_path;
 
 use clap::Parser;
 use hearth_app::{App, AppOptions};
@@ -27,6 +28,11 @@ struct Cli {
     /// cycles; print the figures as JSON; exit.
     #[arg(long)]
     bench: bool,
+    /// Measure the two frame transports into the page (loopback WebSocket and
+    /// `tauri::ipc::Channel`) under the same load; print the figures as JSON; exit. See
+    /// docs/decisions.md, "Frame path".
+    #[arg(long)]
+    bench_frame_path: bool,
     #[arg(long, default_value = "")]
     bench_server: String,
     #[arg(long, default_value = "bench")]
@@ -49,6 +55,7 @@ struct Cli {
 }
 
 fn main() {
+    let launched = std::time::Instant::now();
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
@@ -65,6 +72,8 @@ fn main() {
         Some("self-test".to_string())
     } else if cli.bench {
         Some("bench".to_string())
+    } else if cli.bench_frame_path {
+        Some("frame-path".to_string())
     } else {
         None
     };
@@ -89,12 +98,15 @@ fn main() {
                 // Self-tests and benchmarks do not touch the user's settings.
                 config_dir = Some(std::env::temp_dir().join(format!("hearth-auto-{}", std::process::id())));
             }
-            let opts = AppOptions { config_dir, invite, automation: automation.clone(), embedded_port: None };
+            let opts = AppOptions { config_dir, invite, automation: automation.clone(), embedded_port: None, launched: Some(launched) };
             let app = tauri::async_runtime::block_on(App::start(opts, sink))?;
             tauri_app.manage(app.clone());
+            tauri_app.manage(frame_path::Channels::default());
 
             let (w, h) = size.unwrap_or((1280.0, 800.0));
-            WebviewWindowBuilder::new(tauri_app, "main", WebviewUrl::App("index.html".into()))
+            // The frame-path benchmark runs its own page script instead of the app's screens.
+            let page = if automation.as_deref() == Some("frame-path") { "index.html?bench=frame-path" } else { "index.html" };
+            WebviewWindowBuilder::new(tauri_app, "main", WebviewUrl::App(page.into()))
                 .title("Hearth")
                 .inner_size(w, h)
                 .min_inner_size(480.0, 560.0)
@@ -129,6 +141,17 @@ fn main() {
                         let code = automation::bench(&app, args).await;
                         app.shutdown().await;
                         handle.exit(code);
+                    });
+                }
+                Some("frame-path") => {
+                    // The page drives this one (frame_path_report exits); a page that never
+                    // reports fails it.
+                    let timeout = cli.timeout;
+                    tauri::async_runtime::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_secs(timeout)).await;
+                        eprintln!("hearth: the frame-path benchmark did not finish in {timeout} s");
+                        app.shutdown().await;
+                        handle.exit(1);
                     });
                 }
                 _ => {}

@@ -18,6 +18,25 @@ use std::time::{Duration, Instant};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 
+/// Installs `window.__layoutLog`: every distinct (layout, peers with a screen tile) state of
+/// the call screen from now on.
+const LAYOUT_RECORDER: &str = r#"
+    window.__layoutLog = [];
+    let last = '';
+    const record = () => {
+        const call = document.querySelector('[data-testid="call"]');
+        const e = {
+            layout: call ? call.getAttribute('data-layout') : null,
+            screens: [...document.querySelectorAll('[data-testid="tile"][data-kind="screen"]')].map((t) => t.getAttribute('data-peer-id')),
+        };
+        const key = JSON.stringify(e);
+        if (key !== last) { last = key; window.__layoutLog.push(e); }
+    };
+    new MutationObserver(record).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-layout', 'data-kind'] });
+    record();
+    return true;
+"#;
+
 /// Two peers in the call: their tiles paint moving video; the app's mute reaches a peer; a
 /// peer's mute shows on its tile; chat both ways, room and private (the third party never sees
 /// the private one); a peer's screen share switches to the presenter layout and back.
@@ -38,8 +57,8 @@ async fn call_with_peers() {
         "--at", "2:say:hello from A", "--at", "3:mute",
     ]);
     let b = Peer::start(&desk.art, &url, room, "Bob", &[
-        "--expect-peers", "2", "--seconds", "20",
-        "--at", "6:screen-on", "--at", "13:screen-off",
+        "--expect-peers", "2", "--seconds", "26",
+        "--at", "8:screen-on", "--at", "22:screen-off",
     ]);
     let ta = app.wait_peer_tile("Alice", S(45)).await;
     let tb = app.wait_peer_tile("Bob", S(45)).await;
@@ -47,6 +66,9 @@ async fn call_with_peers() {
     let b_id = tb["peer"].as_str().unwrap().to_string();
     let t0 = Instant::now();
     eprintln!("tiles: Alice = {a_id}, Bob = {b_id}");
+    // Bob's screen share comes and goes while the test checks other things: the page records
+    // every change of layout and screen tiles from now on, and the test reads that record.
+    app.js(LAYOUT_RECORDER).await.expect("layout recorder installs");
 
     // Mute in the app (the peer's report must show it).
     app.click("btn-mic").await;
@@ -101,22 +123,30 @@ async fn call_with_peers() {
     assert_eq!(bob_tile.as_ref().map(|t| t["muted"].clone()), Some(json!("false")), "Bob is not muted: {bob_tile:?}");
     app.shot("alice-muted").await;
 
-    // Bob shares his screen from 6 s to 13 s.
-    app.until("the presenter layout with Bob's screen tile", S(25), async || {
-        let layout = app.find("call").await?.attr("data-layout").await?;
-        let screen = app.tiles().await?.into_iter().any(|t| t["peer"] == b_id.as_str() && t["kind"] == "screen");
-        Ok((layout.as_deref() == Some("presenter") && screen).then_some(()))
+    // Bob shares his screen from 8 s to 22 s: presenter layout with his screen tile, then the
+    // grid again with no screen tile.
+    let log = || async { app.js("return window.__layoutLog").await.map(|v| v.as_array().cloned().unwrap_or_default()) };
+    let presenter_at = app
+        .until("the presenter layout with Bob's screen tile", S(30), async || {
+            let entries = log().await?;
+            let at = entries.iter().position(|e| {
+                e["layout"] == "presenter" && e["screens"].as_array().is_some_and(|s| s.iter().any(|p| p == b_id.as_str()))
+            });
+            // Keep a picture of it when it is still on screen.
+            if at.is_some() && entries.last().is_some_and(|e| e["layout"] == "presenter") {
+                app.shot("presenter").await;
+            }
+            Ok(at)
+        })
+        .await;
+    eprintln!("presenter by {:.1} s after the tiles", t0.elapsed().as_secs_f64());
+    app.until("the grid layout again after Bob stops sharing", S(30), async || {
+        Ok(log().await?.iter().skip(presenter_at + 1).find(|e| {
+            e["layout"] == "grid" && e["screens"].as_array().is_some_and(|s| s.is_empty())
+        }).cloned())
     })
     .await;
-    eprintln!("presenter at {:.1} s after the tiles", t0.elapsed().as_secs_f64());
-    app.shot("presenter").await;
-    app.until("the grid layout again after Bob stops sharing", S(25), async || {
-        let layout = app.find("call").await?.attr("data-layout").await?;
-        let screen = app.tiles().await?.into_iter().any(|t| t["kind"] == "screen");
-        Ok((layout.as_deref() == Some("grid") && !screen).then_some(()))
-    })
-    .await;
-    eprintln!("grid again at {:.1} s after the tiles", t0.elapsed().as_secs_f64());
+    eprintln!("grid again by {:.1} s after the tiles", t0.elapsed().as_secs_f64());
     app.shot("grid-after-share").await;
 
     // What the peers saw of the app.

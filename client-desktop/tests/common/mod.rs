@@ -676,12 +676,19 @@ impl App {
                 }))
             })
             .await;
+        // WebKitWebDriver's element screenshots come back black for WebGL canvases, so the
+        // whole window is captured and the tile's rectangle cut out of it.
         let el = self.find_tile(tile).await;
-        let a = el.screenshot().await.unwrap_or_else(|e| panic!("screenshot of tile {tile}: {e}"));
+        let (x, y, w, h) = el.rectangle().await.unwrap_or_else(|e| panic!("rectangle of tile {tile}: {e}"));
+        let shot = async || {
+            let png = self.wd.screenshot().await.unwrap_or_else(|e| panic!("screenshot for tile {tile}: {e}"));
+            self.art.write(&format!("{}-tile-{label}-window.png", self.label), &png);
+            crop_rgb(&png, x, y, w, h)
+        };
+        let a = shot().await;
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        let b = el.screenshot().await.unwrap_or_else(|e| panic!("screenshot of tile {tile}: {e}"));
-        self.art.write(&format!("{}-tile-{label}-1.png", self.label), &a);
-        self.art.write(&format!("{}-tile-{label}-2.png", self.label), &b);
+        let b = shot().await;
+        assert!(distinct_colours(&a) >= 8, "tile {tile} ({label}): the screenshot of the tile is blank");
         let second = self.paint(tile).await.unwrap().unwrap_or_else(|| panic!("tile {tile} no longer painted"));
         let (f1, f2) = (first["frames"].as_u64().unwrap(), second["frames"].as_u64().unwrap());
         eprintln!(
@@ -689,7 +696,7 @@ impl App {
             second["distinct_pixel_hashes"], second["renderer"]
         );
         assert!(f2 >= f1 + 5, "tile {tile} ({label}): frames painted rise over 1.2 s ({f1} -> {f2})");
-        assert_ne!(a, b, "tile {tile} ({label}): its pixels change over 1.2 s (two screenshots of the tile are identical)");
+        assert!(a != b, "tile {tile} ({label}): its pixels change over 1.2 s (two screenshots of the tile are identical)");
     }
 
     pub async fn find_tile(&self, tile: &str) -> fantoccini::elements::Element {
@@ -906,4 +913,30 @@ impl Drop for Desk {
     fn drop(&mut self) {
         eprintln!("test ran {:.1} s; artifacts in {}", self.started.elapsed().as_secs_f64(), self.art.dir.display());
     }
+}
+
+/// The RGB pixels of a rectangle (CSS pixels; the window's scale is 1 under Xvfb) of a PNG.
+pub fn crop_rgb(png_bytes: &[u8], x: f64, y: f64, w: f64, h: f64) -> Vec<u8> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().expect("screenshot is a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("PNG size")];
+    let info = reader.next_frame(&mut buf).expect("screenshot decodes");
+    let channels = info.color_type.samples();
+    let (iw, ih) = (info.width as usize, info.height as usize);
+    let (x0, y0) = ((x.max(0.0) as usize).min(iw), (y.max(0.0) as usize).min(ih));
+    let (x1, y1) = (((x + w) as usize).min(iw), ((y + h) as usize).min(ih));
+    let mut out = Vec::with_capacity((x1 - x0) * (y1 - y0) * 3);
+    for row in y0..y1 {
+        for col in x0..x1 {
+            let p = (row * iw + col) * channels;
+            out.extend_from_slice(&buf[p..p + 3.min(channels)]);
+        }
+    }
+    out
+}
+
+/// How many different colours an RGB buffer has (a blank capture has one or two).
+pub fn distinct_colours(rgb: &[u8]) -> usize {
+    rgb.chunks_exact(3).map(|c| (c[0], c[1], c[2])).collect::<std::collections::HashSet<_>>().len()
 }

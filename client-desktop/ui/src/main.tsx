@@ -14,6 +14,12 @@ async function start() {
     const { installMockBackend } = await import('./dev/mock-backend');
     installMockBackend();
   }
+  if (new URLSearchParams(location.search).get('bench') === 'frame-path') {
+    // `hearth --bench-frame-path`: a measurement page instead of the app (see docs/decisions.md).
+    const { runFramePathBench } = await import('./dev/frame-path-bench');
+    await runFramePathBench();
+    return;
+  }
   const root = document.getElementById('app');
   if (!root) throw new Error('index.html has no #app element');
   render(

@@ -166,6 +166,9 @@ pub struct AppOptions {
     pub automation: Option<String>,
     /// Port of the embedded server (default [`embedded::port`]).
     pub embedded_port: Option<u16>,
+    /// When the process started (first thing in `main`), for the launch → pre-join figure;
+    /// default: when `App::start` runs.
+    pub launched: Option<Instant>,
 }
 
 impl App {
@@ -206,7 +209,7 @@ impl App {
             pending_invite: Mutex::new(opts.invite),
             automation: opts.automation,
             ui_ready: Mutex::new(None),
-            started: Instant::now(),
+            started: opts.launched.unwrap_or_else(Instant::now),
         };
         Ok(App { inner: Arc::new(inner) })
     }

@@ -24,7 +24,7 @@ async fn app(tag: &str) -> Harness {
     let sink: hearth_app::Sink = Arc::new(move |e| ev.lock().push(e));
     // A port of our own for the embedded server, so parallel tests do not share one.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let opts = AppOptions { config_dir: Some(dir.clone()), invite: None, automation: None, embedded_port: Some(port) };
+    let opts = AppOptions { config_dir: Some(dir.clone()), invite: None, automation: None, embedded_port: Some(port), launched: None };
     let app = App::start(opts, sink).await.unwrap();
     Harness { app, events, dir }
 }
@@ -138,7 +138,7 @@ async fn two_apps_share_one_embedded_server_and_see_each_other() {
     let mk = async |tag: &str| {
         let dir = std::env::temp_dir().join(format!("hearth-app-test-{tag}-{}", std::process::id()));
         let sink: hearth_app::Sink = Arc::new(|_| {});
-        App::start(AppOptions { config_dir: Some(dir), invite: None, automation: None, embedded_port: Some(port) }, sink)
+        App::start(AppOptions { config_dir: Some(dir), invite: None, automation: None, embedded_port: Some(port), launched: None }, sink)
             .await
             .unwrap()
     };
