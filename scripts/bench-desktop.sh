@@ -5,15 +5,18 @@
 # all the app's processes (the webview's included), the time from launch to the pre-join screen
 # painted, and the RSS growth over 20 join/leave cycles in one app run.
 #
-#   scripts/bench-desktop.sh [--release] [--seconds 15] [--cycles 20]
+#   scripts/bench-desktop.sh [--release] [--seconds 15] [--cycles 20] [--renderer webgl|2d]
+#
+# The "floors" list at the top of the output compares each figure with the desktop app's floor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROFILE=debug; SECONDS_=15; CYCLES=20
+PROFILE=debug; SECONDS_=15; CYCLES=20; RENDERER=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --release) PROFILE=release ;;
     --seconds) SECONDS_="$2"; shift ;;
     --cycles) CYCLES="$2"; shift ;;
+    --renderer) RENDERER=(--renderer "$2"); shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -40,4 +43,4 @@ done
 sleep 2
 DISPLAY="$disp" HEARTH_CONFIG_DIR="$work/config" HEARTH_EMBEDDED_PORT=$((port + 1)) \
   "$bin/hearth" --bench --bench-server "ws://127.0.0.1:$port/ws" --bench-room bench --bench-peers 4 \
-  --bench-seconds "$SECONDS_" --bench-cycles "$CYCLES" --timeout 600
+  --bench-seconds "$SECONDS_" --bench-cycles "$CYCLES" --timeout 600 "${RENDERER[@]}"

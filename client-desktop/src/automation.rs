@@ -170,6 +170,36 @@ pub struct BenchArgs {
 /// CPU seconds (user + system) and RSS bytes of this process and all its descendants (the
 /// webview's processes included).
 pub(crate) fn process_tree_usage() -> (f64, u64, usize) {
+    let u = process_tree();
+    (u.cpu_s, u.rss, u.processes)
+}
+
+pub(crate) struct TreeUsage {
+    pub cpu_s: f64,
+    /// Sum of the processes' RSS: pages shared between them (WebKit's libraries, mapped by
+    /// every WebKit process) are counted once per process.
+    pub rss: u64,
+    /// Sum of the processes' PSS (`/proc/PID/smaps_rollup`): shared pages split between the
+    /// processes sharing them, so the sum is the memory the app really holds.
+    pub pss: u64,
+    pub processes: usize,
+}
+
+pub(crate) fn process_tree() -> TreeUsage {
+    let mut pss = 0u64;
+    let mut pids = Vec::new();
+    let (cpu_s, rss, processes) = process_tree_raw(&mut pids);
+    for pid in pids {
+        if let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
+            if let Some(kb) = t.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
+                pss += kb * 1024;
+            }
+        }
+    }
+    TreeUsage { cpu_s, rss, pss, processes }
+}
+
+fn process_tree_raw(pids: &mut Vec<i32>) -> (f64, u64, usize) {
     let me = std::process::id() as i32;
     let mut parent = std::collections::HashMap::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
@@ -205,6 +235,7 @@ pub(crate) fn process_tree_usage() -> (f64, u64, usize) {
             continue;
         }
         n += 1;
+        pids.push(*pid);
         // Fields after ')': state(0) ppid(1) ... utime(11) stime(12) ... rss(21)
         let num = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
         cpu += (num(11) + num(12)) as f64 / tick;
@@ -241,7 +272,8 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(a.seconds)).await;
     let dt = t0.elapsed().as_secs_f64();
-    let (cpu1, rss, procs) = process_tree_usage();
+    let usage = process_tree();
+    let (cpu1, rss, procs) = (usage.cpu_s, usage.rss, usage.processes);
     let paint = app.paint();
     let mut tiles = Vec::new();
     let mut keys: Vec<_> = paint.keys().cloned().collect();
@@ -253,11 +285,29 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
         tiles.push(serde_json::json!({"tile": k, "fps_painted": fps, "latency_p50_ms": p50, "latency_p95_ms": p95, "renderer": t.renderer}));
     }
     let cpu_pct = (cpu1 - cpu0) / dt * 100.0;
+    // Where the remote tiles' latency goes: the engine's capture → decoded, the audio's
+    // capture → heard (video is held back to meet its audio: lip sync), and the skew.
+    let mut pipeline = Vec::new();
+    if let Some(e) = app.engine() {
+        if let Ok(stats) = e.stats().await {
+            for st in stats {
+                pipeline.push(serde_json::json!({
+                    "peer": st.peer_id,
+                    "video_capture_to_decoded_p50_ms": st.camera.latency.p50_ms,
+                    "video_capture_to_decoded_p95_ms": st.camera.latency.p95_ms,
+                    "audio_capture_to_heard_p50_ms": st.audio.playout_latency.p50_ms,
+                    "audio_capture_to_heard_p95_ms": st.audio.playout_latency.p95_ms,
+                    "video_fps_decoded": st.camera.fps,
+                }));
+            }
+        }
+    }
     app.leave().await;
 
     // Join/leave cycles in this one app run: the RSS of all processes after the first and
     // after the last.
     let mut rss_after = Vec::new();
+    let mut pss_after = Vec::new();
     for i in 0..a.cycles {
         let mut j = join.clone();
         j.room = format!("{}-cycle", a.room);
@@ -278,22 +328,42 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
         }
         app.leave().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        rss_after.push(process_tree_usage().1);
+        let u = process_tree();
+        rss_after.push(u.rss);
+        pss_after.push(u.pss);
     }
-    let growth = match (rss_after.first(), rss_after.last()) {
+    let growth = |v: &[u64]| match (v.first(), v.last()) {
         (Some(f), Some(l)) => (*l as f64 - *f as f64) / 1e6,
         _ => f64::NAN,
     };
+    // The floors, each with the figure it is checked against.
+    let fps_min = tiles.iter().filter_map(|t| t["fps_painted"].as_f64()).fold(f64::INFINITY, f64::min);
+    let p95_max = tiles.iter().filter_map(|t| t["latency_p95_ms"].as_f64()).fold(0.0, f64::max);
+    let floor = |what: &str, value: f64, limit: f64, at_least: bool| {
+        let ok = if at_least { value >= limit } else { value <= limit };
+        serde_json::json!({"what": what, "value": (value * 10.0).round() / 10.0, "floor": limit, "ok": ok})
+    };
+    let floors = vec![
+        floor("frames painted per second, lowest tile", fps_min, 25.0, true),
+        floor("capture→painted p95 ms, highest tile", p95_max, 60.0, false),
+        floor("RSS MB, all processes (shared pages counted per process)", rss as f64 / 1e6, 400.0, false),
+        floor("launch → pre-join painted ms", ready.as_millis() as f64, 1500.0, false),
+        floor("RSS growth MB over the join/leave cycles", growth(&rss_after), 20.0, false),
+    ];
     let out = serde_json::json!({
+        "floors": floors,
         "launch_to_prejoin_ms": ready.as_millis() as u64,
         "peers": a.peers,
         "seconds": dt,
         "tiles": tiles,
+        "pipeline": pipeline,
         "cpu_pct_of_one_core": cpu_pct,
         "rss_mb_all_processes": rss as f64 / 1e6,
+        "pss_mb_all_processes": usage.pss as f64 / 1e6,
         "processes": procs,
         "cycles": a.cycles,
-        "rss_growth_mb_over_cycles": growth,
+        "rss_growth_mb_over_cycles": growth(&rss_after),
+        "pss_growth_mb_over_cycles": growth(&pss_after),
         "rss_mb_after_each_cycle": rss_after.iter().map(|r| (*r as f64 / 1e5).round() / 10.0).collect::<Vec<_>>(),
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());

@@ -46,6 +46,10 @@ struct Cli {
     /// Give up the self-test or benchmark after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// Force the video renderer: "webgl" (the default where it works) or "2d" (canvas 2D, the
+    /// fallback); for benchmarks and for machines whose WebGL misbehaves.
+    #[arg(long, value_parser = ["webgl", "2d"])]
+    renderer: Option<String>,
     /// Window size, e.g. 1280x800 (also HEARTH_WINDOW_SIZE; tests use it to check layouts).
     #[arg(long)]
     size: Option<String>,
@@ -54,8 +58,38 @@ struct Cli {
     log: String,
 }
 
+/// Whether this machine has no GPU render node (Linux: no `/dev/dri/renderD*`), so WebKitGTK
+/// would composite and run WebGL on Mesa's software rasterizer.
+fn software_rendering() -> bool {
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
+    let has_render_node = std::fs::read_dir("/dev/dri")
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("renderD")))
+        .unwrap_or(false);
+    !has_render_node
+}
+
+/// Without a GPU, WebKitGTK's accelerated compositing (OpenGL on llvmpipe) is what limits
+/// video: measured under Xvfb, 5 tiles painted at 6.6 fps with it and at 30 fps without it
+/// (docs/decisions.md, "Frame path"). Turn it off unless the user chose otherwise. Runs first
+/// thing in `main`, before any other thread exists.
+#[allow(unsafe_code)]
+fn tune_webkit_for_software_rendering() -> bool {
+    if !software_rendering() {
+        return false;
+    }
+    if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
+        // SAFETY: called at the top of `main`, while the process has a single thread, so
+        // nothing can read the environment concurrently.
+        unsafe { std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1") };
+    }
+    true
+}
+
 fn main() {
     let launched = std::time::Instant::now();
+    let software = tune_webkit_for_software_rendering();
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
@@ -84,6 +118,12 @@ fn main() {
         Some((w.parse::<f64>().ok()?, h.parse::<f64>().ok()?))
     });
 
+    // Without a GPU, canvas 2D beats WebGL on the software rasterizer (30 vs 21 fps per tile
+    // with compositing off, see docs/decisions.md); `--renderer` overrides.
+    let renderer = cli.renderer.clone().or_else(|| software.then(|| "2d".to_string()));
+    if software {
+        tracing::info!("no GPU render node: compositing off, canvas 2D video (override with --renderer webgl)");
+    }
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_opener::init())
         .invoke_handler(commands::handler())
@@ -105,7 +145,11 @@ fn main() {
 
             let (w, h) = size.unwrap_or((1280.0, 800.0));
             // The frame-path benchmark runs its own page script instead of the app's screens.
-            let page = if automation.as_deref() == Some("frame-path") { "index.html?bench=frame-path" } else { "index.html" };
+            let page = match (automation.as_deref(), renderer.as_deref()) {
+                (Some("frame-path"), _) => "index.html?bench=frame-path".to_string(),
+                (_, Some(r)) => format!("index.html?renderer={r}"),
+                _ => "index.html".to_string(),
+            };
             WebviewWindowBuilder::new(tauri_app, "main", WebviewUrl::App(page.into()))
                 .title("Hearth")
                 .inner_size(w, h)
