@@ -183,20 +183,30 @@ pub(crate) struct TreeUsage {
     /// processes sharing them, so the sum is the memory the app really holds.
     pub pss: u64,
     pub processes: usize,
+    /// (name, RSS, PSS) of each process.
+    pub detail: Vec<(String, u64, u64)>,
 }
 
 pub(crate) fn process_tree() -> TreeUsage {
     let mut pss = 0u64;
     let mut pids = Vec::new();
+    let mut detail = Vec::new();
     let (cpu_s, rss, processes) = process_tree_raw(&mut pids);
     for pid in pids {
-        if let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
-            if let Some(kb) = t.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
-                pss += kb * 1024;
-            }
-        }
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        let kb = |field: &str| {
+            rollup
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        pss += kb("Pss:");
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string();
+        detail.push((name, kb("Rss:"), kb("Pss:")));
     }
-    TreeUsage { cpu_s, rss, pss, processes }
+    TreeUsage { cpu_s, rss, pss, processes, detail }
 }
 
 fn process_tree_raw(pids: &mut Vec<i32>) -> (f64, u64, usize) {
@@ -361,6 +371,7 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
         "rss_mb_all_processes": rss as f64 / 1e6,
         "pss_mb_all_processes": usage.pss as f64 / 1e6,
         "processes": procs,
+        "per_process": usage.detail.iter().map(|(n, r, p)| serde_json::json!({"name": n, "rss_mb": *r as f64 / 1e6, "pss_mb": *p as f64 / 1e6})).collect::<Vec<_>>(),
         "cycles": a.cycles,
         "rss_growth_mb_over_cycles": growth(&rss_after),
         "pss_growth_mb_over_cycles": growth(&pss_after),

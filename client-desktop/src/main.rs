@@ -87,8 +87,24 @@ fn tune_webkit_for_software_rendering() -> bool {
     true
 }
 
+/// glibc gives each thread that allocates its own malloc arena (up to 8 per core); the engine's
+/// many media threads then keep freed frame buffers in separate arenas. Two arenas measured
+/// lower RSS in the desktop benchmark (docs/decisions.md).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only changes allocator tuning; called first thing in main.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() {
     let launched = std::time::Instant::now();
+    limit_malloc_arenas();
     let software = tune_webkit_for_software_rendering();
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());

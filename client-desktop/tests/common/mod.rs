@@ -403,13 +403,16 @@ impl App {
         }
         let mut driver = cmd.spawn().expect("start tauri-driver (scripts/setup.sh installs it)");
 
-        // tauri-driver listens once it has started WebKitWebDriver.
+        // tauri-driver listens before WebKitWebDriver (its native driver) does; a session asked
+        // for in between fails with "client error (Connect)". Wait for both.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", native_port)).is_err()
+        {
             if let Ok(Some(s)) = driver.try_wait() {
                 panic!("tauri-driver exited ({s}); see {}", art.path(&format!("app-{}.log", l.label)).display());
             }
-            assert!(Instant::now() < deadline, "timed out after 20 s waiting for tauri-driver to listen on {port}");
+            assert!(Instant::now() < deadline, "timed out after 20 s waiting for tauri-driver to listen on {port} and WebKitWebDriver on {native_port}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Capabilities: only the application (tauri-driver maps it for WebKitWebDriver).

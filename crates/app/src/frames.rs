@@ -8,6 +8,10 @@
 //! frames in between are dropped, never queued. The page acknowledges each frame it takes (any
 //! small message); at most [`CREDITS`] frames are unacknowledged per socket.
 //!
+//! The page may also say how large the tile is on screen, as a text message `s WIDTH HEIGHT`
+//! (device pixels; not an acknowledgement): frames more than 1.25x larger are scaled down to
+//! fit before they are sent ([`crate::scale`]).
+//!
 //! Message: [`HEADER_BYTES`]-byte little-endian header (`u32` magic [`MAGIC`], `u32` width,
 //! `u32` height, `u32` seq, `f64` capture time in Unix ms, `f64` sent time in Unix ms), then
 //! the Y, U and V planes packed (chroma `ceil(w/2) x ceil(h/2)`).
@@ -187,6 +191,8 @@ impl FrameHub {
         // frame as it takes it; with CREDITS in flight the next one waits, and frames published
         // meanwhile replace each other (latest wins).
         let mut in_flight = 0usize;
+        // The tile's size on screen, when the page told us.
+        let mut shown: Option<(u32, u32)> = None;
         loop {
             let changed = slot.changed.notified();
             if in_flight < CREDITS {
@@ -196,7 +202,11 @@ impl FrameHub {
                 };
                 if let Some((seq, frame)) = next {
                     last_sent = seq;
-                    let msg = encode(frame.frame(), seq);
+                    let f = frame.frame();
+                    let msg = match shown.and_then(|(w, h)| crate::scale::target_size(f.width, f.height, w, h)) {
+                        Some((w, h)) => encode(&crate::scale::scale_i420(f, w, h), seq),
+                        None => encode(f, seq),
+                    };
                     drop(frame);
                     tx.send(Message::Binary(msg)).await?;
                     in_flight += 1;
@@ -208,11 +218,21 @@ impl FrameHub {
                 _ = changed, if in_flight < CREDITS => {}
                 m = rx.next() => match m {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                    Some(Ok(Message::Text(t))) if t.starts_with("s ") => shown = parse_size(&t),
                     Some(Ok(Message::Text(_) | Message::Binary(_))) => in_flight = in_flight.saturating_sub(1),
                     Some(Ok(_)) => {}
                 },
             }
         }
+    }
+}
+
+/// `s WIDTH HEIGHT` → the size a tile is shown at (sides 1..=16384); anything else clears it.
+fn parse_size(t: &str) -> Option<(u32, u32)> {
+    let mut it = t.split_ascii_whitespace().skip(1).map(|v| v.parse::<u32>().ok().filter(|v| (1..=16384).contains(v)));
+    match (it.next(), it.next(), it.next()) {
+        (Some(Some(w)), Some(Some(h)), None) => Some((w, h)),
+        _ => None,
     }
 }
 
@@ -314,6 +334,20 @@ mod tests {
             after.push(m.into_data()[HEADER_BYTES]);
         }
         assert_eq!(after, vec![109], "after one ack, the newest frame and only it");
+        // A size hint (not an ack) scales the next frames down to the tile's size.
+        ws.send(Message::Text("s 3 2".into())).await.unwrap();
+        ws.send(Message::Text("1".into())).await.unwrap();
+        ws.send(Message::Text("1".into())).await.unwrap();
+        hub.publish("p1/camera", frame(6, 4, 120));
+        let m = tokio::time::timeout(std::time::Duration::from_secs(2), ws.next()).await.unwrap().unwrap().unwrap().into_data();
+        assert_eq!(u32::from_le_bytes(m[4..8].try_into().unwrap()), 2, "scaled width");
+        assert_eq!(u32::from_le_bytes(m[8..12].try_into().unwrap()), 2, "scaled height");
+        assert_eq!(m.len(), HEADER_BYTES + 2 * 2 + 2, "I420 of 2x2");
+        assert_eq!(m[HEADER_BYTES], 120);
+        assert_eq!(parse_size("s 0 10"), None);
+        assert_eq!(parse_size("s 10 10 10"), None);
+        assert_eq!(parse_size("s x y"), None);
+        assert_eq!(parse_size("s 420 236"), Some((420, 236)));
         drop(ws);
         task.abort();
     }

@@ -30,6 +30,8 @@ export class FrameStream {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private closed = false;
   private warned = false;
+  /** The tile's size on screen in device pixels, told to Rust so it sends no larger frames. */
+  private shown: [number, number] | null = null;
 
   constructor(
     private readonly tile: string,
@@ -73,11 +75,26 @@ export class FrameStream {
         console.warn(`dropped a frame for ${this.tile}: ${parsed.reason}`);
       }
     };
+    ws.onopen = () => this.sendSize();
     ws.onclose = () => {
       if (this.socket === ws) this.socket = null;
       this.retry();
     };
     this.socket = ws;
+  }
+
+  /** Frames larger than this (device pixels) are scaled down in Rust before they are sent. */
+  setShownSize(width: number, height: number): void {
+    const w = Math.max(1, Math.round(width));
+    const h = Math.max(1, Math.round(height));
+    if (this.shown && this.shown[0] === w && this.shown[1] === h) return;
+    this.shown = [w, h];
+    this.sendSize();
+  }
+
+  private sendSize(): void {
+    const ws = this.socket;
+    if (this.shown && ws && ws.readyState === WebSocket.OPEN) ws.send(`s ${this.shown[0]} ${this.shown[1]}`);
   }
 
   private retry(): void {

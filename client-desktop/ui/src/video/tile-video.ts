@@ -35,6 +35,7 @@ export class TileVideo {
   private lastSampleMs = 0;
   private disposed = false;
   private paintedOnce = false;
+  private readonly resize: ResizeObserver | null;
 
   constructor(
     tile: string,
@@ -51,6 +52,15 @@ export class TileVideo {
       this.pending = frame;
       schedule(this);
     });
+    // Rust sends frames no larger than the tile is shown (device pixels).
+    const tell = () => {
+      const r = container.getBoundingClientRect();
+      const dpr = window.devicePixelRatio || 1;
+      if (r.width > 0 && r.height > 0) this.stream.setShownSize(r.width * dpr, r.height * dpr);
+    };
+    this.resize = typeof ResizeObserver === 'undefined' ? null : new ResizeObserver(tell);
+    this.resize?.observe(container);
+    tell();
   }
 
   get rendererKind() {
@@ -76,6 +86,7 @@ export class TileVideo {
 
   dispose(): void {
     this.disposed = true;
+    this.resize?.disconnect();
     dirty.delete(this);
     this.stream.close();
     release(this.stats);
