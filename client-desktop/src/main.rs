@@ -87,9 +87,9 @@ fn tune_webkit_for_software_rendering() -> bool {
     true
 }
 
-/// glibc gives each thread that allocates its own malloc arena (up to 8 per core); the engine's
-/// many media threads then keep freed frame buffers in separate arenas. Two arenas measured
-/// lower RSS in the desktop benchmark (docs/decisions.md).
+/// glibc gives threads that allocate at once their own malloc arenas (up to 8 per core); the
+/// engine's many media threads then keep freed frame buffers spread over many arenas. Two
+/// arenas bound that. (Not measured apart: the benchmark's run-to-run spread, ~30 MB, hides it.)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn limit_malloc_arenas() {
