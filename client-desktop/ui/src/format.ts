@@ -32,12 +32,19 @@ export function deviceLabel(kind: DeviceKind, device: Device): string {
 }
 
 /** The id a picker should start on: the remembered one if still present, else the default,
- * else the first; `null` when the list is empty. */
+ * else the first real device; `null` (the system default) when there is none. The built-in
+ * test source is only ever chosen by the user: nobody should send a test tone by accident. */
 export function pickDevice(devices: Device[], remembered: string | null): string | null {
   if (remembered !== null && devices.some((d) => d.id === remembered)) return remembered;
-  const def = devices.find((d) => d.is_default);
+  const real = devices.filter((d) => d.id !== SYNTHETIC_DEVICE);
+  const def = real.find((d) => d.is_default);
   if (def) return def.id;
-  return devices.length > 0 ? devices[0].id : null;
+  return real.length > 0 ? real[0].id : null;
+}
+
+/** Whether a list holds a device other than the built-in test source. */
+export function hasRealDevice(devices: Device[]): boolean {
+  return devices.some((d) => d.id !== SYNTHETIC_DEVICE);
 }
 
 /** Whole seconds left until `atMs`, never negative. */

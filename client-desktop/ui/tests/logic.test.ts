@@ -69,6 +69,11 @@ test('pickDevice: remembered, else default, else first', () => {
   assert.equal(pickDevice(devs, 'gone'), 'b');
   assert.equal(pickDevice([devs[0]], null), 'a');
   assert.equal(pickDevice([], 'a'), null);
+  // The test source only when chosen before; never picked for the user.
+  const synth = { id: 'synthetic', name: 'Test tone', is_default: false };
+  assert.equal(pickDevice([synth], null), null);
+  assert.equal(pickDevice([synth, devs[0]], null), 'a');
+  assert.equal(pickDevice([synth], 'synthetic'), 'synthetic');
 });
 
 test('asUiError keeps a UiError and wraps anything else', () => {

@@ -356,7 +356,7 @@ impl App {
             }) {
                 Ok(v) => video = Some(v),
                 Err(e) => {
-                    let err = errors::device(TrackKind::Camera, classify(&e.to_string()), &e.to_string());
+                    let err = device_error(TrackKind::Camera, classify(&e.to_string()), &e.to_string());
                     self.emit(UiEvent::PreviewError { error: err });
                 }
             }
@@ -375,7 +375,7 @@ impl App {
                     }));
                 }
                 Err(e) => {
-                    let err = errors::device(TrackKind::Audio, classify(&e.to_string()), &e.to_string());
+                    let err = device_error(TrackKind::Audio, classify(&e.to_string()), &e.to_string());
                     self.emit(UiEvent::PreviewError { error: err });
                 }
             }
@@ -829,7 +829,7 @@ impl App {
                 EngineEvent::AudioLevels(levels) => self.on_levels(&levels, &my_id),
                 EngineEvent::Call(e) => self.on_call_event(e, &my_id),
                 EngineEvent::DeviceError { kind, message, problem } => {
-                    let err = errors::device(kind, problem, &message);
+                    let err = device_error(kind, problem, &message);
                     self.update(|s| {
                         if let Some(m) = s.me.view.as_mut() {
                             match kind {
@@ -1185,6 +1185,29 @@ pub(crate) fn mic_spec(id: Option<&str>) -> AudioSpec {
     match id {
         Some(SYNTHETIC_DEVICE) => AudioSpec::Synthetic,
         other => AudioSpec::Microphone { id: other.map(str::to_string) },
+    }
+}
+
+/// A device error for people. A device that "stopped" or "failed" while none of its kind is
+/// connected at all was never there (e.g. the system default microphone with no sound card: it
+/// opens, then fails): say it is missing, which tells people what to do.
+fn device_error(kind: TrackKind, problem: hearth_engine::DeviceProblem, message: &str) -> UiError {
+    use hearth_engine::DeviceProblem as P;
+    let problem = match problem {
+        P::Lost | P::Failed if !kind_connected(kind) => P::Missing,
+        p => p,
+    };
+    errors::device(kind, problem, message)
+}
+
+/// Whether any real device of this kind is listed (the built-in test sources do not count).
+fn kind_connected(kind: TrackKind) -> bool {
+    let d = crate::devices::list();
+    let real = |v: &[crate::api::Device]| v.iter().any(|x| x.id != SYNTHETIC_DEVICE);
+    match kind {
+        TrackKind::Camera => real(&d.cameras),
+        TrackKind::Audio => real(&d.microphones),
+        TrackKind::Screen => real(&d.screens),
     }
 }
 

@@ -15,6 +15,10 @@ pub fn list() -> Devices {
     one(DeviceKind::Speaker, "Speakers", &mut d.speakers, &mut problems);
     one(DeviceKind::Screen, "Screens", &mut d.screens, &mut problems);
     d.problems = problems;
+    // ALSA's "null" PCM ("Discard all samples ... or generate zero samples") is listed where
+    // there is no sound card; as a microphone it is silence, as a speaker nothing. Not offered.
+    d.microphones.retain(|x| x.id != "alsa:null");
+    d.speakers.retain(|x| x.id != "alsa:null");
     d.cameras.push(Device { id: SYNTHETIC_DEVICE.into(), name: "Test pattern".into(), is_default: false });
     d.microphones.push(Device { id: SYNTHETIC_DEVICE.into(), name: "Test tone".into(), is_default: false });
     d.screens.push(Device { id: SYNTHETIC_DEVICE.into(), name: "Test screen (pattern)".into(), is_default: false });

@@ -12,7 +12,7 @@ import { Video } from '../components/Video';
 import { FIELD_LABEL, nextStep } from '../errors';
 import type { FormField } from '../errors';
 import { useHearthEvent } from '../events';
-import { deviceLabel, initials, pickDevice } from '../format';
+import { deviceLabel, hasRealDevice, initials, pickDevice } from '../format';
 import type { DeviceKind } from '../format';
 
 interface Form {
@@ -444,7 +444,7 @@ function DevicePicker({
         value={value ?? ''}
         onChange={(e) => onChange(e.currentTarget.value === '' ? null : e.currentTarget.value)}
       >
-        {devices.length === 0 ? <option value="">None found (system default)</option> : null}
+        {!hasRealDevice(devices) ? <option value="">None found (system default)</option> : null}
         {devices.map((d) => (
           <option key={d.id} value={d.id}>
             {deviceLabel(kind, d)}
