@@ -5,22 +5,24 @@
 # is not impaired, media is). Addresses exist only inside the namespaces; everything is removed
 # at the end. Needs root, /dev/net/tun and iproute2.
 #
-#   scripts/netlab.sh [--profile JSON] [--seconds 15] [--nat] [--width 640 --height 360]
+#   scripts/netlab.sh [--profile JSON] [--seconds 15] [--nat] [--width 640 --height 360] [--debug]
 #
 #   --profile  hearth-netem profile for each direction, e.g. '{"delay_ms":50,"loss":0.01}'
 #              (see README, "Network emulator"); default: a clean link
 #   --nat      put A behind a masquerading NAT in M (B sees A's traffic from 10.77.2.1)
+#   --debug    use debug builds (the tests do; figures are then not representative)
 #
 # Prints both peers' JSON reports, then one line per direction with the figures that matter on
 # an impaired link. Exits with hearth-call's status (0: media flowed both ways).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROFILE='{}'; SECS=15; NAT=0; W=640; H=360
+PROFILE='{}'; SECS=15; NAT=0; W=640; H=360; BUILD=release
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE="$2"; shift ;;
     --seconds) SECS="$2"; shift ;;
     --nat) NAT=1 ;;
+    --debug) BUILD=debug ;;
     --width) W="$2"; shift ;;
     --height) H="$2"; shift ;;
     *) echo "netlab: unknown argument $1" >&2; exit 2 ;;
@@ -30,8 +32,12 @@ done
 [ "$(id -u)" = 0 ] || { echo "netlab: needs root (network namespaces)" >&2; exit 2; }
 [ -e /dev/net/tun ] || { echo "netlab: needs /dev/net/tun" >&2; exit 2; }
 scripts/setup.sh
-cargo build --release --quiet -p hearth-call -p hearth-signal -p hearth-netem
-BIN="$PWD/target/release"
+if [ "$BUILD" = release ]; then
+  cargo build --release --quiet -p hearth-call -p hearth-signal -p hearth-netem
+else
+  cargo build --quiet -p hearth-call -p hearth-signal -p hearth-netem
+fi
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/$BUILD"
 
 tag="nl$$"; A="${tag}a"; M="${tag}m"; B="${tag}b"
 work=$(mktemp -d); pids=()

@@ -12,9 +12,10 @@ ui_status=0
 (cd client-desktop/ui && npm test --silent >/tmp/hearth-ui-tests.log 2>&1) || ui_status=$?
 { grep -E '^# (tests|pass|fail)' /tmp/hearth-ui-tests.log || true; } | tr '\n' ' '; echo "(web UI unit tests)"
 if [ "$ui_status" -ne 0 ]; then cat /tmp/hearth-ui-tests.log; echo "web UI unit tests FAILED"; fi
-# The desktop app's UI tests run hearth-call peers: a binary of another package, which cargo
-# builds for that package's tests only.
-cargo build --quiet -p hearth-call
+# The desktop app's UI tests run hearth-call peers, and the network lab's call test runs
+# hearth-call, hearth-signal and hearth-netem: binaries of other packages, which cargo builds
+# for their own package's tests only.
+cargo build --quiet -p hearth-call -p hearth-signal -p hearth-netem
 # Doc tests first (nextest does not run them), so the last line is the runner's summary.
 cargo test --workspace --doc --quiet 2>&1 | tail -n 3
 
