@@ -72,7 +72,7 @@ fn software_rendering() -> bool {
 
 /// Without a GPU, WebKitGTK's accelerated compositing (OpenGL on llvmpipe) is what limits
 /// video: measured under Xvfb, 5 tiles painted at 6.6 fps with it and at 30 fps without it
-/// (docs/decisions.md, "Frame path"). Turn it off unless the user chose otherwise. Runs first
+/// (docs/decisions.md, "Painting video under Xvfb"). Turn it off unless the user chose otherwise. Runs first
 /// thing in `main`, before any other thread exists.
 #[allow(unsafe_code)]
 fn tune_webkit_for_software_rendering() -> bool {

@@ -424,23 +424,31 @@ async fn assert_inside(app: &App, testid: &str, w: u32, h: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_test_passes() {
     let desk = Desk::start("self_test_passes");
-    let config = desk.art.path("config");
-    std::fs::create_dir_all(&config).unwrap();
-    let (out, err, status) = common::run_bounded(
-        std::process::Command::new(HEARTH)
-            .args(["--self-test", "--timeout", "60"])
+    // The default renderer (canvas 2D here: no GPU), then WebGL forced, so both stay tested.
+    for renderer in [None, Some("webgl")] {
+        let label = renderer.unwrap_or("default");
+        let config = desk.art.path(&format!("config-{label}"));
+        std::fs::create_dir_all(&config).unwrap();
+        let mut cmd = std::process::Command::new(HEARTH);
+        cmd.args(["--self-test", "--timeout", "60"])
             .env("HEARTH_CONFIG_DIR", &config)
-            .env("HEARTH_EMBEDDED_PORT", free_port().to_string()),
-        S(90),
-    )
-    .await;
-    desk.art.write("self-test.stdout", &out);
-    desk.art.write("self-test.stderr", &err);
-    println!("{out}");
-    let status = status.unwrap_or_else(|| panic!("hearth --self-test did not end within 90 s\nstdout:\n{out}\nstderr:\n{err}"));
-    assert!(status.success(), "hearth --self-test exits 0 (got {status})\nstdout:\n{out}\nstderr:\n{err}");
-    assert!(out.contains("self-test passed"), "stdout says \"self-test passed\":\n{out}");
-    let pass = out.lines().filter(|l| l.starts_with("PASS ")).count();
-    assert!(pass >= 5, "stdout has a PASS line per check (got {pass}):\n{out}");
-    assert!(!out.lines().any(|l| l.starts_with("FAIL ")), "no FAIL line:\n{out}");
+            .env("HEARTH_EMBEDDED_PORT", free_port().to_string());
+        if let Some(r) = renderer {
+            cmd.args(["--renderer", r]);
+        }
+        let (out, err, status) = common::run_bounded(&mut cmd, S(90)).await;
+        desk.art.write(&format!("self-test-{label}.stdout"), &out);
+        desk.art.write(&format!("self-test-{label}.stderr"), &err);
+        println!("{out}");
+        let status = status.unwrap_or_else(|| panic!("hearth --self-test ({label}) did not end within 90 s\nstdout:\n{out}\nstderr:\n{err}"));
+        assert!(status.success(), "hearth --self-test ({label}) exits 0 (got {status})\nstdout:\n{out}\nstderr:\n{err}");
+        assert!(out.contains("self-test passed"), "stdout says \"self-test passed\":\n{out}");
+        let pass = out.lines().filter(|l| l.starts_with("PASS ")).count();
+        assert!(pass >= 5, "stdout has a PASS line per check (got {pass}):\n{out}");
+        assert!(!out.lines().any(|l| l.starts_with("FAIL ")), "no FAIL line:\n{out}");
+        if let Some(r) = renderer {
+            let video = out.lines().find(|l| l.contains("remote video paints")).unwrap_or_default();
+            assert!(video.contains(&format!("({r})")), "the remote video was painted with {r}: {video}");
+        }
+    }
 }

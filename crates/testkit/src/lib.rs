@@ -187,9 +187,15 @@ impl Xvfb {
     pub fn start(width: u32, height: u32) -> anyhow::Result<Xvfb> {
         anyhow::ensure!(tool_exists("Xvfb"), "Xvfb not installed (scripts/setup.sh installs it)");
         for n in 90..140 {
-            if std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                || std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            {
+            let lock = format!("/tmp/.X{n}-lock");
+            let socket = format!("/tmp/.X11-unix/X{n}");
+            // A lock whose server is gone (killed with SIGKILL, or a crashed run) is stale:
+            // clear it, or the displays run out after enough runs on one machine.
+            if lock_is_stale(&lock) {
+                let _ = std::fs::remove_file(&lock);
+                let _ = std::fs::remove_file(&socket);
+            }
+            if std::path::Path::new(&socket).exists() || std::path::Path::new(&lock).exists() {
                 continue;
             }
             let display = format!(":{n}");
@@ -225,8 +231,26 @@ impl Xvfb {
 
 impl Drop for Xvfb {
     fn drop(&mut self) {
+        // SIGTERM lets Xvfb remove its lock file and socket; SIGKILL after a grace period.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Whether an X lock file names a process that no longer exists.
+fn lock_is_stale(lock: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(lock) else { return false };
+    match text.trim().parse::<u32>() {
+        Ok(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => false,
     }
 }
 
