@@ -191,8 +191,10 @@ fn probe(to: SocketAddr, count: u32, interval_ms: u64, size: usize) -> anyhow::R
         if i < count && Instant::now() >= next {
             let mut pkt = vec![0u8; size];
             pkt[..4].copy_from_slice(&i.to_le_bytes());
-            s.send_to(&pkt, to)?;
+            // Stamped before sending: stamped after, a preempted probe measured round trips
+            // shorter than the link's delay.
             sent_at[i as usize] = Some(now_us(t0));
+            s.send_to(&pkt, to)?;
             i += 1;
             next += Duration::from_millis(interval_ms);
             last_send = Instant::now();
