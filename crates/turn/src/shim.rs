@@ -1,0 +1,197 @@
+//! The client's way to TURN over TCP and TLS: a UDP socket on 127.0.0.1 that webrtc-rs talks
+//! plain UDP TURN to, each of its sources carried over its own TCP or TLS stream to the real
+//! server (optionally through an HTTP CONNECT proxy).
+//!
+//! webrtc-rs 0.21 only speaks TURN over UDP (upstream issues #539, #848). A TURN client's
+//! messages are self-delimiting, so a datagram maps onto the stream one to one; replies are split
+//! back with `TurnStreamDecoder` (RFC 8656 §12.5: ChannelData arrives padded to 4 bytes, which
+//! TURN clients accept) and sent back from the shim's own address, which is the server address
+//! the TURN client was given. Only datagrams from loopback are accepted.
+
+use crate::TurnError;
+use rtc_shared::turn_framing::TurnStreamDecoder;
+use rustls::pki_types::ServerName;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// How to reach the TURN server.
+#[derive(Clone)]
+pub struct Upstream {
+    /// Host name or address of the TURN server (what the URL said).
+    pub host: String,
+    pub port: u16,
+    /// TLS (`turns:`) with this client configuration, or plain TCP when `None`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// An HTTP proxy (`host:port`) to open the connection through with CONNECT.
+    pub proxy: Option<String>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls.is_some())
+            .field("proxy", &self.proxy)
+            .finish()
+    }
+}
+
+/// A running shim; dropping it stops it and closes its streams.
+#[derive(Debug)]
+pub struct TurnShim {
+    local: SocketAddr,
+    _tasks: JoinSet<()>,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const QUEUE: usize = 512;
+
+impl TurnShim {
+    /// Bind on 127.0.0.1 and start relaying. Streams open on the first datagram of each source.
+    pub async fn start(upstream: Upstream) -> Result<TurnShim, TurnError> {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(TurnError::Io)?;
+        let local = socket.local_addr().map_err(TurnError::Io)?;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(serve(Arc::new(socket), upstream));
+        Ok(TurnShim { local, _tasks: tasks })
+    }
+
+    /// The address to give webrtc-rs as a UDP TURN server.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+async fn serve(socket: Arc<UdpSocket>, upstream: Upstream) {
+    let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut conns = JoinSet::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, src)) = socket.recv_from(&mut buf).await else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        if !src.ip().is_loopback() {
+            continue;
+        }
+        while conns.try_join_next().is_some() {}
+        streams.retain(|_, tx| !tx.is_closed());
+        let tx = streams.entry(src).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            conns.spawn(carry(socket.clone(), src, upstream.clone(), rx));
+            tx
+        });
+        // A full queue means the stream is stuck: drop, as UDP would.
+        let _ = tx.try_send(buf[..n].to_vec());
+    }
+}
+
+/// One source's stream: datagrams from `rx` go out on it, messages from it go back to `src`.
+async fn carry(socket: Arc<UdpSocket>, src: SocketAddr, upstream: Upstream, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, open_tcp(&upstream)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            tracing::warn!(host = %upstream.host, port = upstream.port, error = %e, "TURN over TCP: cannot connect");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(host = %upstream.host, port = upstream.port, "TURN over TCP: connecting timed out");
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    match &upstream.tls {
+        None => pump(tcp, socket, src, &mut rx).await,
+        Some(config) => {
+            let Ok(name) = ServerName::try_from(upstream.host.clone()) else {
+                tracing::warn!(host = %upstream.host, "TURN over TLS: not a valid server name");
+                return;
+            };
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
+                Ok(Ok(tls)) => pump(tls, socket, src, &mut rx).await,
+                Ok(Err(e)) => tracing::warn!(host = %upstream.host, error = %e, "TURN over TLS: handshake failed"),
+                Err(_) => tracing::warn!(host = %upstream.host, "TURN over TLS: handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn pump<S: AsyncRead + AsyncWrite>(stream: S, socket: Arc<UdpSocket>, src: SocketAddr, rx: &mut mpsc::Receiver<Vec<u8>>) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let up = async {
+        while let Some(data) = rx.recv().await {
+            if writer.write_all(&data).await.is_err() {
+                return;
+            }
+        }
+    };
+    let down = async {
+        let mut decoder = TurnStreamDecoder::new();
+        let mut buf = vec![0u8; 16384];
+        loop {
+            let n = match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            decoder.extend_from_slice(&buf[..n]);
+            while let Ok(Some(message)) = decoder.next_message() {
+                let _ = socket.send_to(&message, src).await;
+            }
+            if decoder.buffered_len() > 70_000 {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
+}
+
+/// A TCP connection to the server, through the proxy when one is set.
+async fn open_tcp(upstream: &Upstream) -> std::io::Result<TcpStream> {
+    let Some(proxy) = &upstream.proxy else {
+        return TcpStream::connect((upstream.host.as_str(), upstream.port)).await;
+    };
+    let tcp = TcpStream::connect(proxy.as_str()).await?;
+    http_connect(tcp, &upstream.host, upstream.port).await
+}
+
+/// Ask an HTTP proxy for a tunnel to `host:port` (RFC 9110 §9.3.6) and return the tunnel.
+pub async fn http_connect(mut tcp: TcpStream, host: &str, port: u16) -> std::io::Result<TcpStream> {
+    let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: hearth\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await?;
+    let mut reader = BufReader::new(tcp);
+    let mut status = String::new();
+    reader.read_line(&mut status).await?;
+    let code = status.split_whitespace().nth(1).unwrap_or("");
+    if !code.starts_with('2') {
+        return Err(std::io::Error::other(format!("the proxy refused CONNECT {authority}: {}", status.trim())));
+    }
+    // Skip the headers, up to the empty line; keep them bounded.
+    let mut total = 0;
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).await?;
+        total += n;
+        if n == 0 || total > 16384 {
+            return Err(std::io::Error::other("the proxy's CONNECT reply did not end"));
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    if !reader.buffer().is_empty() {
+        return Err(std::io::Error::other("the proxy sent data before the tunnel opened"));
+    }
+    Ok(reader.into_inner())
+}
