@@ -38,6 +38,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Told to clients in the `shutdown` message.
     pub shutdown_retry_after: Duration,
+    /// The embedded TURN relay, when on.
+    pub relay: Option<crate::relay::RelaySettings>,
 }
 
 /// PEM files for wss.
@@ -63,6 +65,7 @@ impl Default for Config {
             tls: None,
             drain_timeout: Duration::from_secs(5),
             shutdown_retry_after: Duration::from_secs(2),
+            relay: None,
         }
     }
 }
@@ -233,6 +236,53 @@ pub struct Cli {
     #[arg(long, env = "HEARTH_TURN_TTL_SECS")]
     pub turn_ttl_secs: Option<u64>,
 
+    /// This machine's public address (repeat for IPv4 and IPv6). Turns the embedded TURN relay
+    /// on: relayed addresses and the announced turn:/turns: URLs use it.
+    #[arg(long = "public-ip", env = "HEARTH_PUBLIC_IPS", value_delimiter = ',', value_name = "IP")]
+    pub public_ips: Vec<std::net::IpAddr>,
+
+    /// Where the embedded TURN relay listens, UDP and TCP on one port. Turns the relay on (the
+    /// public address is then this address when it is not 0.0.0.0). [default: 0.0.0.0:3478]
+    #[arg(long, env = "HEARTH_TURN_LISTEN", value_name = "HOST:PORT")]
+    pub turn_listen: Option<std::net::SocketAddr>,
+
+    /// TURN over TLS listen address (e.g. 0.0.0.0:443 or :5349); uses --tls-cert and --tls-key.
+    #[arg(long, env = "HEARTH_TURN_TLS_LISTEN", value_name = "HOST:PORT")]
+    pub turn_tls_listen: Option<std::net::SocketAddr>,
+
+    /// Host name on the certificate, used in the announced turns: URL. [default: the public IP]
+    #[arg(long, env = "HEARTH_TURN_TLS_NAME", value_name = "NAME")]
+    pub turn_tls_name: Option<String>,
+
+    /// Ports of relayed addresses, MIN-MAX. [default: 49152-65535]
+    #[arg(long, env = "HEARTH_TURN_RELAY_PORTS", value_name = "MIN-MAX")]
+    pub turn_relay_ports: Option<String>,
+
+    /// Relay allocations at once per user (per join). [default: 16]
+    #[arg(long, env = "HEARTH_TURN_MAX_ALLOCATIONS_PER_USER")]
+    pub turn_max_allocations_per_user: Option<usize>,
+
+    /// Relay allocations at once in total. [default: 2000]
+    #[arg(long, env = "HEARTH_TURN_MAX_ALLOCATIONS")]
+    pub turn_max_allocations: Option<usize>,
+
+    /// Relayed bandwidth per allocation in kbit/s, 0 = no cap. [default: 10000]
+    #[arg(long, env = "HEARTH_TURN_ALLOCATION_KBPS")]
+    pub turn_allocation_kbps: Option<u64>,
+
+    /// Relayed bandwidth of the whole relay in Mbit/s, 0 = no cap. [default: 0]
+    #[arg(long, env = "HEARTH_TURN_TOTAL_MBPS")]
+    pub turn_total_mbps: Option<u64>,
+
+    /// Peer address range the relay never sends to, CIDR (repeat). Loopback, link-local,
+    /// multicast and the server's own ports are always refused.
+    #[arg(long = "turn-deny", env = "HEARTH_TURN_DENY", value_delimiter = ',', value_name = "CIDR")]
+    pub turn_deny: Vec<ipnet::IpNet>,
+
+    /// Let the relay send to loopback peers. For tests on one machine only.
+    #[arg(long, env = "HEARTH_TURN_ALLOW_LOOPBACK_PEERS")]
+    pub turn_allow_loopback_peers: bool,
+
     /// TLS certificate chain (PEM) for wss; needs --tls-key.
     #[arg(long, env = "HEARTH_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -295,6 +345,19 @@ pub struct FileConfig {
     pub turn_ttl_secs: Option<u64>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub public_ips: Vec<std::net::IpAddr>,
+    pub turn_listen: Option<std::net::SocketAddr>,
+    pub turn_tls_listen: Option<std::net::SocketAddr>,
+    pub turn_tls_name: Option<String>,
+    pub turn_relay_ports: Option<String>,
+    pub turn_max_allocations_per_user: Option<usize>,
+    pub turn_max_allocations: Option<usize>,
+    pub turn_allocation_kbps: Option<u64>,
+    pub turn_total_mbps: Option<u64>,
+    #[serde(default)]
+    pub turn_deny: Vec<ipnet::IpNet>,
+    pub turn_allow_loopback_peers: Option<bool>,
     pub drain_secs: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub log: Option<String>,
@@ -375,7 +438,9 @@ impl Cli {
             None => FileConfig::default(),
         };
         let d = Config::default();
-        let pick_vec = |cli: Vec<String>, file: Vec<String>| if cli.is_empty() { file } else { cli };
+        fn pick_vec<T>(cli: Vec<T>, file: Vec<T>) -> Vec<T> {
+            if cli.is_empty() { file } else { cli }
+        }
 
         let max_room_size = self.max_room_size.or(file.max_room_size).unwrap_or(d.hub.max_room_size);
         let max_message_bytes =
@@ -442,6 +507,21 @@ impl Cli {
             (None, None) => None,
             _ => return Err(invalid("tls_cert / tls_key", "give both or neither")),
         };
+        let relay = RelayFlags {
+            public_ips: pick_vec(self.public_ips, file.public_ips),
+            listen: self.turn_listen.or(file.turn_listen),
+            tls_listen: self.turn_tls_listen.or(file.turn_tls_listen),
+            tls_name: self.turn_tls_name.or(file.turn_tls_name),
+            relay_ports: self.turn_relay_ports.or(file.turn_relay_ports),
+            max_allocations_per_user: self.turn_max_allocations_per_user.or(file.turn_max_allocations_per_user),
+            max_allocations: self.turn_max_allocations.or(file.turn_max_allocations),
+            allocation_kbps: self.turn_allocation_kbps.or(file.turn_allocation_kbps),
+            total_mbps: self.turn_total_mbps.or(file.turn_total_mbps),
+            deny: pick_vec(self.turn_deny, file.turn_deny),
+            allow_loopback_peers: self.turn_allow_loopback_peers
+                || file.turn_allow_loopback_peers.unwrap_or(false),
+        }
+        .resolve(tls.is_some())?;
 
         let resume_grace = self.resume_grace_secs.or(file.resume_grace_secs).map_or(d.hub.resume_grace, secs);
         if resume_grace > Duration::from_secs(86_400) {
@@ -526,6 +606,7 @@ impl Cli {
             allowed_origins: pick_vec(self.allowed_origins, file.allowed_origins),
             tls,
             drain_timeout,
+            relay,
             ..d
         };
         Ok(Settings {
@@ -534,6 +615,91 @@ impl Cli {
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             log: self.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
         })
+    }
+}
+
+/// The `--turn-*` and `--public-ip` settings before they are checked.
+struct RelayFlags {
+    public_ips: Vec<std::net::IpAddr>,
+    listen: Option<std::net::SocketAddr>,
+    tls_listen: Option<std::net::SocketAddr>,
+    tls_name: Option<String>,
+    relay_ports: Option<String>,
+    max_allocations_per_user: Option<usize>,
+    max_allocations: Option<usize>,
+    allocation_kbps: Option<u64>,
+    total_mbps: Option<u64>,
+    deny: Vec<ipnet::IpNet>,
+    allow_loopback_peers: bool,
+}
+
+impl RelayFlags {
+    fn resolve(self, have_tls: bool) -> Result<Option<crate::relay::RelaySettings>, ConfigError> {
+        let mut public_ips = self.public_ips;
+        if public_ips.is_empty() {
+            match self.listen {
+                None => {
+                    if self.tls_listen.is_some() {
+                        return Err(invalid("turn_tls_listen", "needs public_ips or turn_listen"));
+                    }
+                    return Ok(None);
+                }
+                Some(l) if l.ip().is_unspecified() => {
+                    return Err(invalid(
+                        "public_ips",
+                        "the TURN relay listens on all addresses: say which one peers reach it at",
+                    ));
+                }
+                Some(l) => public_ips.push(l.ip()),
+            }
+        }
+        if public_ips.iter().filter(|ip| ip.is_ipv4()).count() > 1 || public_ips.iter().filter(|ip| ip.is_ipv6()).count() > 1 {
+            return Err(invalid("public_ips", "give at most one IPv4 and one IPv6 address"));
+        }
+        if public_ips.iter().any(|ip| ip.is_unspecified() || ip.is_multicast()) {
+            return Err(invalid("public_ips", "must be addresses peers can reach"));
+        }
+        if self.tls_listen.is_some() && !have_tls {
+            return Err(invalid("turn_tls_listen", "needs tls_cert and tls_key (the wss certificate)"));
+        }
+        let listen = self.listen.unwrap_or_else(|| {
+            let any: std::net::IpAddr = if public_ips.iter().all(|ip| ip.is_ipv6()) {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            };
+            std::net::SocketAddr::new(any, 3478)
+        });
+        let mut s = crate::relay::RelaySettings::new(listen, public_ips);
+        s.tls_listen = self.tls_listen;
+        s.tls_name = self.tls_name;
+        if let Some(range) = self.relay_ports {
+            let parsed = range
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+            match parsed {
+                Some((lo, hi)) if lo > 0 && lo <= hi => s.relay_ports = lo..=hi,
+                _ => return Err(invalid("turn_relay_ports", format!("{range:?} is not MIN-MAX with 0 < MIN <= MAX"))),
+            }
+        }
+        if let Some(n) = self.max_allocations_per_user {
+            s.max_allocations_per_user = n;
+        }
+        if let Some(n) = self.max_allocations {
+            s.max_allocations = n;
+        }
+        if s.max_allocations == 0 || s.max_allocations_per_user == 0 {
+            return Err(invalid("turn_max_allocations", "must be at least 1"));
+        }
+        if let Some(k) = self.allocation_kbps {
+            s.allocation_kbps = k;
+        }
+        if let Some(m) = self.total_mbps {
+            s.total_mbps = m;
+        }
+        s.denied_peers = self.deny;
+        s.allow_loopback_peers = self.allow_loopback_peers;
+        Ok(Some(s))
     }
 }
 

@@ -24,6 +24,7 @@
 //! - [`config`]: defaults, TOML file, environment, flags.
 //! - [`per_ip`]: which address a per-address limit counts; open connections per address.
 //! - [`fd_limit`]: the open-file limit the connection limit must fit under.
+//! - [`relay`]: the embedded TURN relay (hearth-turn): settings, sockets, announced URLs.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod hub;
 pub mod metrics;
 pub mod per_ip;
 pub mod rate;
+pub mod relay;
 mod server;
 mod tls;
 
@@ -92,5 +94,47 @@ pub async fn run_with_metrics(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    server::serve(listener, config, metrics, shutdown).await
+    let relay = match &config.relay {
+        Some(settings) => Some(relay::bind(settings, config.tls.as_ref()).await?),
+        None => None,
+    };
+    run_bound(listener, relay, config, metrics, shutdown).await
+}
+
+/// [`run_with_metrics`] with the embedded relay's sockets already bound ([`relay::bind`]), so the
+/// caller can print their addresses first.
+pub async fn run_bound(
+    listener: TcpListener,
+    relay: Option<relay::BoundRelay>,
+    mut config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let (Some(settings), Some(bound)) = (config.relay.clone(), relay) else {
+        return server::serve(listener, config, metrics, shutdown).await;
+    };
+    let secret = match &config.hub.turn {
+        Some(t) => t.secret.clone(),
+        None => rand::random::<[u8; 32]>().to_vec(),
+    };
+    let mut own = vec![listener.local_addr()?, bound.udp_tcp];
+    own.extend(bound.tls);
+    let urls = relay::urls(&settings, &bound);
+    tracing::info!(udp_tcp = %bound.udp_tcp, tls = ?bound.tls, urls = ?urls.1, "TURN relay listening");
+    relay::announce(&mut config.hub.turn, &mut config.hub.stun_urls, &secret, urls);
+    let relay_config = relay::relay_config(&settings, &secret, own);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let relay_task = tokio::spawn(hearth_turn::server::run(
+        bound.listeners,
+        relay_config,
+        relay::relay_sockets(&settings),
+        metrics.turn.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let result = server::serve(listener, config, metrics, shutdown).await;
+    drop(stop_tx);
+    let _ = relay_task.await;
+    result
 }

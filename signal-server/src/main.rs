@@ -27,7 +27,21 @@ async fn main() -> anyhow::Result<()> {
     // Printed on stdout (not only logged) so scripts can read the port when --listen uses port 0.
     println!("hearth-signal listening on {scheme}://{addr}/ws");
     tracing::info!(%addr, tls = settings.config.tls.is_some(), "listening");
-    hearth_signal::run(listener, settings.config, shutdown_signal()).await?;
+    let relay = match &settings.config.relay {
+        Some(relay) => {
+            let bound = hearth_signal::relay::bind(relay, settings.config.tls.as_ref())
+                .await
+                .with_context(|| format!("cannot start the TURN relay on {}", relay.listen))?;
+            println!("hearth-signal TURN relay on udp+tcp {}", bound.udp_tcp);
+            if let Some(tls) = bound.tls {
+                println!("hearth-signal TURN relay on tls {tls}");
+            }
+            Some(bound)
+        }
+        None => None,
+    };
+    let metrics = std::sync::Arc::new(hearth_signal::Metrics::new());
+    hearth_signal::run_bound(listener, relay, settings.config, metrics, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub held_relay_bytes: Gauge,
     pub chat_log_bytes: Gauge,
     pub kept_room_locks: Gauge,
+    /// The embedded TURN relay's metrics (`hearth_turn_*`; zero when it is off).
+    pub turn: hearth_turn::RelayMetrics,
 }
 
 impl Default for Metrics {
@@ -96,7 +98,10 @@ impl Metrics {
             "Passwords kept for locked rooms that emptied",
             kept_room_locks.clone(),
         );
+        let turn = hearth_turn::RelayMetrics::default();
+        turn.register(&mut registry);
         Metrics {
+            turn,
             registry,
             connections,
             connections_accepted,

@@ -122,6 +122,15 @@ struct JoinArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Connect to peers only through TURN relays (ICE transport policy "relay").
+    #[arg(long)]
+    relay_only: bool,
+    /// Use only TURN URLs of this transport: udp, tcp or tls (repeatable). Checks one path.
+    #[arg(long = "turn-transport", value_name = "udp|tcp|tls", value_parser = ["udp", "tcp", "tls"])]
+    turn_transports: Vec<String>,
+    /// HTTP CONNECT proxy for TURN over TCP/TLS, host:port. Default: HTTPS_PROXY / ALL_PROXY.
+    #[arg(long, value_name = "HOST:PORT")]
+    proxy: Option<String>,
     /// Tests only: stop sending camera video this many seconds into the call while still
     /// announcing the camera as on (the peers' flow checks must catch it).
     #[arg(long, hide = true)]
@@ -315,6 +324,9 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         None if a.synthetic => Some(AudioSpec::Synthetic),
         None => None,
     };
+    cfg.relay_only = a.relay_only;
+    cfg.proxy = a.proxy.clone();
+    cfg.turn_transports = a.turn_transports.clone();
     cfg.start_muted = a.muted;
     cfg.start_camera_off = a.camera_off;
     cfg.speaker = some_id(a.speaker.clone());

@@ -56,6 +56,14 @@ pub struct PairReport {
     pub sender_received_packets: u64,
     /// Per stream of the receiver's: packets sent to the sender and what it reports receiving.
     pub outbound: Vec<OutboundStats>,
+    /// The selected ICE pair as the receiver sees it: its own candidate's type ("host",
+    /// "srflx", "prflx", "relay"), the sender's, and the pair's transport ("udp").
+    pub local_candidate: Option<String>,
+    pub remote_candidate: Option<String>,
+    pub candidate_protocol: Option<String>,
+    /// When the receiver's candidate is a relay: how it reaches the TURN server ("udp",
+    /// "tcp" or "tls").
+    pub relay_transport: Option<String>,
     /// Why media did not flow as announced between the two (see `flow`); empty when it did.
     pub problems: Vec<String>,
     /// What was not checked or not failed, and why (e.g. the sender muted; see `flow`).
@@ -107,6 +115,10 @@ impl PairReport {
             quality: s.quality.to_owned(),
             sender_received_packets: s.peer_received_packets,
             outbound: s.outbound.clone(),
+            local_candidate: s.local_candidate.clone(),
+            remote_candidate: s.remote_candidate.clone(),
+            candidate_protocol: s.candidate_protocol.clone(),
+            relay_transport: s.relay_transport.clone(),
             problems: Vec::new(),
             notes: Vec::new(),
         }

@@ -59,6 +59,14 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
     /// Reconnect to the signaling server (and resume) when the connection drops.
     pub reconnect: bool,
+    /// Use relay candidates only (ICE transport policy "relay"): every peer through TURN.
+    pub relay_only: bool,
+    /// Use only TURN URLs of these transports ("udp", "tcp", "tls"); empty: all. For checking
+    /// one path of a deployment.
+    pub turn_transports: Vec<String>,
+    /// HTTP CONNECT proxy (`host:port` or `http://host:port`) for TURN over TCP/TLS. `None`:
+    /// `HTTPS_PROXY` / `ALL_PROXY` from the environment, unless `NO_PROXY` names the server.
+    pub proxy: Option<String>,
     /// Test hook: rewrites our outgoing RTP before it reaches any peer (tests of receivers
     /// against a misbehaving peer). Not for apps.
     #[doc(hidden)]
@@ -105,6 +113,9 @@ impl EngineConfig {
             ice_check_interval: Duration::from_millis(10),
             connect_timeout: Duration::from_secs(10),
             reconnect: true,
+            relay_only: false,
+            turn_transports: Vec::new(),
+            proxy: None,
             rewrite_rtp: None,
         }
     }
@@ -286,6 +297,9 @@ pub struct PeerStats {
     pub remote_candidate: Option<String>,
     /// The selected pair's transport: "udp" or "tcp".
     pub candidate_protocol: Option<String>,
+    /// With a relay candidate of ours in the selected pair: how it reaches the TURN server,
+    /// "udp", "tcp" or "tls".
+    pub relay_transport: Option<String>,
     pub audio: StreamStats,
     pub camera: StreamStats,
     pub screen: StreamStats,

@@ -113,10 +113,17 @@ impl Engine {
         let udp_bind = cfg.udp_bind.clone().unwrap_or_else(|| {
             if signal::is_loopback_url(&url) { vec!["127.0.0.1:0".into()] } else { vec!["0.0.0.0:0".into()] }
         });
+        let proxy = match &cfg.proxy {
+            Some(p) => crate::turn_paths::proxy_authority(p),
+            None => crate::turn_paths::proxy_from_env(signal::url_host(&url).unwrap_or_default()),
+        };
+        let (ice_servers, turn_paths) = crate::turn_paths::prepare(&w.ice_servers, proxy.as_deref(), &cfg.turn_transports).await;
         let settings = RtcSettings {
             udp_bind,
-            ice_servers: w.ice_servers.clone(),
+            ice_servers,
             ice_check_interval: cfg.ice_check_interval,
+            relay_only: cfg.relay_only,
+            turn_paths: Arc::new(turn_paths),
         };
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();

@@ -41,6 +41,7 @@ pub mod receive;
 pub mod rtc_setup;
 pub mod send;
 pub mod signal;
+pub mod turn_paths;
 
 #[doc(hidden)]
 pub use config::RtpRewrite;

@@ -65,6 +65,8 @@ pub struct LinkShared {
     pub closed: std::sync::atomic::AtomicBool,
     /// (at, bytes sent, bytes received) at the last stats snapshot, for rates.
     last_bytes: Mutex<Option<(Instant, u64, u64)>>,
+    /// The call's TCP/TLS TURN shims (to tell how a relay candidate reaches its server).
+    turn_paths: Arc<crate::turn_paths::TurnPaths>,
 }
 
 /// One of our streams on a link.
@@ -130,6 +132,7 @@ pub fn spawn(
         audio_level: Arc::new(PeakLevel::new()),
         closed: std::sync::atomic::AtomicBool::new(false),
         last_bytes: Mutex::new(None),
+        turn_paths: env.settings.turn_paths.clone(),
     });
     let id = NEXT_LINK_ID.fetch_add(1, Ordering::Relaxed);
     let link = Link {
@@ -502,7 +505,7 @@ fn spawn_feedback_listener(
 pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
     let pc = shared.pc.lock().clone();
     let security = match &pc {
-        Some(pc) => crate::rtc_setup::link_security(pc).await,
+        Some(pc) => crate::rtc_setup::link_security(pc, &shared.turn_paths).await,
         None => crate::rtc_setup::LinkSecurity::default(),
     };
     let (mut sent, mut received, mut jitter, mut lost, mut got) = (0u64, 0u64, None::<f64>, 0u64, 0u64);
@@ -603,6 +606,7 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
         local_candidate: security.local_candidate,
         remote_candidate: security.remote_candidate,
         candidate_protocol: security.candidate_protocol,
+        relay_transport: security.relay_transport,
         audio,
         camera,
         screen,

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceCandidateType, RTCIceGatheringState, RTCIceProtocol, RTCIceServer,
+    RTCIceCandidateInit, RTCIceCandidateType, RTCIceTransportPolicy, RTCIceGatheringState, RTCIceProtocol, RTCIceServer,
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry, SettingEngineBuilder,
     register_default_interceptors,
 };
@@ -155,11 +155,16 @@ impl PeerConnectionEventHandler for Handler {
 #[derive(Debug, Clone)]
 pub struct RtcSettings {
     pub udp_bind: Vec<String>,
+    /// Already prepared by [`crate::turn_paths::prepare`]: UDP URLs only.
     pub ice_servers: Vec<IceServer>,
     pub ice_check_interval: Duration,
+    pub relay_only: bool,
+    /// The TCP/TLS TURN shims these servers go through.
+    pub turn_paths: Arc<crate::turn_paths::TurnPaths>,
 }
 
-/// Only UDP STUN/TURN URLs: webrtc-rs 0.21's async layer refuses TCP/TLS TURN.
+/// Only UDP STUN/TURN URLs: webrtc-rs 0.21's async layer refuses TCP/TLS TURN (those went
+/// through [`crate::turn_paths`] before reaching here).
 fn usable_ice_servers(servers: &[IceServer]) -> Vec<RTCIceServer> {
     servers
         .iter()
@@ -218,15 +223,31 @@ pub async fn new_peer_connection(
             Some(max_binding_requests(settings.ice_check_interval)),
         )
         .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
-        // A vanished peer is noticed in ~3 s instead of the default ~5-30 s.
+        // webrtc-rs waits 2 s before nominating a relay pair (hoping a direct one succeeds), so
+        // every relayed call took 2 s more to connect. A direct pair that works answers its
+        // checks within a round trip, so a short wait keeps the preference; relay-only has
+        // nothing to wait for.
+        .with_relay_acceptance_min_wait(Some(if settings.relay_only {
+            Duration::ZERO
+        } else {
+            RELAY_ACCEPTANCE_WAIT
+        }))
+        // A vanished peer is noticed in ~3 s instead of the default ~5-30 s. The keepalive
+        // interval is also how often webrtc-rs 0.21's driver wakes when no packet arrives: it
+        // sends what the core produced from TURN-relayed packets (DTLS replies) only on its next
+        // wake, so at 500 ms a relayed DTLS handshake took ~1 s more. Keepalives are only
+        // sent on an idle pair, so this costs nothing while media flows.
         .with_ice_timeouts(
             Some(Duration::from_secs(2)),
             Some(Duration::from_secs(3)),
-            Some(Duration::from_millis(500)),
+            Some(ICE_KEEPALIVE),
         )
         .build();
-    let config =
-        RTCConfigurationBuilder::new().with_ice_servers(usable_ice_servers(&settings.ice_servers)).build();
+    let policy = if settings.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
+    let config = RTCConfigurationBuilder::new()
+        .with_ice_servers(usable_ice_servers(&settings.ice_servers))
+        .with_ice_transport_policy(policy)
+        .build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(config)
         .with_media_engine(me)
@@ -248,12 +269,13 @@ pub struct LinkSecurity {
     pub local_candidate: Option<String>,
     pub remote_candidate: Option<String>,
     pub candidate_protocol: Option<String>,
+    pub relay_transport: Option<String>,
 }
 
 /// Read a connection's fingerprints (from the applied session descriptions) and its selected
 /// candidate pair (through the ICE transport under any sender or receiver: a media-only
 /// connection has no SCTP transport to reach it from).
-pub async fn link_security(pc: &Arc<dyn PeerConnection>) -> LinkSecurity {
+pub async fn link_security(pc: &Arc<dyn PeerConnection>, turn_paths: &crate::turn_paths::TurnPaths) -> LinkSecurity {
     use webrtc::peer_connection::transport::{DtlsTransport, IceTransport};
     let mut out = LinkSecurity {
         local_fingerprint: pc
@@ -287,6 +309,15 @@ pub async fn link_security(pc: &Arc<dyn PeerConnection>) -> LinkSecurity {
                 RTCIceProtocol::Tcp => Some("tcp".to_owned()),
                 _ => None,
             };
+            if pair.local().typ == RTCIceCandidateType::Relay {
+                let relayed = pair.local().address.parse::<std::net::IpAddr>().ok();
+                out.relay_transport = Some(
+                    relayed
+                        .map(|ip| turn_paths.relay_transport(std::net::SocketAddr::new(ip, pair.local().port)))
+                        .unwrap_or("udp")
+                        .to_owned(),
+                );
+            }
             break;
         }
     }
@@ -302,6 +333,12 @@ fn candidate_type(t: RTCIceCandidateType) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// ICE keepalive interval (see the comment where it is set).
+pub const ICE_KEEPALIVE: Duration = Duration::from_millis(40);
+
+/// How long a working relay pair waits for a direct pair to succeed before it is nominated.
+pub const RELAY_ACCEPTANCE_WAIT: Duration = Duration::from_millis(300);
 
 /// Binding requests per candidate pair so that checks last about 2 s at `interval`.
 pub fn max_binding_requests(interval: Duration) -> u16 {

@@ -65,11 +65,17 @@ pub fn normalize_url(url: &str) -> Result<String, EngineError> {
 
 /// True when the URL points at this machine (a local call can bind ICE to loopback only).
 pub fn is_loopback_url(url: &str) -> bool {
-    let host = url.split_once("://").map_or(url, |(_, r)| r).split('/').next().unwrap_or("");
+    let host = url_host(url).unwrap_or_default();
+    matches!(host, "localhost" | "::1") || host.starts_with("127.")
+}
+
+/// The host of a `ws://host:port/...` URL, without brackets.
+pub fn url_host(url: &str) -> Option<&str> {
+    let host = url.split_once("://").map_or(url, |(_, r)| r).split('/').next()?;
     let host = host
         .rsplit_once(':')
         .map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
-    matches!(host.trim_matches(['[', ']']), "localhost" | "::1") || host.starts_with("127.")
+    Some(host.trim_matches(['[', ']']))
 }
 
 /// Connect and start the read/write tasks. Events go to `events` tagged with `generation`.

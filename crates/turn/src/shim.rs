@@ -11,9 +11,9 @@
 use crate::TurnError;
 use rtc_shared::turn_framing::TurnStreamDecoder;
 use rustls::pki_types::ServerName;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket};
@@ -47,8 +47,13 @@ impl std::fmt::Debug for Upstream {
 #[derive(Debug)]
 pub struct TurnShim {
     local: SocketAddr,
+    relayed: Relayed,
     _tasks: JoinSet<()>,
 }
+
+/// Relayed addresses the server granted through this shim (seen in Allocate responses), so a
+/// relay candidate can be told apart as relayed over TCP/TLS.
+type Relayed = Arc<Mutex<HashSet<SocketAddr>>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const QUEUE: usize = 512;
@@ -59,8 +64,14 @@ impl TurnShim {
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(TurnError::Io)?;
         let local = socket.local_addr().map_err(TurnError::Io)?;
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve(Arc::new(socket), upstream));
-        Ok(TurnShim { local, _tasks: tasks })
+        let relayed = Relayed::default();
+        tasks.spawn(serve(Arc::new(socket), upstream, relayed.clone()));
+        Ok(TurnShim { local, relayed, _tasks: tasks })
+    }
+
+    /// Whether the server gave `addr` as a relayed address through this shim.
+    pub fn relayed(&self, addr: SocketAddr) -> bool {
+        self.relayed.lock().map(|set| set.contains(&addr)).unwrap_or(false)
     }
 
     /// The address to give webrtc-rs as a UDP TURN server.
@@ -69,7 +80,7 @@ impl TurnShim {
     }
 }
 
-async fn serve(socket: Arc<UdpSocket>, upstream: Upstream) {
+async fn serve(socket: Arc<UdpSocket>, upstream: Upstream, relayed: Relayed) {
     let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut conns = JoinSet::new();
     let mut buf = vec![0u8; 65536];
@@ -85,7 +96,7 @@ async fn serve(socket: Arc<UdpSocket>, upstream: Upstream) {
         streams.retain(|_, tx| !tx.is_closed());
         let tx = streams.entry(src).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
-            conns.spawn(carry(socket.clone(), src, upstream.clone(), rx));
+            conns.spawn(carry(socket.clone(), src, upstream.clone(), rx, relayed.clone()));
             tx
         });
         // A full queue means the stream is stuck: drop, as UDP would.
@@ -94,7 +105,13 @@ async fn serve(socket: Arc<UdpSocket>, upstream: Upstream) {
 }
 
 /// One source's stream: datagrams from `rx` go out on it, messages from it go back to `src`.
-async fn carry(socket: Arc<UdpSocket>, src: SocketAddr, upstream: Upstream, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn carry(
+    socket: Arc<UdpSocket>,
+    src: SocketAddr,
+    upstream: Upstream,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    relayed: Relayed,
+) {
     let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, open_tcp(&upstream)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
@@ -108,7 +125,7 @@ async fn carry(socket: Arc<UdpSocket>, src: SocketAddr, upstream: Upstream, mut 
     };
     let _ = tcp.set_nodelay(true);
     match &upstream.tls {
-        None => pump(tcp, socket, src, &mut rx).await,
+        None => pump(tcp, socket, src, &mut rx, &relayed).await,
         Some(config) => {
             let Ok(name) = ServerName::try_from(upstream.host.clone()) else {
                 tracing::warn!(host = %upstream.host, "TURN over TLS: not a valid server name");
@@ -116,7 +133,7 @@ async fn carry(socket: Arc<UdpSocket>, src: SocketAddr, upstream: Upstream, mut 
             };
             let connector = tokio_rustls::TlsConnector::from(config.clone());
             match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
-                Ok(Ok(tls)) => pump(tls, socket, src, &mut rx).await,
+                Ok(Ok(tls)) => pump(tls, socket, src, &mut rx, &relayed).await,
                 Ok(Err(e)) => tracing::warn!(host = %upstream.host, error = %e, "TURN over TLS: handshake failed"),
                 Err(_) => tracing::warn!(host = %upstream.host, "TURN over TLS: handshake timed out"),
             }
@@ -124,7 +141,13 @@ async fn carry(socket: Arc<UdpSocket>, src: SocketAddr, upstream: Upstream, mut 
     }
 }
 
-async fn pump<S: AsyncRead + AsyncWrite>(stream: S, socket: Arc<UdpSocket>, src: SocketAddr, rx: &mut mpsc::Receiver<Vec<u8>>) {
+async fn pump<S: AsyncRead + AsyncWrite>(
+    stream: S,
+    socket: Arc<UdpSocket>,
+    src: SocketAddr,
+    rx: &mut mpsc::Receiver<Vec<u8>>,
+    relayed: &Relayed,
+) {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let up = async {
         while let Some(data) = rx.recv().await {
@@ -143,6 +166,11 @@ async fn pump<S: AsyncRead + AsyncWrite>(stream: S, socket: Arc<UdpSocket>, src:
             };
             decoder.extend_from_slice(&buf[..n]);
             while let Ok(Some(message)) = decoder.next_message() {
+                if let Some(addr) = allocated_address(&message)
+                    && let Ok(mut set) = relayed.lock()
+                {
+                    set.insert(addr);
+                }
                 let _ = socket.send_to(&message, src).await;
             }
             if decoder.buffered_len() > 70_000 {
@@ -154,6 +182,19 @@ async fn pump<S: AsyncRead + AsyncWrite>(stream: S, socket: Arc<UdpSocket>, src:
         _ = up => {}
         _ = down => {}
     }
+}
+
+/// The XOR-RELAYED-ADDRESS of an Allocate success response.
+fn allocated_address(message: &[u8]) -> Option<SocketAddr> {
+    // Allocate success response: method 0x003, class 0b10.
+    if message.get(..2)? != [0x01, 0x03] {
+        return None;
+    }
+    let mut m = rtc_stun::message::Message::new();
+    m.unmarshal_binary(message).ok()?;
+    let mut a = rtc_stun::xoraddr::XorMappedAddress::default();
+    a.get_from_as(&m, rtc_stun::attributes::ATTR_XOR_RELAYED_ADDRESS).ok()?;
+    Some(SocketAddr::new(a.ip, a.port))
 }
 
 /// A TCP connection to the server, through the proxy when one is set.
