@@ -339,6 +339,7 @@ mod tests {
             local_candidate: None,
             remote_candidate: None,
             candidate_protocol: None,
+            relay_transport: None,
             audio: Default::default(),
             camera: Default::default(),
             screen: Default::default(),
