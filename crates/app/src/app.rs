@@ -1097,10 +1097,15 @@ impl App {
                     let Some(p) = s.peer(&st.peer_id) else { continue };
                     let video = if p.view.screen_sharing && st.screen.frames_decoded > 0 { &st.screen } else { &st.camera };
                     let candidates = match (&st.local_candidate, &st.remote_candidate) {
-                        (Some(l), Some(r)) => Some(format!(
-                            "{l} ↔ {r} ({})",
-                            st.candidate_protocol.clone().unwrap_or_else(|| "udp".into())
-                        )),
+                        (Some(l), Some(r)) => Some(match &st.relay_transport {
+                            // How our relay reaches the TURN server is what a person debugging
+                            // a firewall needs: "relay over tls" says UDP is blocked.
+                            Some(t) => format!("{l} over {t} ↔ {r}"),
+                            None => format!(
+                                "{l} ↔ {r} ({})",
+                                st.candidate_protocol.clone().unwrap_or_else(|| "udp".into())
+                            ),
+                        }),
                         _ => None,
                     };
                     let safety_code = match (&st.local_fingerprint, &st.remote_fingerprint) {

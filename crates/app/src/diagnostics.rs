@@ -70,7 +70,7 @@ pub fn build(app: &App, stats: Option<Vec<PeerStats>>, devices: &Devices, log: &
             json!({
                 "peer_id": s.peer_id, "name": s.name, "connected": s.connected, "connect_ms": s.connect_ms,
                 "local_candidate": s.local_candidate, "remote_candidate": s.remote_candidate,
-                "candidate_protocol": s.candidate_protocol,
+                "candidate_protocol": s.candidate_protocol, "relay_transport": s.relay_transport,
                 "local_fingerprint": s.local_fingerprint, "remote_fingerprint": s.remote_fingerprint,
                 "rtt_ms": s.rtt_ms, "loss_pct": s.loss_pct, "quality": s.quality,
             })
