@@ -10,6 +10,7 @@ PACKAGES=(
   pulseaudio pulseaudio-utils                                # headless audio (null sink)
   xvfb xauth x11-utils                                       # headless X screen
   iproute2 iptables procps                                   # network namespaces, netem
+  coturn squid openssl                                       # NAT lab: external TURN, HTTP CONNECT proxy, lab certificate
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev  # Tauri 2
   webkit2gtk-driver xdotool imagemagick                      # desktop app UI tests (WebDriver, screenshots)
 )

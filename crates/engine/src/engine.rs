@@ -59,6 +59,19 @@ pub struct Engine {
     joined_at_us: u64,
 }
 
+/// Local UDP addresses for ICE: loopback for a local call; else every IPv4 interface and, where
+/// the system has IPv6, every IPv6 one (an IPv6-only network connects too).
+fn default_udp_bind(url: &str) -> Vec<String> {
+    if signal::is_loopback_url(url) {
+        return vec!["127.0.0.1:0".into()];
+    }
+    let mut v = vec!["0.0.0.0:0".to_owned()];
+    if std::net::UdpSocket::bind("[::]:0").is_ok() {
+        v.push("[::]:0".into());
+    }
+    v
+}
+
 impl Engine {
     /// Connect, join, and start sending. Returns once the server has welcomed us; events
     /// (starting with [`CallEvent::Joined`]) arrive on the receiver.
@@ -67,7 +80,14 @@ impl Engine {
     ) -> Result<(Engine, mpsc::UnboundedReceiver<EngineEvent>), EngineError> {
         let url = signal::normalize_url(&cfg.server_url)?;
         let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
-        let conn = signal::connect(&url, cfg.connect_timeout, 1, sig_tx.clone()).await?;
+        let conn = signal::connect(
+            &url,
+            cfg.connect_timeout,
+            1,
+            sig_tx.clone(),
+            crate::turn_paths::proxy_for(cfg.proxy.as_deref(), &url).as_deref(),
+        )
+        .await?;
         let mut call = Call::new();
         let mut join = Join::new(cfg.room.clone(), cfg.name.clone());
         join.password = cfg.password.clone();
@@ -110,13 +130,8 @@ impl Engine {
         };
         let ServerMessage::Welcome(w) = &welcome else { return Err(EngineError::Stopped) };
         let peer_id = w.peer_id.clone();
-        let udp_bind = cfg.udp_bind.clone().unwrap_or_else(|| {
-            if signal::is_loopback_url(&url) { vec!["127.0.0.1:0".into()] } else { vec!["0.0.0.0:0".into()] }
-        });
-        let proxy = match &cfg.proxy {
-            Some(p) => crate::turn_paths::proxy_authority(p),
-            None => crate::turn_paths::proxy_from_env(signal::url_host(&url).unwrap_or_default()),
-        };
+        let udp_bind = cfg.udp_bind.clone().unwrap_or_else(|| default_udp_bind(&url));
+        let proxy = crate::turn_paths::proxy_for(cfg.proxy.as_deref(), &url);
         let (ice_servers, turn_paths) = crate::turn_paths::prepare(&w.ice_servers, proxy.as_deref(), &cfg.turn_transports).await;
         let settings = RtcSettings {
             udp_bind,
@@ -494,6 +509,7 @@ impl Core {
             self.events.send(EngineEvent::SignalingLost { retry_in: initial.max(reconnect_delay(0, 1.0)) });
         let url = self.url.clone();
         let timeout = self.cfg.connect_timeout;
+        let proxy = crate::turn_paths::proxy_for(self.cfg.proxy.as_deref(), &url);
         let sig_tx = self.sig_tx.clone();
         self.generation += 1;
         let generation = self.generation;
@@ -501,7 +517,7 @@ impl Core {
         self.reconnecting = Some(tokio::spawn(async move {
             tokio::time::sleep(initial).await;
             for attempt in 0u32.. {
-                match signal::connect(&url, timeout, generation, sig_tx.clone()).await {
+                match signal::connect(&url, timeout, generation, sig_tx.clone(), proxy.as_deref()).await {
                     Ok(conn) => {
                         let _ = reconn.send(conn);
                         return;

@@ -214,7 +214,7 @@ pub async fn new_peer_connection(
         .with(Slot::from(14_000), RtcpToApp::default());
     let se = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-        .with_network_types(vec![NetworkType::Udp4])
+        .with_network_types(vec![NetworkType::Udp4, NetworkType::Udp6])
         // A candidate pair fails after interval x max requests; keep that at ~2 s so fast checks
         // still work across the internet (the default 7 requests at 20 ms would give up after
         // 140 ms, shorter than many WAN round trips).

@@ -78,18 +78,42 @@ pub fn url_host(url: &str) -> Option<&str> {
     Some(host.trim_matches(['[', ']']))
 }
 
+/// The port of a `ws://` / `wss://` URL (80 / 443 when not given).
+pub fn url_port(url: &str) -> u16 {
+    let authority = url.split_once("://").map_or(url, |(_, r)| r).split('/').next().unwrap_or("");
+    let explicit = authority.rsplit_once(':').and_then(|(h, p)| (!h.ends_with('[')).then(|| p.parse::<u16>().ok()).flatten());
+    explicit.unwrap_or(if url.starts_with("wss:") { 443 } else { 80 })
+}
+
 /// Connect and start the read/write tasks. Events go to `events` tagged with `generation`.
 pub async fn connect(
     url: &str,
     timeout: Duration,
     generation: u64,
     events: mpsc::UnboundedSender<(u64, SignalEvent)>,
+    proxy: Option<&str>,
 ) -> Result<SignalConn, EngineError> {
     let fail = |message: String| EngineError::Connect { url: url.to_owned(), message };
-    let (ws, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url))
+    let open = async {
+        match proxy {
+            None => tokio_tungstenite::connect_async(url).await.map(|(ws, _)| ws).map_err(|e| e.to_string()),
+            Some(proxy) => {
+                // Through an HTTP proxy (corporate networks): a CONNECT tunnel, then the
+                // WebSocket (and TLS for wss) inside it.
+                let host = url_host(url).ok_or("no host in the server URL")?.to_owned();
+                let port = url_port(url);
+                let tcp = tokio::net::TcpStream::connect(proxy)
+                    .await
+                    .map_err(|e| format!("cannot reach the proxy {proxy}: {e}"))?;
+                let tunnel = hearth_turn::shim::http_connect(tcp, &host, port).await.map_err(|e| e.to_string())?;
+                tokio_tungstenite::client_async_tls(url, tunnel).await.map(|(ws, _)| ws).map_err(|e| e.to_string())
+            }
+        }
+    };
+    let ws = tokio::time::timeout(timeout, open)
         .await
         .map_err(|_| fail(format!("no answer within {} s", timeout.as_secs())))?
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(fail)?;
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<ClientFrame>();
     let writer = tokio::spawn(async move {

@@ -142,6 +142,15 @@ pub async fn prepare(servers: &[IceServer], proxy: Option<&str>, only: &[String]
     (out, paths)
 }
 
+/// The HTTP CONNECT proxy for a call to the signaling server at `url`: the configured one, else
+/// the environment's.
+pub fn proxy_for(configured: Option<&str>, url: &str) -> Option<String> {
+    match configured {
+        Some(p) => proxy_authority(p),
+        None => proxy_from_env(crate::signal::url_host(url).unwrap_or_default()),
+    }
+}
+
 /// The HTTP proxy from the environment (`HTTPS_PROXY`, `https_proxy`, `ALL_PROXY`, `all_proxy`),
 /// as `host:port`, unless `NO_PROXY` names `host`.
 pub fn proxy_from_env(host: &str) -> Option<String> {

@@ -448,7 +448,7 @@ impl Relay {
         let method = m.typ.method;
         if method == METHOD_BINDING {
             let reply = build(&m, METHOD_BINDING, CLASS_SUCCESS_RESPONSE, |r| {
-                XorMappedAddress { ip: from.client.ip(), port: from.client.port() }.add_to(r)
+                XorMappedAddress { ip: canonical(from.client.ip()), port: from.client.port() }.add_to(r)
             }, None);
             self.reply(from, reply);
             return;
@@ -586,7 +586,7 @@ impl Relay {
         let response = build(m, METHOD_ALLOCATE, CLASS_SUCCESS_RESPONSE, |r| {
             XorMappedAddress { ip: relayed.ip(), port: relayed.port() }.add_to_as(r, ATTR_XOR_RELAYED_ADDRESS)?;
             Lifetime(lifetime).add_to(r)?;
-            XorMappedAddress { ip: from.client.ip(), port: from.client.port() }.add_to(r)
+            XorMappedAddress { ip: canonical(from.client.ip()), port: from.client.port() }.add_to(r)
         }, key);
         *self.per_user.entry(user.clone()).or_insert(0) += 1;
         self.metrics.allocations.inc();

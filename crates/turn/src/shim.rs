@@ -6,7 +6,7 @@
 //! messages are self-delimiting, so a datagram maps onto the stream one to one; replies are split
 //! back with `TurnStreamDecoder` (RFC 8656 §12.5: ChannelData arrives padded to 4 bytes, which
 //! TURN clients accept) and sent back from the shim's own address, which is the server address
-//! the TURN client was given. Only datagrams from loopback are accepted.
+//! the TURN client was given. Being bound on 127.0.0.1, it can only be reached from this machine.
 
 use crate::TurnError;
 use rtc_shared::turn_framing::TurnStreamDecoder;
@@ -89,9 +89,8 @@ async fn serve(socket: Arc<UdpSocket>, upstream: Upstream, relayed: Relayed) {
             tokio::time::sleep(Duration::from_millis(1)).await;
             continue;
         };
-        if !src.ip().is_loopback() {
-            continue;
-        }
+        // Every source is this machine: the kernel delivers nothing from outside to 127.0.0.1
+        // (webrtc-rs sends from its interface-bound sockets, e.g. 192.168.1.2, not loopback).
         while conns.try_join_next().is_some() {}
         streams.retain(|_, tx| !tx.is_closed());
         let tx = streams.entry(src).or_insert_with(|| {
