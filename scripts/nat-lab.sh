@@ -177,14 +177,15 @@ start_server() { # start_server SCENARIO RELAY
       args+=(--turn-listen 10.80.0.3:3478 --turn-tls-listen 10.80.0.3:443)
     fi
   else
-    local tls_port=443
+    # In the IPv6 scenario the signaling server holds [::]:443 (both families).
+    local tls_port=443; [ "$sc" = 7 ] && tls_port=5349
     ip netns exec "$S" turnserver -n --no-cli --log-file stdout --simple-log \
       --listening-ip 10.80.0.4 --listening-ip fd80::4 --relay-ip 10.80.0.4 --relay-ip fd80::4 \
       --listening-port 3478 --tls-listening-port "$tls_port" --min-port 41000 --max-port 41999 \
       --use-auth-secret --static-auth-secret "$SECRET" --realm hearth \
       --cert "$work/cert.pem" --pkey "$work/key.pem" --no-multicast-peers >"$work/coturn.log" 2>&1 &
     pids+=($!)
-    local urls="turn:10.80.0.4:3478?transport=udp,turn:10.80.0.4:3478?transport=tcp,turns:10.80.0.4:443?transport=tcp"
+    local urls="turn:10.80.0.4:3478?transport=udp,turn:10.80.0.4:3478?transport=tcp,turns:10.80.0.4:$tls_port?transport=tcp"
     [ "$sc" = 7 ] && urls="$urls,turn:[fd80::4]:3478?transport=udp"
     args+=(--stun-url stun:10.80.0.4:3478 --turn-url "$urls" --turn-secret "$SECRET")
     for _ in $(seq 100); do ip netns exec "$S" bash -c 'exec 3<>/dev/tcp/10.80.0.4/3478' 2>/dev/null && break; sleep 0.1; done
