@@ -94,6 +94,9 @@ masq() { # masq NS [--random-fully]
 
 build_lab() { # build_lab SCENARIO
   local sc=$1
+  # The previous lab's proxy (its namespace is about to go; the process would keep its pid file).
+  if [ -n "${SQUID_PID:-}" ]; then kill "$SQUID_PID" 2>/dev/null || true; wait "$SQUID_PID" 2>/dev/null || true; SQUID_PID=; fi
+  rm -f "$work/squid.pid"
   for n in "${ALL_NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
   for n in "$R" "$S" "$NA" "$NB" "$A" "$B"; do ns "$n"; done
   fwd "$R"
@@ -159,7 +162,7 @@ shutdown_lifetime 0 seconds
 EOF
        chmod 644 "$work/squid.conf"; touch "$work/squid-cache.log"; chmod 666 "$work/squid-cache.log"
        ip netns exec "$NA" squid -N -f "$work/squid.conf" >"$work/squid.out" 2>&1 &
-       pids+=($!)
+       SQUID_PID=$!; pids+=($SQUID_PID)
        for _ in $(seq 100); do ip netns exec "$A" bash -c 'exec 3<>/dev/tcp/192.168.1.1/3128' 2>/dev/null && break; sleep 0.1; done ;;
   esac
 }

@@ -182,6 +182,58 @@ pub enum CallOutcome {
     Failed,
 }
 
+/// The type of an ICE candidate (RFC 8445 §5.1.1.1; `prflx`: learned from a connectivity check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CandidateType {
+    Host,
+    Srflx,
+    Prflx,
+    Relay,
+}
+
+impl CandidateType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CandidateType::Host => "host",
+            CandidateType::Srflx => "srflx",
+            CandidateType::Prflx => "prflx",
+            CandidateType::Relay => "relay",
+        }
+    }
+}
+
+/// How a relay candidate reaches its TURN server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayTransport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl RelayTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayTransport::Udp => "udp",
+            RelayTransport::Tcp => "tcp",
+            RelayTransport::Tls => "tls",
+        }
+    }
+}
+
+/// The selected candidate pair of a connected link, as the reporting client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CallPath {
+    /// The reporter's candidate.
+    pub local: CandidateType,
+    /// The peer's candidate.
+    pub remote: CandidateType,
+    /// When `local` is `relay`: how the reporter reaches its TURN server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayTransport>,
+}
+
 /// Messages a client sends to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -224,6 +276,9 @@ pub enum ClientMessage {
         outcome: CallOutcome,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         connect_ms: Option<u64>,
+        /// The selected candidate pair, when connected (optional; older clients omit it).
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "object::optional_object")]
+        path: Option<CallPath>,
     },
     /// Tell one peer that media negotiation with it failed, relayed like an offer. `code` is
     /// machine-readable (see [`peer_error_code`]), `message` is for people.

@@ -81,6 +81,21 @@ fn error_code_names_match_serde() {
 }
 
 #[test]
+fn call_report_paths_are_strict() {
+    let ok = r#"{"type":"call_report","peer":"p1","outcome":"connected","path":{"local":"relay","remote":"srflx","relay":"tls"}}"#;
+    assert!(matches!(decode_client(ok), Ok(ClientMessage::CallReport { path: Some(_), .. })));
+    let older = r#"{"type":"call_report","peer":"p1","outcome":"failed"}"#;
+    assert!(matches!(decode_client(older), Ok(ClientMessage::CallReport { path: None, .. })));
+    for bad in [
+        r#"{"type":"call_report","peer":"p1","outcome":"connected","path":{"local":"tunnel","remote":"host"}}"#,
+        r#"{"type":"call_report","peer":"p1","outcome":"connected","path":{"local":"relay","remote":"host","relay":"sctp"}}"#,
+        r#"{"type":"call_report","peer":"p1","outcome":"connected","path":["relay","host"]}"#,
+    ] {
+        assert!(decode_client(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn type_names_match_serde() {
     let samples = sample_client_messages();
     assert_eq!(samples.len(), ClientMessage::TYPES.len());
@@ -104,7 +119,16 @@ fn sample_client_messages() -> Vec<ClientMessage> {
         ClientMessage::Reaction { emoji: "👍".into() },
         ClientMessage::RaiseHand { raised: true },
         ClientMessage::Ping { nonce: 7 },
-        ClientMessage::CallReport { peer: to.clone(), outcome: CallOutcome::Connected, connect_ms: Some(80) },
+        ClientMessage::CallReport {
+            peer: to.clone(),
+            outcome: CallOutcome::Connected,
+            connect_ms: Some(80),
+            path: Some(crate::CallPath {
+                local: crate::CandidateType::Relay,
+                remote: crate::CandidateType::Host,
+                relay: Some(crate::RelayTransport::Tcp),
+            }),
+        },
         ClientMessage::PeerError {
             to,
             code: peer_error_code::NO_COMMON_CODEC.into(),
@@ -479,13 +503,23 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         text().prop_map(|emoji| ClientMessage::Reaction { emoji }),
         any::<bool>().prop_map(|raised| ClientMessage::RaiseHand { raised }),
         any::<u64>().prop_map(|nonce| ClientMessage::Ping { nonce }),
-        (peer(), any::<bool>(), proptest::option::of(any::<u64>())).prop_map(|(peer, ok, connect_ms)| {
-            ClientMessage::CallReport {
-                peer,
-                outcome: if ok { CallOutcome::Connected } else { CallOutcome::Failed },
-                connect_ms,
-            }
-        }),
+        (peer(), any::<bool>(), proptest::option::of(any::<u64>()), any::<(u8, u8, u8)>()).prop_map(
+            |(peer, ok, connect_ms, (l, r, t))| {
+                let kinds = [crate::CandidateType::Host, crate::CandidateType::Srflx, crate::CandidateType::Prflx, crate::CandidateType::Relay];
+                let relays = [None, Some(crate::RelayTransport::Udp), Some(crate::RelayTransport::Tcp), Some(crate::RelayTransport::Tls)];
+                let path = (l % 5 < 4).then(|| crate::CallPath {
+                    local: kinds[usize::from(l % 4)],
+                    remote: kinds[usize::from(r % 4)],
+                    relay: relays[usize::from(t % 4)],
+                });
+                ClientMessage::CallReport {
+                    peer,
+                    outcome: if ok { CallOutcome::Connected } else { CallOutcome::Failed },
+                    connect_ms,
+                    path,
+                }
+            },
+        ),
         (peer(), text(), text()).prop_map(|(to, code, message)| ClientMessage::PeerError {
             to,
             code,

@@ -7,6 +7,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 type Label = [(&'static str, &'static str); 1];
+type PathLabels = [(&'static str, &'static str); 3];
 
 /// Every metric the server exports. Cheap to update from any task (atomics).
 #[derive(Debug)]
@@ -24,6 +25,12 @@ pub struct Metrics {
     pub upgrades_refused: Family<Label, Counter>,
     pub call_outcomes: Family<Label, Counter>,
     pub call_connect_seconds: Histogram,
+    /// Connected links by selected candidate pair, as clients report it.
+    pub call_paths: Family<PathLabels, Counter>,
+    /// How long rooms lived (first join to empty), observed when they empty.
+    pub room_seconds: Histogram,
+    /// The most people in a room at once, observed when it empties.
+    pub room_peak_members: Histogram,
     pub held_relay_bytes: Gauge,
     pub chat_log_bytes: Gauge,
     pub kept_room_locks: Gauge,
@@ -52,6 +59,10 @@ impl Metrics {
         let upgrades_refused = Family::<Label, Counter>::default();
         let call_outcomes = Family::<Label, Counter>::default();
         let call_connect_seconds = Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        let call_paths = Family::<PathLabels, Counter>::default();
+        let room_seconds =
+            Histogram::new([10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0]);
+        let room_peak_members = Histogram::new([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0]);
         let held_relay_bytes = Gauge::default();
         let chat_log_bytes = Gauge::default();
         let kept_room_locks = Gauge::default();
@@ -88,6 +99,17 @@ impl Metrics {
             call_connect_seconds.clone(),
         );
         registry.register(
+            "call_paths",
+            "Connected peer-to-peer links by selected candidate pair (local, remote type; relay transport)",
+            call_paths.clone(),
+        );
+        registry.register("room_seconds", "How long rooms lived, first join to empty", room_seconds.clone());
+        registry.register(
+            "room_peak_members",
+            "The most people in a room at once, when it emptied",
+            room_peak_members.clone(),
+        );
+        registry.register(
             "held_relay_bytes",
             "Bytes of offers, answers and ICE candidates held for reconnecting peers",
             held_relay_bytes.clone(),
@@ -115,6 +137,9 @@ impl Metrics {
             upgrades_refused,
             call_outcomes,
             call_connect_seconds,
+            call_paths,
+            room_seconds,
+            room_peak_members,
             held_relay_bytes,
             chat_log_bytes,
             kept_room_locks,

@@ -268,7 +268,7 @@ fn route_once(
                     let _ = q.try_send(Outbound::Close(code, reason));
                 }
             }
-            Output::CallReport { outcome, connect_ms } => {
+            Output::CallReport { outcome, connect_ms, path } => {
                 let label = match outcome {
                     hearth_proto::CallOutcome::Connected => "connected",
                     hearth_proto::CallOutcome::Failed => "failed",
@@ -277,6 +277,17 @@ fn route_once(
                 if let Some(ms) = connect_ms {
                     metrics.call_connect_seconds.observe(ms as f64 / 1000.0);
                 }
+                if let Some(p) = path {
+                    let relay = p.relay.map_or("none", |r| r.as_str());
+                    metrics
+                        .call_paths
+                        .get_or_create(&[("local", p.local.as_str()), ("remote", p.remote.as_str()), ("relay", relay)])
+                        .inc();
+                }
+            }
+            Output::RoomClosed { lived, peak_members } => {
+                metrics.room_seconds.observe(lived.as_secs_f64());
+                metrics.room_peak_members.observe(peak_members as f64);
             }
         }
     }

@@ -754,12 +754,18 @@ async fn media_state_reactions_hands_and_call_reports() {
         peer: wa.peer_id.clone(),
         outcome: CallOutcome::Connected,
         connect_ms: Some(80),
+        path: Some(hearth_proto::CallPath {
+            local: hearth_proto::CandidateType::Relay,
+            remote: hearth_proto::CandidateType::Host,
+            relay: Some(hearth_proto::RelayTransport::Tls),
+        }),
     })
     .await;
     a.send(&ClientMessage::CallReport {
         peer: wb.peer_id.clone(),
         outcome: CallOutcome::Failed,
         connect_ms: None,
+        path: None,
     })
     .await;
     b.ping(1).await;
@@ -769,6 +775,7 @@ async fn media_state_reactions_hands_and_call_reports() {
     assert_eq!(metric(&text, r#"hearth_call_outcomes_total{outcome="connected"}"#), 1.0);
     assert_eq!(metric(&text, r#"hearth_call_outcomes_total{outcome="failed"}"#), 1.0);
     assert_eq!(metric(&text, "hearth_call_connect_seconds_count"), 1.0);
+    assert_eq!(metric(&text, r#"hearth_call_paths_total{local="relay",remote="host",relay="tls"}"#), 1.0);
     assert_eq!(metric(&text, r#"hearth_messages_total{type="media_state"}"#), 1.0);
     assert_eq!(metric(&text, r#"hearth_joins_total{kind="fresh"}"#), 2.0);
     assert_eq!(metric(&text, "hearth_peers"), 2.0);

@@ -95,6 +95,9 @@ async fn relayed_call(transport: &'static str) {
     assert!(metric(&text, "hearth_turn_allocations_made_total") >= 2.0, "{text}");
     assert!(metric(&text, "hearth_turn_relayed_bytes_total{direction=\"to_peer\"}") > 50_000.0, "{text}");
     assert!(metric(&text, "hearth_turn_relayed_bytes_total{direction=\"to_client\"}") > 50_000.0, "{text}");
+    // Both clients reported their link's path: relay to relay, over this transport.
+    let path = format!("hearth_call_paths_total{{local=\"relay\",remote=\"relay\",relay=\"{transport}\"}}");
+    assert_eq!(metric(&text, &path), 2.0, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -391,9 +391,12 @@ impl Core {
                 }
                 Some(report) = reports_rx.recv() => match report {
                     LinkReport::Send(m) => self.send(m),
-                    LinkReport::State { peer, link, state } => {
+                    LinkReport::State { peer, link, state, path } => {
                         // Ignore a replaced link's late reports.
                         if self.links.get(&peer).is_some_and(|l| l.id == link) {
+                            if let Some(path) = path {
+                                self.call.link_path(&peer, path);
+                            }
                             self.call.link_changed(Instant::now(), &peer, state);
                         }
                     }

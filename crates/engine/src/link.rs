@@ -42,6 +42,8 @@ pub enum LinkReport {
         peer: PeerId,
         link: u64,
         state: LinkState,
+        /// With `Connected`: the selected candidate pair, for the outcome report.
+        path: Option<hearth_proto::CallPath>,
     },
 }
 
@@ -191,6 +193,7 @@ async fn run(
                 peer: link.peer.clone(),
                 link: link.id,
                 state: LinkState::Failed,
+                path: None,
             });
             return;
         }
@@ -242,7 +245,12 @@ async fn run(
                             stream.attach(target.clone());
                         }
                     }
-                    let _ = link.env.reports.send(LinkReport::State { peer: link.peer.clone(), link: link.id, state });
+                    let path = if state == LinkState::Connected {
+                        call_path(&crate::rtc_setup::link_security(&pc, &link.shared.turn_paths).await)
+                    } else {
+                        None
+                    };
+                    let _ = link.env.reports.send(LinkReport::State { peer: link.peer.clone(), link: link.id, state, path });
                 }
                 Some(PcEvent::Track(track)) => receivers.push(link.start_receiver(track).await),
             },
@@ -499,6 +507,25 @@ fn spawn_feedback_listener(
             }
         }
     });
+}
+
+/// The selected pair in the wire protocol's terms.
+fn call_path(security: &crate::rtc_setup::LinkSecurity) -> Option<hearth_proto::CallPath> {
+    use hearth_proto::{CandidateType, RelayTransport};
+    let kind = |t: &Option<String>| match t.as_deref()? {
+        "host" => Some(CandidateType::Host),
+        "srflx" => Some(CandidateType::Srflx),
+        "prflx" => Some(CandidateType::Prflx),
+        "relay" => Some(CandidateType::Relay),
+        _ => None,
+    };
+    let relay = match security.relay_transport.as_deref() {
+        Some("udp") => Some(RelayTransport::Udp),
+        Some("tcp") => Some(RelayTransport::Tcp),
+        Some("tls") => Some(RelayTransport::Tls),
+        _ => None,
+    };
+    Some(hearth_proto::CallPath { local: kind(&security.local_candidate)?, remote: kind(&security.remote_candidate)?, relay })
 }
 
 /// A statistics snapshot of a link.

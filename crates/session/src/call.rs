@@ -15,7 +15,7 @@
 //! - Each link's outcome is reported to the server once (`call_report`).
 
 use crate::negotiation::is_polite;
-use hearth_proto::{
+use hearth_proto::{CallPath, 
     CallOutcome, ChatMessage, ClientMessage, ErrorCode, IceCandidate, Join, LeaveReason, MediaState, PeerId,
     PeerInfo, Resume, ServerMessage, Welcome,
 };
@@ -120,6 +120,8 @@ struct Remote {
     link: Option<LinkState>,
     link_opened: Option<Instant>,
     reported: bool,
+    /// The selected candidate pair of the link, once the driver has read it.
+    path: Option<CallPath>,
     /// Consecutive rebuilds of this peer's link without it connecting, and when the next is due.
     relink_attempts: u32,
     relink_at: Option<Instant>,
@@ -255,6 +257,7 @@ impl Call {
             r.link = Some(LinkState::Connecting);
             r.link_opened = Some(now);
             r.reported = false;
+            r.path = None;
         }
         self.push(Action::OpenLink { peer: peer.clone(), polite, offer });
     }
@@ -276,6 +279,7 @@ impl Call {
                 link: None,
                 link_opened: None,
                 reported: false,
+                path: None,
                 relink_attempts: 0,
                 relink_at: None,
                 awaiting_offer_since: None,
@@ -500,6 +504,14 @@ impl Call {
         }
     }
 
+    /// The selected candidate pair of the link to `peer` (tell it before `link_changed(..,
+    /// Connected)` so that the outcome report carries it).
+    pub fn link_path(&mut self, peer: &PeerId, path: CallPath) {
+        if let Some(r) = self.peers.get_mut(peer) {
+            r.path = Some(path);
+        }
+    }
+
     /// The link to `peer` changed state.
     pub fn link_changed(&mut self, now: Instant, peer: &PeerId, state: LinkState) {
         let Some(r) = self.peers.get_mut(peer) else { return };
@@ -523,9 +535,10 @@ impl Call {
             r.reported = true;
         }
         let reconnecting = r.info.reconnecting;
+        let path = if state == LinkState::Connected { r.path } else { None };
         self.emit(CallEvent::Link { peer_id: peer.clone(), state });
         if let Some((outcome, connect_ms)) = report {
-            self.push(Action::Send(ClientMessage::CallReport { peer: peer.clone(), outcome, connect_ms }));
+            self.push(Action::Send(ClientMessage::CallReport { peer: peer.clone(), outcome, connect_ms, path }));
         }
         if state == LinkState::Failed {
             if reconnecting {

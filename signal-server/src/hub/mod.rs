@@ -17,7 +17,7 @@
 //! while let Some(output) = hub.poll_output() {
 //!     match output {
 //!         Output::Deliver { to, msg } => { /* serialize `msg` once, send to each of `to` */ }
-//!         Output::Close { .. } | Output::CallReport { .. } => {}
+//!         Output::Close { .. } | Output::CallReport { .. } | Output::RoomClosed { .. } => {}
 //!     }
 //! }
 //! ```
@@ -139,7 +139,9 @@ pub enum Output {
     /// Close a connection (its session moved to another connection).
     Close { conn: ConnId, code: u16, reason: &'static str },
     /// A client reported a call outcome (for metrics).
-    CallReport { outcome: CallOutcome, connect_ms: Option<u64> },
+    CallReport { outcome: CallOutcome, connect_ms: Option<u64>, path: Option<hearth_proto::CallPath> },
+    /// A room emptied: how long it lived and the most people in it at once (for metrics).
+    RoomClosed { lived: std::time::Duration, peak_members: usize },
 }
 
 #[derive(Debug)]
@@ -183,6 +185,9 @@ struct KeptLock {
 struct Room {
     /// In join order.
     members: Vec<PeerId>,
+    /// When the room was made, and the most members it had at once.
+    created: Option<Instant>,
+    peak_members: usize,
     password: Option<String>,
     next_seq: u64,
     /// Bytes of relays held for this room's reconnecting peers.
@@ -459,11 +464,11 @@ impl Hub {
                 self.deliver_room(&room, None, ServerMessage::Reaction { from: peer, emoji, ts_ms });
             }
             ClientMessage::Chat { text, to } => self.chat(now, conn, &peer, text, to),
-            ClientMessage::CallReport { peer: other, outcome, connect_ms } => {
+            ClientMessage::CallReport { peer: other, outcome, connect_ms, path } => {
                 if !self.same_room(&peer, &other) {
                     return self.error(conn, ErrorCode::PeerNotFound, not_in_room(&other), type_name);
                 }
-                self.out.push_back(Output::CallReport { outcome, connect_ms });
+                self.out.push_back(Output::CallReport { outcome, connect_ms, path });
             }
             ClientMessage::Ping { .. } | ClientMessage::Join(_) => {} // handled above
         }
@@ -590,9 +595,11 @@ impl Hub {
         let room = self.rooms.entry(join.room.clone()).or_insert_with(|| Room {
             password: fixed.or(kept).or(password),
             next_seq: 1,
+            created: Some(now),
             ..Room::default()
         });
         room.members.push(peer.clone());
+        room.peak_members = room.peak_members.max(room.members.len());
         if let Some(ip) = ip {
             *self.sessions_per_ip.entry(ip).or_insert(0) += 1;
         }
@@ -1010,6 +1017,8 @@ impl Hub {
         if room_now_empty {
             self.chat.remove_room(&session.room);
             if let Some(room) = self.rooms.remove(&session.room) {
+                let lived = room.created.map(|c| now.saturating_duration_since(c)).unwrap_or_default();
+                self.out.push_back(Output::RoomClosed { lived, peak_members: room.peak_members });
                 self.keep_lock(now, session.room.clone(), room.password);
             }
         } else {

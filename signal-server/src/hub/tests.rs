@@ -11,6 +11,8 @@ pub(super) struct Harness {
     pub inbox: BTreeMap<ConnId, Vec<ServerMessage>>,
     pub closed: Vec<ConnId>,
     pub reports: Vec<(CallOutcome, Option<u64>)>,
+    /// Rooms that emptied: (lived, peak members).
+    pub rooms_closed: Vec<(Duration, usize)>,
 }
 
 impl Harness {
@@ -22,6 +24,7 @@ impl Harness {
             inbox: BTreeMap::new(),
             closed: Vec::new(),
             reports: Vec::new(),
+            rooms_closed: Vec::new(),
         }
     }
 
@@ -34,7 +37,8 @@ impl Harness {
                     }
                 }
                 Output::Close { conn, .. } => self.closed.push(conn),
-                Output::CallReport { outcome, connect_ms } => self.reports.push((outcome, connect_ms)),
+                Output::CallReport { outcome, connect_ms, .. } => self.reports.push((outcome, connect_ms)),
+                Output::RoomClosed { lived, peak_members } => self.rooms_closed.push((lived, peak_members)),
             }
         }
     }
@@ -476,15 +480,32 @@ fn call_reports_are_emitted_for_room_peers_only() {
     h.inbox.clear();
     h.send(
         1,
-        ClientMessage::CallReport { peer: b.peer_id, outcome: CallOutcome::Connected, connect_ms: Some(42) },
+        ClientMessage::CallReport { peer: b.peer_id, outcome: CallOutcome::Connected, connect_ms: Some(42), path: None },
     );
     assert_eq!(h.reports, vec![(CallOutcome::Connected, Some(42))]);
     h.send(
         1,
-        ClientMessage::CallReport { peer: PeerId::from("x"), outcome: CallOutcome::Failed, connect_ms: None },
+        ClientMessage::CallReport { peer: PeerId::from("x"), outcome: CallOutcome::Failed, connect_ms: None, path: None },
     );
     assert_eq!(h.take_error(1), ErrorCode::PeerNotFound);
     assert_eq!(h.reports.len(), 1);
+}
+
+#[test]
+fn an_emptied_room_reports_how_long_it_lived_and_its_peak() {
+    let mut h = Harness::new(HubConfig::default());
+    h.join(1, "r", "A");
+    h.join(2, "r", "B");
+    h.advance(Duration::from_secs(30));
+    h.send(2, ClientMessage::Leave);
+    h.join(3, "r", "C");
+    h.join(4, "r", "D");
+    assert!(h.rooms_closed.is_empty());
+    h.advance(Duration::from_secs(60));
+    for c in [1, 3, 4] {
+        h.send(c, ClientMessage::Leave);
+    }
+    assert_eq!(h.rooms_closed, vec![(Duration::from_secs(90), 3)]);
 }
 
 #[test]

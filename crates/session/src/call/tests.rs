@@ -71,12 +71,19 @@ fn leaving_peer_link_is_closed_and_reports_are_sent_once() {
     c.handle_server(t, welcome("m", &["a"], false));
     drain(&mut c);
     let a = PeerId::from("a");
+    let path = hearth_proto::CallPath {
+        local: hearth_proto::CandidateType::Relay,
+        remote: hearth_proto::CandidateType::Srflx,
+        relay: Some(hearth_proto::RelayTransport::Tls),
+    };
+    c.link_path(&a, path);
     c.link_changed(t + Duration::from_millis(80), &a, LinkState::Connected);
     let acts = drain(&mut c);
     assert!(acts.contains(&Action::Send(ClientMessage::CallReport {
         peer: a.clone(),
         outcome: CallOutcome::Connected,
-        connect_ms: Some(80)
+        connect_ms: Some(80),
+        path: Some(path),
     })));
     c.link_changed(t, &a, LinkState::Disconnected);
     c.link_changed(t, &a, LinkState::Connected);
@@ -120,7 +127,8 @@ fn offer_for_a_failed_link_replaces_it() {
     assert!(drain(&mut c).contains(&Action::Send(ClientMessage::CallReport {
         peer: m.clone(),
         outcome: CallOutcome::Failed,
-        connect_ms: None
+        connect_ms: None,
+        path: None,
     })));
     c.link_changed(t, &m, LinkState::Failed);
     // "a" is polite towards "m": it does not rebuild itself...
