@@ -15,14 +15,17 @@
 #   6 double-nat     A behind two NATs
 #   7 ipv6-only      A on an IPv6-only network; the server is dual-stack, B IPv4-only
 #   8 http-proxy     A's only way out is an HTTP CONNECT proxy (squid), from HTTPS_PROXY
+#   9 outage-5s      as 2, and A's network goes down for 5 s mid-call, then comes back
+#  10 address-change as 2, and A's address changes mid-call (192.168.1.2 -> 192.168.1.7)
 #
 # Topology: router R joins the server network S (10.80.0.0/24, fd80::/64: .2 signaling wss on
 # 443, .3 Hearth's relay, .4 coturn), NAT A's WAN (10.81.0.0/24) and NAT B's WAN (10.82.0.0/24).
-# Prints a table: scenario, relay, connected tries, chosen pair types, time to connect p50/p95.
+# Prints a table: scenario, relay, connected tries, chosen pair types, time to connect p50/p95,
+# and for 9-10 how long after the network came back (changed) video flowed again, p50/p95.
 # Exits 0 only if every call connected with media both ways.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRIES=5; SCEN="1,2,3,4,5,6,7,8"; RELAYS="embedded,coturn"; BUILD=release; SECS=2
+TRIES=5; SCEN="1,2,3,4,5,6,7,8,9,10"; RELAYS="embedded,coturn"; BUILD=release; SECS=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --tries) TRIES="$2"; shift ;;
@@ -207,8 +210,11 @@ stop_servers() {
 call_once() { # call_once SCENARIO RELAY TRY
   local sc=$1 relay=$2 try=$3 url=wss://10.80.0.2:443/ws url_a=wss://10.80.0.2:443/ws
   [ "$sc" = 7 ] && url_a="wss://[fd80::2]:443/ws"
-  local room="lab-$sc-$relay-$try" common=(--room "lab-$sc-$relay-$try" --synthetic --width 320 --height 180
-    --fps 15 --expect-peers 1 --seconds "$SECS" --wait 20 --json)
+  local secs=$SECS outage=0
+  # Long enough that the outage leaves well over half the call's media (the flow check).
+  case "$sc" in 9) secs=14; outage=5 ;; 10) secs=8 ;; esac
+  local common=(--room "lab-$sc-$relay-$try" --synthetic --width 320 --height 180
+    --fps 15 --expect-peers 1 --seconds "$secs" --wait 20 --json)
   local envs=(SSL_CERT_FILE="$work/cert.pem" HTTPS_PROXY= ALL_PROXY=)
   [ "$sc" = 8 ] && envs=(SSL_CERT_FILE="$work/cert.pem" HTTPS_PROXY=http://192.168.1.1:3128)
   ip netns exec "$A" env "${envs[@]}" "$BIN/hearth-call" join --server "$url_a" --name alice "${common[@]}" \
@@ -217,12 +223,26 @@ call_once() { # call_once SCENARIO RELAY TRY
   ip netns exec "$B" env SSL_CERT_FILE="$work/cert.pem" "$BIN/hearth-call" join --server "$url" --name bob "${common[@]}" \
     >"$work/b.json" 2>"$work/b.err" &
   local pb=$!
+  case "$sc" in
+    9) # Everything A sends or receives is dropped at its NAT for the outage.
+       sleep 3; ip netns exec "$NA" iptables -I FORWARD 1 -j DROP
+       sleep "$outage"; ip netns exec "$NA" iptables -D FORWARD 1 ;;
+    10) # A new address, the default route moved to it, the old address gone (as a DHCP renumbering).
+        # Tries alternate between the two addresses (the lab is built once per scenario).
+        local from=192.168.1.2 to=192.168.1.7
+        ip -n "$A" addr show dev eth0 | grep -q "inet $from/" || { from=192.168.1.7; to=192.168.1.2; }
+        sleep 3
+        ip netns exec "$A" sysctl -q -w net.ipv4.conf.eth0.promote_secondaries=1
+        ip -n "$A" addr add "$to/24" dev eth0
+        ip -n "$A" route replace default via 192.168.1.1 src "$to"
+        ip -n "$A" addr del "$from/24" dev eth0 ;;
+  esac
   local sa=0 sb=0
   wait "$pa" || sa=$?
   wait "$pb" || sb=$?
-  python3 - "$work/a.json" "$work/b.json" "$sc" "$relay" "$try" "$sa" "$sb" >>"$results" <<'EOF'
+  python3 - "$work/a.json" "$work/b.json" "$sc" "$relay" "$try" "$sa" "$sb" "$outage" >>"$results" <<'EOF'
 import json, sys
-a, b, sc, relay, tr, sa, sb = sys.argv[1:]
+a, b, sc, relay, tr, sa, sb, outage = sys.argv[1:]
 def load(p):
     try: return json.load(open(p))
     except Exception: return {}
@@ -239,7 +259,13 @@ def kind(p):
 types = f"A:{kind(pa)} B:{kind(pb)}"
 connect = max([p.get("connect_ms") or 0 for p in (pa, pb)]) if ok else ""
 probs = "; ".join((ra.get("problems") or []) + (rb.get("problems") or []))[:200]
-print("\t".join([sc, relay, tr, "1" if ok else "0", types, str(connect), probs]))
+# Scenarios with a network event: the longest pause in decoded video either way, less the
+# outage itself, is how long media took to flow again once the network was back.
+resume = ""
+if sc in ("9", "10") and ok:
+    gaps = [p.get("video_longest_gap_ms") or 0 for p in (pa, pb)]
+    resume = f"{max(0.0, max(gaps) - float(outage) * 1000):.0f}"
+print("\t".join([sc, relay, tr, "1" if ok else "0", types, str(connect), probs, resume]))
 EOF
   if [ "$sa" != 0 ] || [ "$sb" != 0 ]; then
     echo "nat-lab: scenario $sc ($relay) try $try failed (exit $sa/$sb)" >&2
@@ -263,22 +289,25 @@ done
 python3 - "$results" <<'EOF'
 import sys, collections
 names = {"1": "same-network", "2": "cone-nats", "3": "symmetric", "4": "udp-blocked",
-         "5": "tcp443-only", "6": "double-nat", "7": "ipv6-only", "8": "http-proxy"}
+         "5": "tcp443-only", "6": "double-nat", "7": "ipv6-only", "8": "http-proxy",
+         "9": "outage-5s", "10": "address-change"}
 rows = collections.OrderedDict()
 for line in open(sys.argv[1]):
-    sc, relay, tr, ok, types, connect, probs = (line.rstrip("\n").split("\t") + [""] * 7)[:7]
-    r = rows.setdefault((sc, relay), {"ok": 0, "n": 0, "types": collections.Counter(), "ms": []})
+    sc, relay, tr, ok, types, connect, probs, resume = (line.rstrip("\n").split("\t") + [""] * 8)[:8]
+    r = rows.setdefault((sc, relay), {"ok": 0, "n": 0, "types": collections.Counter(), "ms": [], "resume": []})
     r["n"] += 1; r["ok"] += ok == "1"; r["types"][types] += 1
     if connect: r["ms"].append(float(connect))
+    if resume: r["resume"].append(float(resume))
 def pct(v, q):
     if not v: return "-"
     v = sorted(v); return f"{v[min(len(v) - 1, int(round(q * (len(v) - 1))))]:.0f}"
-print(f"{'scenario':<16} {'relay':<9} {'connected':<10} {'pair types (A, B)':<34} {'connect p50/p95 ms'}")
+print(f"{'scenario':<17} {'relay':<9} {'connected':<10} {'pair types (A, B)':<34} {'connect p50/p95 ms':<19} {'resume p50/p95 ms'}")
 all_ok = True
 for (sc, relay), r in rows.items():
     all_ok &= r["ok"] == r["n"]
     types = ", ".join(f"{t} x{c}" if c > 1 else t for t, c in r["types"].most_common(2))
-    print(f"{sc + ' ' + names.get(sc, ''):<16} {relay:<9} {str(r['ok']) + '/' + str(r['n']):<10} {types:<34} {pct(r['ms'], .5)}/{pct(r['ms'], .95)}")
+    resume = f"{pct(r['resume'], .5)}/{pct(r['resume'], .95)}" if r["resume"] else ""
+    print(f"{sc + ' ' + names.get(sc, ''):<17} {relay:<9} {str(r['ok']) + '/' + str(r['n']):<10} {types:<34} {pct(r['ms'], .5) + '/' + pct(r['ms'], .95):<19} {resume}")
 print("nat-lab: every call connected" if all_ok else "nat-lab: some calls did NOT connect")
 sys.exit(0 if all_ok else 1)
 EOF

@@ -17,6 +17,8 @@ pub struct PairReport {
     pub video_frames_decoded: u64,
     pub video_frames_lost: u64,
     pub video_frames_out_of_order: u64,
+    /// The longest pause between two decoded frames (an outage, a network change).
+    pub video_longest_gap_ms: Option<f64>,
     pub video_latency_ms: Latency,
     pub video_width: u32,
     pub video_height: u32,
@@ -90,6 +92,7 @@ impl PairReport {
             video_frames_decoded: s.camera.frames_decoded,
             video_frames_lost: s.camera.frames_lost,
             video_frames_out_of_order: s.camera.frames_out_of_order,
+            video_longest_gap_ms: s.camera.longest_gap_ms,
             video_latency_ms: s.camera.latency,
             video_width: s.camera.width,
             video_height: s.camera.height,

@@ -224,6 +224,10 @@ pub struct StreamStats {
     pub bitrate_kbps: f64,
     /// Microseconds since the Unix epoch when the first frame was decoded.
     pub first_decoded_us: Option<u64>,
+    /// The longest time between two consecutive decoded frames, or since the last one, in ms
+    /// (how long media stopped during an outage, a network change or an ICE restart). `None`
+    /// before two frames.
+    pub longest_gap_ms: Option<f64>,
 }
 
 /// What a peer reports (RTCP receiver reports) about one of our streams it receives.

@@ -12,7 +12,7 @@ use crate::send::{MediaClock, SendStream};
 use crate::signal::{self, SignalConn, SignalEvent};
 use hearth_media::{Mixer, Speaker, VirtualSpeaker, VoiceActivity};
 use hearth_proto::{ErrorCode, Join, MediaState, PeerId, ServerMessage};
-use hearth_session::{Action, Call, reconnect_delay};
+use hearth_session::{Action, Call, reconnect_delay, signal_retry_delay};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -57,6 +57,55 @@ pub struct Engine {
     task: Option<JoinHandle<()>>,
     peer_id: PeerId,
     joined_at_us: u64,
+}
+
+/// The machine's addresses changed; `lost`: one of them went away.
+#[derive(Debug, Clone, Copy)]
+struct NetChange {
+    lost: bool,
+}
+
+/// The addresses ICE can gather on (loopback and link-local left out, as webrtc-rs does).
+fn local_addresses() -> std::collections::BTreeSet<std::net::IpAddr> {
+    rtc_shared::ifaces::ifaces()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| i.addr.map(|a| a.ip()))
+        .filter(|ip| match ip {
+            std::net::IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
+            std::net::IpAddr::V6(v6) => {
+                !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80
+            }
+        })
+        .collect()
+}
+
+/// Polls the machine's addresses four times a second and reports a change once the new set has
+/// held for one more poll (an interface being renumbered passes through states with no route),
+/// until the engine is gone.
+async fn watch_network(tx: mpsc::UnboundedSender<NetChange>) {
+    let mut known = local_addresses();
+    let mut pending: Option<std::collections::BTreeSet<std::net::IpAddr>> = None;
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let now = local_addresses();
+        if now == known {
+            pending = None;
+            continue;
+        }
+        if pending.as_ref() != Some(&now) {
+            pending = Some(now);
+            continue;
+        }
+        let lost = known.iter().any(|a| !now.contains(a));
+        known = now;
+        pending = None;
+        if tx.send(NetChange { lost }).is_err() {
+            return;
+        }
+    }
 }
 
 /// Local UDP addresses for ICE: loopback for a local call; else every IPv4 interface and, where
@@ -146,6 +195,10 @@ impl Engine {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let (dev_tx, dev_rx) = mpsc::unbounded_channel();
         let (reconn_tx, reconn_rx) = mpsc::unbounded_channel();
+        let (net_tx, net_rx) = mpsc::unbounded_channel();
+        if !signal::is_loopback_url(&url) {
+            tokio::spawn(watch_network(net_tx));
+        }
         let mixer = (cfg.speaker.is_some() || cfg.virtual_speaker).then(|| Arc::new(Mixer::default()));
         let speaker = match (&cfg.speaker, &mixer) {
             (Some(id), Some(m)) => match Speaker::open(id.as_deref(), m.clone()) {
@@ -233,7 +286,7 @@ impl Engine {
         };
         core.call.handle_server(Instant::now(), welcome);
         core.drain_actions();
-        let task = tokio::spawn(core.run(cmd_rx, sig_rx, reports_rx, dev_rx, reconn_rx));
+        let task = tokio::spawn(core.run(cmd_rx, sig_rx, reports_rx, dev_rx, reconn_rx, net_rx));
         Ok((Engine { tx: cmd_tx, task: Some(task), peer_id, joined_at_us }, events_rx))
     }
 
@@ -346,6 +399,7 @@ impl Core {
         mut reports_rx: mpsc::UnboundedReceiver<LinkReport>,
         mut dev_rx: mpsc::UnboundedReceiver<EngineEvent>,
         mut reconn_rx: mpsc::UnboundedReceiver<SignalConn>,
+        mut net_rx: mpsc::UnboundedReceiver<NetChange>,
     ) {
         let mut leave_reply = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -403,6 +457,7 @@ impl Core {
                 },
                 Some(ev) = dev_rx.recv() => self.device_error(ev),
                 Some(conn) = reconn_rx.recv() => self.reconnected(conn),
+                Some(change) = net_rx.recv() => self.network_changed(change),
             }
             self.drain_actions();
         }
@@ -489,6 +544,16 @@ impl Core {
         self.call.handle_server(Instant::now(), m);
     }
 
+    /// Our addresses changed: restart ICE on every link, and when an address went away, do not
+    /// wait for the signaling connection (maybe bound to it) to time out.
+    fn network_changed(&mut self, change: NetChange) {
+        tracing::info!(lost = change.lost, "network changed; restarting ICE");
+        self.call.network_changed(Instant::now());
+        if change.lost && self.signal.is_some() {
+            self.signaling_closed("the network changed".into(), Duration::ZERO);
+        }
+    }
+
     fn signaling_closed(&mut self, reason: String, delay: Duration) {
         self.signal = None;
         if self.leaving {
@@ -517,6 +582,7 @@ impl Core {
         self.generation += 1;
         let generation = self.generation;
         let reconn = self.reconn_tx.clone();
+        let lost_at = Instant::now();
         self.reconnecting = Some(tokio::spawn(async move {
             tokio::time::sleep(initial).await;
             for attempt in 0u32.. {
@@ -526,7 +592,7 @@ impl Core {
                         return;
                     }
                     Err(e) => {
-                        let wait = reconnect_delay(attempt, rand::random::<f64>());
+                        let wait = signal_retry_delay(attempt, lost_at.elapsed(), rand::random::<f64>());
                         tracing::info!(error = %e, ?wait, "reconnect failed");
                         tokio::time::sleep(wait).await;
                     }
@@ -613,6 +679,11 @@ impl Core {
                 Action::Signal { peer, signal } => {
                     if let Some(l) = self.links.get(&peer) {
                         let _ = l.tx.send(LinkCmd::Signal(signal));
+                    }
+                }
+                Action::RestartIce { peer } => {
+                    if let Some(l) = self.links.get(&peer) {
+                        let _ = l.tx.send(LinkCmd::RestartIce);
                     }
                 }
                 Action::Emit(e) => {

@@ -29,6 +29,8 @@ pub enum LinkCmd {
     Signal(Signal),
     AddStream(Arc<SendStream>),
     RemoveStream(TrackKind),
+    /// Offer an ICE restart (new credentials; sockets rebound on the interfaces there are now).
+    RestartIce,
     Close,
 }
 
@@ -146,6 +148,7 @@ pub fn spawn(
         senders: HashMap::new(),
         neg: Negotiator::new(polite),
         connected: false,
+        restart_ice: false,
     };
     let task = tokio::spawn(run(link, offer, streams, rx));
     LinkHandle { id, tx, shared, task }
@@ -165,6 +168,8 @@ struct Link {
     neg: Negotiator,
     /// DTLS is up: media written now is sent (before, SRTP has no keys and drops it).
     connected: bool,
+    /// The next offer restarts ICE.
+    restart_ice: bool,
 }
 
 fn link_state(s: RTCPeerConnectionState) -> Option<LinkState> {
@@ -216,6 +221,11 @@ async fn run(
                 Some(LinkCmd::Signal(Signal::Offer(sdp))) => steps.push_back(link.neg.remote_description(SdpKind::Offer, sdp)),
                 Some(LinkCmd::Signal(Signal::Answer(sdp))) => steps.push_back(link.neg.remote_description(SdpKind::Answer, sdp)),
                 Some(LinkCmd::Signal(Signal::Candidate(c))) => steps.push_back(link.neg.remote_candidate(c)),
+                Some(LinkCmd::RestartIce) => {
+                    tracing::info!(peer = %link.peer, "restarting ICE");
+                    link.restart_ice = true;
+                    steps.push_back(link.neg.negotiation_needed());
+                }
                 Some(LinkCmd::AddStream(s)) => {
                     link.add_stream(&pc, s).await;
                     steps.push_back(link.neg.negotiation_needed());
@@ -327,9 +337,15 @@ impl Link {
         }
     }
 
-    async fn send_description(&self, pc: &Arc<dyn PeerConnection>, offer: bool) -> Result<(), String> {
-        let desc = if offer { pc.create_offer(None).await } else { pc.create_answer(None).await }
-            .map_err(|e| e.to_string())?;
+    async fn send_description(&mut self, pc: &Arc<dyn PeerConnection>, offer: bool) -> Result<(), String> {
+        let desc = if offer {
+            let restart = std::mem::take(&mut self.restart_ice);
+            let options = restart.then(|| rtc::peer_connection::configuration::RTCOfferOptions { ice_restart: true, ..Default::default() });
+            pc.create_offer(options).await
+        } else {
+            pc.create_answer(None).await
+        }
+        .map_err(|e| e.to_string())?;
         pc.set_local_description(desc).await.map_err(|e| e.to_string())?;
         let sdp =
             pc.local_description().await.map(|d| d.sdp).ok_or("no local description after setting it")?;

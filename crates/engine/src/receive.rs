@@ -97,6 +97,12 @@ impl StreamAcc {
     fn decoded(&mut self, at_us: u64) {
         self.stats.frames_decoded += 1;
         self.stats.first_decoded_us.get_or_insert(at_us);
+        if let Some(last) = self.decoded_at.back() {
+            let gap = at_us.saturating_sub(*last) as f64 / 1000.0;
+            if self.stats.longest_gap_ms.is_none_or(|g| gap > g) {
+                self.stats.longest_gap_ms = Some(gap);
+            }
+        }
         self.decoded_at.push_back(at_us);
         while self.decoded_at.front().is_some_and(|t| at_us.saturating_sub(*t) > 1_000_000) {
             self.decoded_at.pop_front();
@@ -129,6 +135,13 @@ impl StreamAcc {
         s.playout_latency = Latency::from_us(&self.playout_latency_us);
         s.av_offset = Latency::from_us(&self.av_offset_us);
         s.fps = self.decoded_at.iter().filter(|t| now.saturating_sub(**t) <= 1_000_000).count() as f64;
+        // A stall still going on counts too (media that never came back).
+        if let Some(last) = self.decoded_at.back() {
+            let open = now.saturating_sub(*last) as f64 / 1000.0;
+            if s.longest_gap_ms.is_some_and(|g| open > g) {
+                s.longest_gap_ms = Some(open);
+            }
+        }
         s.fps_avg = match s.first_decoded_us {
             Some(first) if now > first => s.frames_decoded as f64 * 1e6 / (now - first) as f64,
             _ => 0.0,

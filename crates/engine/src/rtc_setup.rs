@@ -232,16 +232,17 @@ pub async fn new_peer_connection(
         } else {
             RELAY_ACCEPTANCE_WAIT
         }))
-        // A vanished peer is noticed in ~3 s instead of the default ~5-30 s. The keepalive
+        // An ICE restart rebinds the sockets on the interfaces there are now (a changed address).
+        .with_discard_local_candidates_during_ice_restart(true)
+        // A path that stops answering is "disconnected" after 2 s (the app shows it) and keeps
+        // being checked: an outage shorter than 10 s heals by itself, with no signaling, as soon
+        // as checks get through again; after 10 s the link is "failed" and ICE is restarted.
+        // The keepalive
         // interval is also how often webrtc-rs 0.21's driver wakes when no packet arrives: it
         // sends what the core produced from TURN-relayed packets (DTLS replies) only on its next
         // wake, so at 500 ms a relayed DTLS handshake took ~1 s more. Keepalives are only
         // sent on an idle pair, so this costs nothing while media flows.
-        .with_ice_timeouts(
-            Some(Duration::from_secs(2)),
-            Some(Duration::from_secs(3)),
-            Some(ICE_KEEPALIVE),
-        )
+        .with_ice_timeouts(Some(Duration::from_secs(2)), Some(ICE_FAILED_AFTER), Some(ICE_KEEPALIVE))
         .build();
     let policy = if settings.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
     let config = RTCConfigurationBuilder::new()
@@ -333,6 +334,9 @@ fn candidate_type(t: RTCIceCandidateType) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// Silence after which a path is failed (and ICE restarted); shorter outages heal on their own.
+pub const ICE_FAILED_AFTER: Duration = Duration::from_secs(10);
 
 /// ICE keepalive interval (see the comment where it is set).
 pub const ICE_KEEPALIVE: Duration = Duration::from_millis(40);

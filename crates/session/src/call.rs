@@ -106,6 +106,11 @@ pub enum Action {
     CloseLink {
         peer: PeerId,
     },
+    /// Restart ICE on the link to `peer` (new credentials, candidates gathered again on the
+    /// interfaces there are now), keeping the peer connection and its media.
+    RestartIce {
+        peer: PeerId,
+    },
     /// Hand a relayed signal to `peer`'s link (its negotiator decides what to do).
     Signal {
         peer: PeerId,
@@ -122,6 +127,11 @@ struct Remote {
     reported: bool,
     /// The selected candidate pair of the link, once the driver has read it.
     path: Option<CallPath>,
+    /// The link has been connected at least once.
+    ever_connected: bool,
+    /// An ICE restart is under way (since then); the link is rebuilt if it has not connected
+    /// again after [`ICE_RESTART_TIMEOUT`].
+    restart_since: Option<Instant>,
     /// Consecutive rebuilds of this peer's link without it connecting, and when the next is due.
     relink_attempts: u32,
     relink_at: Option<Instant>,
@@ -258,6 +268,8 @@ impl Call {
             r.link_opened = Some(now);
             r.reported = false;
             r.path = None;
+            r.ever_connected = false;
+            r.restart_since = None;
         }
         self.push(Action::OpenLink { peer: peer.clone(), polite, offer });
     }
@@ -280,6 +292,8 @@ impl Call {
                 link_opened: None,
                 reported: false,
                 path: None,
+                ever_connected: false,
+                restart_since: None,
                 relink_attempts: 0,
                 relink_at: None,
                 awaiting_offer_since: None,
@@ -502,6 +516,24 @@ impl Call {
         for peer in stuck {
             self.link_changed(now, &peer, LinkState::Failed);
         }
+        // ICE restarts that did not bring their link back: rebuild it.
+        let stale: Vec<PeerId> = self
+            .peers
+            .iter_mut()
+            .filter_map(|(id, r)| {
+                let late = r.restart_since.is_some_and(|t| now.saturating_duration_since(t) >= ICE_RESTART_TIMEOUT)
+                    && r.link != Some(LinkState::Connected)
+                    && !r.info.reconnecting;
+                if late {
+                    r.restart_since = None;
+                    r.ever_connected = false;
+                }
+                late.then(|| id.clone())
+            })
+            .collect();
+        for peer in stale {
+            self.relink(now, &peer);
+        }
     }
 
     /// The selected candidate pair of the link to `peer` (tell it before `link_changed(..,
@@ -522,6 +554,8 @@ impl Call {
         if state == LinkState::Connected {
             r.relink_attempts = 0;
             r.relink_at = None;
+            r.ever_connected = true;
+            r.restart_since = None;
         }
         let connect_ms = r
             .link_opened
@@ -544,17 +578,66 @@ impl Call {
             if reconnecting {
                 self.close_link(peer);
             } else {
-                self.relink(now, peer);
+                self.recover(now, peer);
             }
         }
     }
+
+    /// Our network changed (an address came or went): restart ICE on every link now, rather
+    /// than wait for the old paths to time out. Either side may offer the restart; perfect
+    /// negotiation settles a collision.
+    pub fn network_changed(&mut self, now: Instant) {
+        let peers: Vec<PeerId> = self
+            .peers
+            .iter_mut()
+            .filter(|(_, r)| r.link.is_some_and(|l| l != LinkState::Closed) && r.ever_connected)
+            .map(|(id, r)| {
+                r.restart_since.get_or_insert(now);
+                id.clone()
+            })
+            .collect();
+        for peer in peers {
+            self.push(Action::RestartIce { peer });
+        }
+    }
+
+    /// A link that failed: a link that worked gets an ICE restart first (from the impolite
+    /// side; the polite one answers it), one that never connected, or whose restart did not
+    /// bring it back, is rebuilt.
+    fn recover(&mut self, now: Instant, peer: &PeerId) {
+        let Some(me) = self.me.clone() else { return };
+        let Some(r) = self.peers.get_mut(peer) else { return };
+        if !r.ever_connected {
+            self.relink(now, peer);
+            return;
+        }
+        if r.restart_since.is_some() {
+            return; // under way; `tick` rebuilds the link if it does not come back
+        }
+        r.restart_since = Some(now);
+        if !is_polite(me.as_str(), peer.as_str()) {
+            self.push(Action::RestartIce { peer: peer.clone() });
+        }
+    }
 }
+
+/// How long an ICE restart may take before the link is rebuilt from scratch.
+pub const ICE_RESTART_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Delay before reconnect attempt `attempt` (0-based): exponential from 250 ms, capped at 10 s,
 /// with jitter from `unit` in 0.0..1.0 (half to full delay) so clients do not reconnect in lockstep.
 pub fn reconnect_delay(attempt: u32, unit: f64) -> Duration {
     let base = (250u64 << attempt.min(6)).min(10_000) as f64;
     Duration::from_millis((base * (0.5 + 0.5 * unit.clamp(0.0, 1.0))) as u64)
+}
+
+/// Delay before signaling reconnect attempt `attempt`, `lost_for` after the connection was lost:
+/// like [`reconnect_delay`] but at most 1.5 s for the first two minutes, so a client whose network
+/// comes back is in the room again within ~2 s (resumed, or joined afresh after a long outage);
+/// after that, backing off to 10 s spares a server that is down.
+pub fn signal_retry_delay(attempt: u32, lost_for: Duration, unit: f64) -> Duration {
+    let d = reconnect_delay(attempt, unit);
+    if lost_for < Duration::from_secs(120) { d.min(Duration::from_millis(1500)) } else { d }
 }
 
 #[cfg(test)]

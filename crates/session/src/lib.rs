@@ -22,7 +22,7 @@ pub mod quality;
 pub mod sdp;
 pub mod security;
 
-pub use call::{Action, Call, CallEvent, LinkState, Signal, reconnect_delay};
+pub use call::{Action, Call, CallEvent, LinkState, Signal, reconnect_delay, signal_retry_delay};
 pub use negotiation::{Negotiator, SdpKind, SignalingState, Step, is_polite};
 pub use outbox::{Outbox, SendPacer};
 pub use quality::{LinkMeasure, Quality, quality};

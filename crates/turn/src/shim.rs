@@ -56,6 +56,10 @@ pub struct TurnShim {
 type Relayed = Arc<Mutex<HashSet<SocketAddr>>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a shim waits before opening its stream: a relay over TCP/TLS stalls through loss
+/// and outages (retransmission backoff), so when UDP to the relay works its candidate should be
+/// the one that is ready first. With UDP blocked this is 150 ms more to connect.
+const START_DELAY: Duration = Duration::from_millis(150);
 const QUEUE: usize = 512;
 
 impl TurnShim {
@@ -111,6 +115,7 @@ async fn carry(
     mut rx: mpsc::Receiver<Vec<u8>>,
     relayed: Relayed,
 ) {
+    tokio::time::sleep(START_DELAY).await;
     let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, open_tcp(&upstream)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {

@@ -218,10 +218,16 @@ fn failing_relinks_back_off_and_stuck_links_are_rebuilt() {
     assert_eq!(opens(&drain(&mut c)), [("a".into(), false, true)]);
     c.link_changed(t + Duration::from_secs(1), &a, LinkState::Connected);
     drain(&mut c);
+    // Connected once: a failure restarts ICE first; when that does not bring it back, the link
+    // is rebuilt at once (connecting reset the backoff).
+    let t2 = t + Duration::from_secs(2);
+    c.link_changed(t2, &a, LinkState::Failed);
+    let acts = drain(&mut c);
+    assert!(acts.contains(&Action::RestartIce { peer: a.clone() }) && opens(&acts).is_empty(), "{acts:?}");
+    c.tick(t2 + ICE_RESTART_TIMEOUT);
+    assert_eq!(opens(&drain(&mut c)).len(), 1);
     // A link that never connects (its negotiation was lost) is rebuilt after the timeout.
-    c.link_changed(t + Duration::from_secs(2), &a, LinkState::Failed);
-    assert_eq!(opens(&drain(&mut c)).len(), 1, "connected once: back to immediate rebuilds");
-    c.tick(t + Duration::from_secs(2) + LINK_CONNECT_TIMEOUT);
+    c.tick(t2 + ICE_RESTART_TIMEOUT + LINK_CONNECT_TIMEOUT);
     let acts = drain(&mut c);
     assert!(acts.contains(&Action::Emit(CallEvent::Link { peer_id: a.clone(), state: LinkState::Failed })));
 }
@@ -260,4 +266,69 @@ fn a_newcomer_that_offers_in_time_is_not_offered_to() {
     drain(&mut c);
     c.tick(t + crate::call::NEWCOMER_OFFER_WAIT * 2);
     assert!(opens(&drain(&mut c)).is_empty());
+}
+
+#[test]
+fn a_failed_link_that_worked_gets_an_ice_restart_before_a_rebuild() {
+    let t = Instant::now();
+    // "m" > "a": we are the impolite side and restart.
+    let mut c = Call::new();
+    c.handle_server(t, welcome("m", &["a"], false));
+    let a = PeerId::from("a");
+    c.link_changed(t, &a, LinkState::Connected);
+    drain(&mut c);
+    c.link_changed(t, &a, LinkState::Failed);
+    let acts = drain(&mut c);
+    assert!(acts.contains(&Action::RestartIce { peer: a.clone() }), "{acts:?}");
+    assert!(opens(&acts).is_empty() && !acts.contains(&Action::CloseLink { peer: a.clone() }), "{acts:?}");
+    // It comes back within the timeout: nothing is rebuilt.
+    c.link_changed(t + Duration::from_secs(2), &a, LinkState::Connected);
+    c.tick(t + ICE_RESTART_TIMEOUT + Duration::from_secs(1));
+    assert!(opens(&drain(&mut c)).is_empty());
+    // It fails again and stays down: after the timeout the link is rebuilt, with us offering.
+    let t2 = t + Duration::from_secs(20);
+    c.link_changed(t2, &a, LinkState::Failed);
+    assert!(drain(&mut c).contains(&Action::RestartIce { peer: a.clone() }));
+    c.tick(t2 + Duration::from_secs(3));
+    assert!(opens(&drain(&mut c)).is_empty(), "too early to rebuild");
+    c.tick(t2 + ICE_RESTART_TIMEOUT);
+    let acts = drain(&mut c);
+    assert!(acts.contains(&Action::CloseLink { peer: a.clone() }), "{acts:?}");
+    assert_eq!(opens(&acts), [("a".into(), false, true)]);
+}
+
+#[test]
+fn the_polite_side_waits_for_the_restart_offer() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    c.handle_server(t, welcome("a", &["m"], false));
+    let m = PeerId::from("m");
+    c.link_changed(t, &m, LinkState::Connected);
+    drain(&mut c);
+    c.link_changed(t, &m, LinkState::Failed);
+    let acts = drain(&mut c);
+    assert!(!acts.iter().any(|x| matches!(x, Action::RestartIce { .. } | Action::OpenLink { .. })), "{acts:?}");
+}
+
+#[test]
+fn a_network_change_restarts_ice_on_every_working_link() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    c.handle_server(t, welcome("a", &["m", "z"], false));
+    let (m, z) = (PeerId::from("m"), PeerId::from("z"));
+    c.link_changed(t, &m, LinkState::Connected);
+    drain(&mut c);
+    // Either side may restart when its own network changed (we are polite to both here).
+    c.network_changed(t);
+    let acts = drain(&mut c);
+    assert!(acts.contains(&Action::RestartIce { peer: m.clone() }), "{acts:?}");
+    // A link that never connected is left to its own timeout.
+    assert!(!acts.contains(&Action::RestartIce { peer: z.clone() }), "{acts:?}");
+}
+
+#[test]
+fn signaling_retries_stay_quick_for_two_minutes() {
+    assert_eq!(signal_retry_delay(0, Duration::ZERO, 1.0), Duration::from_millis(250));
+    assert_eq!(signal_retry_delay(9, Duration::from_secs(60), 1.0), Duration::from_millis(1500));
+    assert_eq!(signal_retry_delay(9, Duration::from_secs(121), 1.0), Duration::from_secs(10));
 }
