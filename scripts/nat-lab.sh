@@ -17,6 +17,8 @@
 #   8 http-proxy     A's only way out is an HTTP CONNECT proxy (squid), from HTTPS_PROXY
 #   9 outage-5s      as 2, and A's network goes down for 5 s mid-call, then comes back
 #  10 address-change as 2, and A's address changes mid-call (192.168.1.2 -> 192.168.1.7)
+#  11 long-outage    as 9 but 12 s, past the server's grace period (here 3 s after a 3 s
+#                    heartbeat timeout): A's session ends and A joins afresh when it is back
 #
 # Topology: router R joins the server network S (10.80.0.0/24, fd80::/64: .2 signaling wss on
 # 443, .3 Hearth's relay, .4 coturn), NAT A's WAN (10.81.0.0/24) and NAT B's WAN (10.82.0.0/24).
@@ -25,7 +27,7 @@
 # Exits 0 only if every call connected with media both ways.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRIES=5; SCEN="1,2,3,4,5,6,7,8,9,10"; RELAYS="embedded,coturn"; BUILD=release; SECS=2
+TRIES=5; SCEN="1,2,3,4,5,6,7,8,9,10,11"; RELAYS="embedded,coturn"; BUILD=release; SECS=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --tries) TRIES="$2"; shift ;;
@@ -174,6 +176,8 @@ start_server() { # start_server SCENARIO RELAY
   local sc=$1 relay=$2 listen=10.80.0.2:443
   [ "$sc" = 7 ] && listen="[::]:443"
   local args=(--listen "$listen" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --log warn)
+  # A dead client is noticed in 3 s and its session ends 3 s later (defaults: 30 s and 30 s).
+  [ "$sc" = 11 ] && args+=(--heartbeat-secs 1 --heartbeat-timeout-secs 3 --resume-grace-secs 3)
   if [ "$relay" = embedded ]; then
     args+=(--public-ip 10.80.0.3 --turn-relay-ports 40000-40999)
     if [ "$sc" = 7 ]; then
@@ -212,7 +216,7 @@ call_once() { # call_once SCENARIO RELAY TRY
   [ "$sc" = 7 ] && url_a="wss://[fd80::2]:443/ws"
   local secs=$SECS outage=0
   # Long enough that the outage leaves well over half the call's media (the flow check).
-  case "$sc" in 9) secs=14; outage=5 ;; 10) secs=8 ;; esac
+  case "$sc" in 9) secs=14; outage=5 ;; 10) secs=8 ;; 11) secs=30; outage=12 ;; esac
   local common=(--room "lab-$sc-$relay-$try" --synthetic --width 320 --height 180
     --fps 15 --expect-peers 1 --seconds "$secs" --wait 20 --json)
   local envs=(SSL_CERT_FILE="$work/cert.pem" HTTPS_PROXY= ALL_PROXY=)
@@ -224,9 +228,10 @@ call_once() { # call_once SCENARIO RELAY TRY
     >"$work/b.json" 2>"$work/b.err" &
   local pb=$!
   case "$sc" in
-    9) # Everything A sends or receives is dropped at its NAT for the outage.
+    9|11) # Everything A sends or receives is dropped at its NAT for the outage.
        sleep 3; ip netns exec "$NA" iptables -I FORWARD 1 -j DROP
-       sleep "$outage"; ip netns exec "$NA" iptables -D FORWARD 1 ;;
+       sleep "$outage"; ip netns exec "$NA" iptables -D FORWARD 1
+       date +%s%3N >"$work/restored" ;;
     10) # A new address, the default route moved to it, the old address gone (as a DHCP renumbering).
         # Tries alternate between the two addresses (the lab is built once per scenario).
         local from=192.168.1.2 to=192.168.1.7
@@ -240,9 +245,10 @@ call_once() { # call_once SCENARIO RELAY TRY
   local sa=0 sb=0
   wait "$pa" || sa=$?
   wait "$pb" || sb=$?
-  python3 - "$work/a.json" "$work/b.json" "$sc" "$relay" "$try" "$sa" "$sb" "$outage" >>"$results" <<'EOF'
+  local restored=0; [ -f "$work/restored" ] && restored=$(cat "$work/restored"); rm -f "$work/restored"
+  python3 - "$work/a.json" "$work/b.json" "$sc" "$relay" "$try" "$sa" "$sb" "$outage" "$restored" >>"$results" <<'EOF'
 import json, sys
-a, b, sc, relay, tr, sa, sb, outage = sys.argv[1:]
+a, b, sc, relay, tr, sa, sb, outage, restored = sys.argv[1:]
 def load(p):
     try: return json.load(open(p))
     except Exception: return {}
@@ -265,8 +271,15 @@ resume = ""
 if sc in ("9", "10") and ok:
     gaps = [p.get("video_longest_gap_ms") or 0 for p in (pa, pb)]
     resume = f"{max(0.0, max(gaps) - float(outage) * 1000):.0f}"
+elif sc == "11" and ok:
+    # A joined afresh: its new links' first frames, either way, against when the network came back.
+    firsts = [((r.get("pairs") or [{}])[-1]).get("video_first_frame_unix_ms") or 0 for r in (ra, rb)]
+    resume = f"{max(0, max(firsts) - int(restored))}"
 print("\t".join([sc, relay, tr, "1" if ok else "0", types, str(connect), probs, resume]))
 EOF
+  if [ -n "${NATLAB_KEEP:-}" ]; then
+    mkdir -p "$NATLAB_KEEP"; for w in a b; do cp "$work/$w.json" "$NATLAB_KEEP/$sc-$relay-$try-$w.json" 2>/dev/null || true; done
+  fi
   if [ "$sa" != 0 ] || [ "$sb" != 0 ]; then
     echo "nat-lab: scenario $sc ($relay) try $try failed (exit $sa/$sb)" >&2
     tail -n 3 "$work/a.err" "$work/b.err" >&2 || true
@@ -290,7 +303,7 @@ python3 - "$results" <<'EOF'
 import sys, collections
 names = {"1": "same-network", "2": "cone-nats", "3": "symmetric", "4": "udp-blocked",
          "5": "tcp443-only", "6": "double-nat", "7": "ipv6-only", "8": "http-proxy",
-         "9": "outage-5s", "10": "address-change"}
+         "9": "outage-5s", "10": "address-change", "11": "long-outage"}
 rows = collections.OrderedDict()
 for line in open(sys.argv[1]):
     sc, relay, tr, ok, types, connect, probs, resume = (line.rstrip("\n").split("\t") + [""] * 8)[:8]

@@ -17,8 +17,11 @@ pub struct PairReport {
     pub video_frames_decoded: u64,
     pub video_frames_lost: u64,
     pub video_frames_out_of_order: u64,
-    /// The longest pause between two decoded frames (an outage, a network change).
+    /// The longest pause between two decoded frames, or since the last one (an outage, a
+    /// network change).
     pub video_longest_gap_ms: Option<f64>,
+    /// When the first frame from this sender was decoded, ms since the Unix epoch.
+    pub video_first_frame_unix_ms: Option<u64>,
     pub video_latency_ms: Latency,
     pub video_width: u32,
     pub video_height: u32,
@@ -93,6 +96,7 @@ impl PairReport {
             video_frames_lost: s.camera.frames_lost,
             video_frames_out_of_order: s.camera.frames_out_of_order,
             video_longest_gap_ms: s.camera.longest_gap_ms,
+            video_first_frame_unix_ms: s.camera.first_decoded_us.map(|us| us / 1000),
             video_latency_ms: s.camera.latency,
             video_width: s.camera.width,
             video_height: s.camera.height,

@@ -59,6 +59,9 @@ pub struct Engine {
     joined_at_us: u64,
 }
 
+/// Signaling reconnect attempts in flight at once (see `start_reconnect`).
+const PARALLEL_CONNECTS: usize = 3;
+
 /// The machine's addresses changed; `lost`: one of them went away.
 #[derive(Debug, Clone, Copy)]
 struct NetChange {
@@ -585,16 +588,31 @@ impl Core {
         let lost_at = Instant::now();
         self.reconnecting = Some(tokio::spawn(async move {
             tokio::time::sleep(initial).await;
+            // Attempts overlap: a new one starts every retry delay while earlier ones may still
+            // be waiting on a SYN sent into a dead network, so once the network is back the
+            // newest attempt gets through at once instead of after the older one's timeout.
+            let mut tries = tokio::task::JoinSet::new();
             for attempt in 0u32.. {
-                match signal::connect(&url, timeout, generation, sig_tx.clone(), proxy.as_deref()).await {
-                    Ok(conn) => {
-                        let _ = reconn.send(conn);
-                        return;
-                    }
-                    Err(e) => {
-                        let wait = signal_retry_delay(attempt, lost_at.elapsed(), rand::random::<f64>());
-                        tracing::info!(error = %e, ?wait, "reconnect failed");
-                        tokio::time::sleep(wait).await;
+                if tries.len() < PARALLEL_CONNECTS {
+                    let (url, sig_tx, proxy) = (url.clone(), sig_tx.clone(), proxy.clone());
+                    tries.spawn(async move {
+                        signal::connect(&url, timeout, generation, sig_tx, proxy.as_deref()).await
+                    });
+                }
+                let wait = signal_retry_delay(attempt, lost_at.elapsed(), rand::random::<f64>());
+                let next = tokio::time::sleep(wait);
+                tokio::pin!(next);
+                loop {
+                    tokio::select! {
+                        Some(done) = tries.join_next() => match done {
+                            Ok(Ok(conn)) => {
+                                let _ = reconn.send(conn);
+                                return;
+                            }
+                            Ok(Err(e)) => tracing::info!(error = %e, "reconnect failed"),
+                            Err(_) => {}
+                        },
+                        () = &mut next => break,
                     }
                 }
             }
