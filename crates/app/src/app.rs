@@ -1042,6 +1042,9 @@ impl App {
                             p.link_was_connected = true;
                             (LinkUi::Connected, false)
                         }
+                        // A link that worked is being restarted (ICE restart, then a rebuild):
+                        // the path broke, not the peer's reachability.
+                        LinkState::Failed if p.link_was_connected => (LinkUi::Reconnecting, false),
                         LinkState::Failed => (LinkUi::Failed, true),
                         _ if p.link_was_connected => (LinkUi::Reconnecting, false),
                         _ => (LinkUi::Connecting, false),
