@@ -235,7 +235,9 @@ call_once() { # call_once SCENARIO RELAY TRY
     10) # A new address, the default route moved to it, the old address gone (as a DHCP renumbering).
         # Tries alternate between the two addresses (the lab is built once per scenario).
         local from=192.168.1.2 to=192.168.1.7
-        ip -n "$A" addr show dev eth0 | grep -q "inet $from/" || { from=192.168.1.7; to=192.168.1.2; }
+        # (No `ip | grep -q` pipe: with pipefail, grep quitting early can fail the pipeline.)
+        local addrs; addrs=$(ip -n "$A" addr show dev eth0)
+        [[ "$addrs" == *"inet $from/"* ]] || { from=192.168.1.7; to=192.168.1.2; }
         sleep 3
         ip netns exec "$A" sysctl -q -w net.ipv4.conf.eth0.promote_secondaries=1
         ip -n "$A" addr add "$to/24" dev eth0
