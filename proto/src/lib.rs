@@ -222,6 +222,25 @@ impl RelayTransport {
     }
 }
 
+/// Why a link failed, as the reporting client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallFailure {
+    /// Connectivity checks found no working path (ICE failed): typically a firewall, fixed by TURN.
+    Ice,
+    /// The link did not connect in time (negotiation lost or unanswered).
+    Timeout,
+}
+
+impl CallFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallFailure::Ice => "ice",
+            CallFailure::Timeout => "timeout",
+        }
+    }
+}
+
 /// The selected candidate pair of a connected link, as the reporting client sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CallPath {
@@ -279,6 +298,9 @@ pub enum ClientMessage {
         /// The selected candidate pair, when connected (optional; older clients omit it).
         #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "object::optional_object")]
         path: Option<CallPath>,
+        /// Why, when failed (optional; older clients omit it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<CallFailure>,
     },
     /// Tell one peer that media negotiation with it failed, relayed like an offer. `code` is
     /// machine-readable (see [`peer_error_code`]), `message` is for people.

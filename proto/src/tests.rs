@@ -84,12 +84,15 @@ fn error_code_names_match_serde() {
 fn call_report_paths_are_strict() {
     let ok = r#"{"type":"call_report","peer":"p1","outcome":"connected","path":{"local":"relay","remote":"srflx","relay":"tls"}}"#;
     assert!(matches!(decode_client(ok), Ok(ClientMessage::CallReport { path: Some(_), .. })));
+    let failed = r#"{"type":"call_report","peer":"p1","outcome":"failed","reason":"ice"}"#;
+    assert!(matches!(decode_client(failed), Ok(ClientMessage::CallReport { reason: Some(CallFailure::Ice), .. })));
     let older = r#"{"type":"call_report","peer":"p1","outcome":"failed"}"#;
     assert!(matches!(decode_client(older), Ok(ClientMessage::CallReport { path: None, .. })));
     for bad in [
         r#"{"type":"call_report","peer":"p1","outcome":"connected","path":{"local":"tunnel","remote":"host"}}"#,
         r#"{"type":"call_report","peer":"p1","outcome":"connected","path":{"local":"relay","remote":"host","relay":"sctp"}}"#,
         r#"{"type":"call_report","peer":"p1","outcome":"connected","path":["relay","host"]}"#,
+        r#"{"type":"call_report","peer":"p1","outcome":"failed","reason":"bad_luck"}"#,
     ] {
         assert!(decode_client(bad).is_err(), "{bad}");
     }
@@ -128,6 +131,7 @@ fn sample_client_messages() -> Vec<ClientMessage> {
                 remote: crate::CandidateType::Host,
                 relay: Some(crate::RelayTransport::Tcp),
             }),
+            reason: None,
         },
         ClientMessage::PeerError {
             to,
@@ -517,6 +521,7 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
                     outcome: if ok { CallOutcome::Connected } else { CallOutcome::Failed },
                     connect_ms,
                     path,
+                    reason: (!ok).then_some(if t % 2 == 0 { crate::CallFailure::Ice } else { crate::CallFailure::Timeout }),
                 }
             },
         ),

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub upgrades_refused: Family<Label, Counter>,
     pub call_outcomes: Family<Label, Counter>,
     pub call_connect_seconds: Histogram,
+    /// Failed links by the reason clients give.
+    pub call_failures: Family<Label, Counter>,
     /// Connected links by selected candidate pair, as clients report it.
     pub call_paths: Family<PathLabels, Counter>,
     /// How long rooms lived (first join to empty), observed when they empty.
@@ -60,6 +62,7 @@ impl Metrics {
         let call_outcomes = Family::<Label, Counter>::default();
         let call_connect_seconds = Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         let call_paths = Family::<PathLabels, Counter>::default();
+        let call_failures = Family::<Label, Counter>::default();
         let room_seconds =
             Histogram::new([10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0]);
         let room_peak_members = Histogram::new([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0]);
@@ -97,6 +100,11 @@ impl Metrics {
             "call_connect_seconds",
             "Time to establish a peer-to-peer connection, as clients report it",
             call_connect_seconds.clone(),
+        );
+        registry.register(
+            "call_failures",
+            "Peer-to-peer links that failed, by reason (ice: no working path; timeout: never connected)",
+            call_failures.clone(),
         );
         registry.register(
             "call_paths",
@@ -138,6 +146,7 @@ impl Metrics {
             call_outcomes,
             call_connect_seconds,
             call_paths,
+            call_failures,
             room_seconds,
             room_peak_members,
             held_relay_bytes,

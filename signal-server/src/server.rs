@@ -268,7 +268,7 @@ fn route_once(
                     let _ = q.try_send(Outbound::Close(code, reason));
                 }
             }
-            Output::CallReport { outcome, connect_ms, path } => {
+            Output::CallReport { outcome, connect_ms, path, reason } => {
                 let label = match outcome {
                     hearth_proto::CallOutcome::Connected => "connected",
                     hearth_proto::CallOutcome::Failed => "failed",
@@ -276,6 +276,9 @@ fn route_once(
                 metrics.call_outcomes.get_or_create(&[("outcome", label)]).inc();
                 if let Some(ms) = connect_ms {
                     metrics.call_connect_seconds.observe(ms as f64 / 1000.0);
+                }
+                if let Some(r) = reason {
+                    metrics.call_failures.get_or_create(&[("reason", r.as_str())]).inc();
                 }
                 if let Some(p) = path {
                     let relay = p.relay.map_or("none", |r| r.as_str());

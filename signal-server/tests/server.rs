@@ -759,6 +759,7 @@ async fn media_state_reactions_hands_and_call_reports() {
             remote: hearth_proto::CandidateType::Host,
             relay: Some(hearth_proto::RelayTransport::Tls),
         }),
+        reason: None,
     })
     .await;
     a.send(&ClientMessage::CallReport {
@@ -766,6 +767,7 @@ async fn media_state_reactions_hands_and_call_reports() {
         outcome: CallOutcome::Failed,
         connect_ms: None,
         path: None,
+        reason: Some(hearth_proto::CallFailure::Timeout),
     })
     .await;
     b.ping(1).await;
@@ -776,6 +778,7 @@ async fn media_state_reactions_hands_and_call_reports() {
     assert_eq!(metric(&text, r#"hearth_call_outcomes_total{outcome="failed"}"#), 1.0);
     assert_eq!(metric(&text, "hearth_call_connect_seconds_count"), 1.0);
     assert_eq!(metric(&text, r#"hearth_call_paths_total{local="relay",remote="host",relay="tls"}"#), 1.0);
+    assert_eq!(metric(&text, r#"hearth_call_failures_total{reason="timeout"}"#), 1.0);
     assert_eq!(metric(&text, r#"hearth_messages_total{type="media_state"}"#), 1.0);
     assert_eq!(metric(&text, r#"hearth_joins_total{kind="fresh"}"#), 2.0);
     assert_eq!(metric(&text, "hearth_peers"), 2.0);

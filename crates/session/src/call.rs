@@ -514,7 +514,7 @@ impl Call {
             .map(|(id, _)| id.clone())
             .collect();
         for peer in stuck {
-            self.link_changed(now, &peer, LinkState::Failed);
+            self.link_changed_because(now, &peer, LinkState::Failed, hearth_proto::CallFailure::Timeout);
         }
         // ICE restarts that did not bring their link back: rebuild it.
         let stale: Vec<PeerId> = self
@@ -546,6 +546,11 @@ impl Call {
 
     /// The link to `peer` changed state.
     pub fn link_changed(&mut self, now: Instant, peer: &PeerId, state: LinkState) {
+        self.link_changed_because(now, peer, state, hearth_proto::CallFailure::Ice);
+    }
+
+    /// [`Call::link_changed`], saying why a `Failed` link failed (for the outcome report).
+    fn link_changed_because(&mut self, now: Instant, peer: &PeerId, state: LinkState, why: hearth_proto::CallFailure) {
         let Some(r) = self.peers.get_mut(peer) else { return };
         if r.link == Some(LinkState::Closed) {
             return;
@@ -570,9 +575,10 @@ impl Call {
         }
         let reconnecting = r.info.reconnecting;
         let path = if state == LinkState::Connected { r.path } else { None };
+        let reason = (state == LinkState::Failed).then_some(why);
         self.emit(CallEvent::Link { peer_id: peer.clone(), state });
         if let Some((outcome, connect_ms)) = report {
-            self.push(Action::Send(ClientMessage::CallReport { peer: peer.clone(), outcome, connect_ms, path }));
+            self.push(Action::Send(ClientMessage::CallReport { peer: peer.clone(), outcome, connect_ms, path, reason }));
         }
         if state == LinkState::Failed {
             if reconnecting {

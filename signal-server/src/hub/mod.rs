@@ -139,7 +139,12 @@ pub enum Output {
     /// Close a connection (its session moved to another connection).
     Close { conn: ConnId, code: u16, reason: &'static str },
     /// A client reported a call outcome (for metrics).
-    CallReport { outcome: CallOutcome, connect_ms: Option<u64>, path: Option<hearth_proto::CallPath> },
+    CallReport {
+        outcome: CallOutcome,
+        connect_ms: Option<u64>,
+        path: Option<hearth_proto::CallPath>,
+        reason: Option<hearth_proto::CallFailure>,
+    },
     /// A room emptied: how long it lived and the most people in it at once (for metrics).
     RoomClosed { lived: std::time::Duration, peak_members: usize },
 }
@@ -464,11 +469,13 @@ impl Hub {
                 self.deliver_room(&room, None, ServerMessage::Reaction { from: peer, emoji, ts_ms });
             }
             ClientMessage::Chat { text, to } => self.chat(now, conn, &peer, text, to),
-            ClientMessage::CallReport { peer: other, outcome, connect_ms, path } => {
+            ClientMessage::CallReport { peer: other, outcome, connect_ms, path, reason } => {
                 if !self.same_room(&peer, &other) {
                     return self.error(conn, ErrorCode::PeerNotFound, not_in_room(&other), type_name);
                 }
-                self.out.push_back(Output::CallReport { outcome, connect_ms, path });
+                // A reason only goes with a failure.
+                let reason = reason.filter(|_| outcome == CallOutcome::Failed);
+                self.out.push_back(Output::CallReport { outcome, connect_ms, path, reason });
             }
             ClientMessage::Ping { .. } | ClientMessage::Join(_) => {} // handled above
         }

@@ -480,12 +480,12 @@ fn call_reports_are_emitted_for_room_peers_only() {
     h.inbox.clear();
     h.send(
         1,
-        ClientMessage::CallReport { peer: b.peer_id, outcome: CallOutcome::Connected, connect_ms: Some(42), path: None },
+        ClientMessage::CallReport { peer: b.peer_id, outcome: CallOutcome::Connected, connect_ms: Some(42), path: None, reason: None },
     );
     assert_eq!(h.reports, vec![(CallOutcome::Connected, Some(42))]);
     h.send(
         1,
-        ClientMessage::CallReport { peer: PeerId::from("x"), outcome: CallOutcome::Failed, connect_ms: None, path: None },
+        ClientMessage::CallReport { peer: PeerId::from("x"), outcome: CallOutcome::Failed, connect_ms: None, path: None, reason: None },
     );
     assert_eq!(h.take_error(1), ErrorCode::PeerNotFound);
     assert_eq!(h.reports.len(), 1);

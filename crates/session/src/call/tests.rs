@@ -84,6 +84,7 @@ fn leaving_peer_link_is_closed_and_reports_are_sent_once() {
         outcome: CallOutcome::Connected,
         connect_ms: Some(80),
         path: Some(path),
+        reason: None,
     })));
     c.link_changed(t, &a, LinkState::Disconnected);
     c.link_changed(t, &a, LinkState::Connected);
@@ -129,6 +130,7 @@ fn offer_for_a_failed_link_replaces_it() {
         outcome: CallOutcome::Failed,
         connect_ms: None,
         path: None,
+        reason: Some(hearth_proto::CallFailure::Ice),
     })));
     c.link_changed(t, &m, LinkState::Failed);
     // "a" is polite towards "m": it does not rebuild itself...
@@ -229,6 +231,12 @@ fn failing_relinks_back_off_and_stuck_links_are_rebuilt() {
     // A link that never connects (its negotiation was lost) is rebuilt after the timeout.
     c.tick(t2 + ICE_RESTART_TIMEOUT + LINK_CONNECT_TIMEOUT);
     let acts = drain(&mut c);
+    // The rebuilt link never connected: its outcome is a failure by timeout.
+    assert!(acts.iter().any(|x| matches!(x, Action::Send(ClientMessage::CallReport {
+        outcome: CallOutcome::Failed,
+        reason: Some(hearth_proto::CallFailure::Timeout),
+        ..
+    }))), "{acts:?}");
     assert!(acts.contains(&Action::Emit(CallEvent::Link { peer_id: a.clone(), state: LinkState::Failed })));
 }
 
