@@ -217,8 +217,9 @@ pub async fn http_connect(mut tcp: TcpStream, host: &str, port: u16) -> std::io:
     let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: hearth\r\n\r\n");
     tcp.write_all(request.as_bytes()).await?;
     let mut reader = BufReader::new(tcp);
+    // Every line is read with a cap: a proxy that never sends a newline cannot grow memory.
     let mut status = String::new();
-    reader.read_line(&mut status).await?;
+    (&mut reader).take(8192).read_line(&mut status).await?;
     let code = status.split_whitespace().nth(1).unwrap_or("");
     if !code.starts_with('2') {
         return Err(std::io::Error::other(format!("the proxy refused CONNECT {authority}: {}", status.trim())));
@@ -227,7 +228,7 @@ pub async fn http_connect(mut tcp: TcpStream, host: &str, port: u16) -> std::io:
     let mut total = 0;
     loop {
         let mut line = String::new();
-        let n = reader.read_line(&mut line).await?;
+        let n = (&mut reader).take(8192).read_line(&mut line).await?;
         total += n;
         if n == 0 || total > 16384 {
             return Err(std::io::Error::other("the proxy's CONNECT reply did not end"));
