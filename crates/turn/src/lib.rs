@@ -8,7 +8,7 @@
 //! # async fn demo() -> Result<(), hearth_turn::TurnError> {
 //! use hearth_turn::{RelayConfig, RelayMetrics, server};
 //! let mut config = RelayConfig::new("hearth", b"shared secret".to_vec());
-//! config.public_v4 = Some("203.0.113.7".parse().unwrap());
+//! config.public_v4 = "203.0.113.7".parse().ok();
 //! let listeners = server::RelayListeners {
 //!     udp: Some(tokio::net::UdpSocket::bind("0.0.0.0:3478").await?),
 //!     tcp: Some(tokio::net::TcpListener::bind("0.0.0.0:3478").await?),
@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod relay;
 pub mod server;
 pub mod shim;
+mod stream;
 
 pub use auth::rest_credentials;
 pub use metrics::RelayMetrics;

@@ -472,7 +472,7 @@ impl Relay {
         let unix = self.unix(now);
         if !m.contains(ATTR_MESSAGE_INTEGRITY) {
             // The normal first round trip: tell the client the realm and a nonce.
-            let reply = self.error(m, 401, "Unauthorized", None, true, unix);
+            let reply = self.challenge(m, 401, "Unauthorized", unix);
             self.reply(from, reply);
             return None;
         }
@@ -485,7 +485,7 @@ impl Relay {
         };
         if realm != self.config.realm || !self.nonce_key.check(&nonce, unix, self.config.nonce_ttl.as_secs()) {
             self.metrics.refused(Refusal::StaleNonce);
-            let reply = self.error(m, 438, "Stale Nonce", None, true, unix);
+            let reply = self.challenge(m, 438, "Stale Nonce", unix);
             self.reply(from, reply);
             return None;
         }
@@ -648,12 +648,7 @@ impl Relay {
             self.refuse(from, m, Refusal::BadRequest, 400, "Bad Request: no XOR-PEER-ADDRESS", key);
             return;
         }
-        if peers.iter().any(|p| p.is_ipv4() != relayed.is_ipv4()) {
-            self.refuse(from, m, Refusal::AddressFamily, 443, "Peer Address Family Mismatch", key);
-            return;
-        }
-        if peers.iter().any(|p| !self.peer_allowed(*p)) {
-            self.refuse(from, m, Refusal::DeniedPeer, 403, "Forbidden: peer address not allowed", key);
+        if !self.peers_usable(from, m, key, relayed, &peers) {
             return;
         }
         if let Some(alloc) = self.allocations.get_mut(&from) {
@@ -677,12 +672,7 @@ impl Relay {
             self.refuse(from, m, Refusal::BadRequest, 400, "Bad Request: channel number or peer", key);
             return;
         };
-        if peer.is_ipv4() != relayed.is_ipv4() {
-            self.refuse(from, m, Refusal::AddressFamily, 443, "Peer Address Family Mismatch", key);
-            return;
-        }
-        if !self.peer_allowed(peer) {
-            self.refuse(from, m, Refusal::DeniedPeer, 403, "Forbidden: peer address not allowed", key);
+        if !self.peers_usable(from, m, key, relayed, &[peer]) {
             return;
         }
         let conflict = self.allocations.get(&from).is_some_and(|a| {
@@ -700,6 +690,21 @@ impl Relay {
         }
         let reply = build(m, METHOD_CHANNEL_BIND, CLASS_SUCCESS_RESPONSE, |_| Ok(()), key);
         self.reply(from, reply);
+    }
+
+    /// Whether every peer may get a permission on the allocation relayed at `relayed`: the same
+    /// address family (else 443) and not a denied address (else 403, see [`Relay::peer_allowed`]).
+    /// Answers the request when not.
+    fn peers_usable(&mut self, from: ClientAddr, m: &Message, key: Option<&[u8]>, relayed: SocketAddr, peers: &[SocketAddr]) -> bool {
+        if peers.iter().any(|p| p.is_ipv4() != relayed.is_ipv4()) {
+            self.refuse(from, m, Refusal::AddressFamily, 443, "Peer Address Family Mismatch", key);
+            return false;
+        }
+        if peers.iter().any(|p| !self.peer_allowed(*p)) {
+            self.refuse(from, m, Refusal::DeniedPeer, 403, "Forbidden: peer address not allowed", key);
+            return false;
+        }
+        true
     }
 
     /// No open relay: loopback, link-local, unspecified, multicast and broadcast addresses, the
@@ -756,21 +761,20 @@ impl Relay {
     fn refuse_challenge(&mut self, to: ClientAddr, m: &Message, why: Refusal, unix: u64) {
         self.metrics.refused(why);
         tracing::debug!(client = %to.client, transport = to.transport.as_str(), reason = why.as_str(), "TURN credentials refused");
-        let reply = self.error(m, 401, "Unauthorized", None, true, unix);
+        let reply = self.challenge(m, 401, "Unauthorized", unix);
         self.reply(to, reply);
     }
 
-    fn error(&self, m: &Message, code: u16, reason: &str, key: Option<&[u8]>, challenge: bool, unix: u64) -> Vec<u8> {
+    /// An error response that (re)starts authentication: REALM and a fresh NONCE, no integrity
+    /// (the client has no usable key yet).
+    fn challenge(&self, m: &Message, code: u16, reason: &str, unix: u64) -> Vec<u8> {
         let realm = self.config.realm.clone();
         let nonce = self.nonce_key.make(unix);
         build(m, m.typ.method, CLASS_ERROR_RESPONSE, |r| {
             ErrorCodeAttribute { code: ErrorCode(code), reason: reason.as_bytes().to_vec() }.add_to(r)?;
-            if challenge {
-                TextAttribute::new(ATTR_REALM, realm.clone()).add_to(r)?;
-                TextAttribute::new(ATTR_NONCE, nonce.clone()).add_to(r)?;
-            }
-            Ok(())
-        }, key)
+            TextAttribute::new(ATTR_REALM, realm).add_to(r)?;
+            TextAttribute::new(ATTR_NONCE, nonce).add_to(r)
+        }, None)
     }
 }
 

@@ -6,14 +6,13 @@
 
 use crate::relay::{BindFailed, ClientAddr, Family, Output, Relay, RelayConfig, RelayPorts, Transport};
 use crate::{RelayMetrics, TurnError};
-use rtc_shared::turn_framing::TurnStreamDecoder;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
@@ -58,8 +57,6 @@ impl Default for RelaySockets {
 const MAX_STREAM_CLIENTS: usize = 4096;
 /// Longest a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most bytes a stream may hold that do not yet make a message (a STUN message is at most 64 KiB).
-const MAX_STREAM_BUFFER: usize = 70_000;
 /// Messages queued toward one stream client before newer ones are dropped.
 const STREAM_QUEUE: usize = 512;
 
@@ -253,7 +250,7 @@ async fn accept_streams(
 }
 
 async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, from: ClientAddr, events: mpsc::Sender<Event>) {
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
     if events.send(Event::StreamOpened { from, tx }).await.is_err() {
         return;
@@ -267,27 +264,9 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, fro
     };
     let events_in = events.clone();
     let read = async move {
-        let mut decoder = TurnStreamDecoder::new();
-        let mut buf = vec![0u8; 16384];
-        loop {
-            let n = match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            decoder.extend_from_slice(&buf[..n]);
-            loop {
-                match decoder.next_message() {
-                    Ok(Some(data)) => {
-                        if events_in.send(Event::Client { from, data }).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => break,
-                    // Not TURN: a stream cannot resynchronise, so it ends.
-                    Err(_) => return,
-                }
-            }
-            if decoder.buffered_len() > MAX_STREAM_BUFFER {
+        let mut messages = crate::stream::MessageReader::new(reader);
+        while let Some(data) = messages.next().await {
+            if events_in.send(Event::Client { from, data }).await.is_err() {
                 return;
             }
         }

@@ -9,7 +9,6 @@
 //! the TURN client was given. Being bound on 127.0.0.1, it can only be reached from this machine.
 
 use crate::TurnError;
-use rtc_shared::turn_framing::TurnStreamDecoder;
 use rustls::pki_types::ServerName;
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -153,7 +152,7 @@ async fn pump<S: AsyncRead + AsyncWrite>(
     rx: &mut mpsc::Receiver<Vec<u8>>,
     relayed: &Relayed,
 ) {
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (reader, mut writer) = tokio::io::split(stream);
     let up = async {
         while let Some(data) = rx.recv().await {
             if writer.write_all(&data).await.is_err() {
@@ -162,25 +161,14 @@ async fn pump<S: AsyncRead + AsyncWrite>(
         }
     };
     let down = async {
-        let mut decoder = TurnStreamDecoder::new();
-        let mut buf = vec![0u8; 16384];
-        loop {
-            let n = match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            decoder.extend_from_slice(&buf[..n]);
-            while let Ok(Some(message)) = decoder.next_message() {
-                if let Some(addr) = allocated_address(&message)
-                    && let Ok(mut set) = relayed.lock()
-                {
-                    set.insert(addr);
-                }
-                let _ = socket.send_to(&message, src).await;
+        let mut messages = crate::stream::MessageReader::new(reader);
+        while let Some(message) = messages.next().await {
+            if let Some(addr) = allocated_address(&message)
+                && let Ok(mut set) = relayed.lock()
+            {
+                set.insert(addr);
             }
-            if decoder.buffered_len() > 70_000 {
-                return;
-            }
+            let _ = socket.send_to(&message, src).await;
         }
     };
     tokio::select! {
