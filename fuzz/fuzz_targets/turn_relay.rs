@@ -42,7 +42,12 @@ fuzz_target!(|data: &[u8]| {
         let server: SocketAddr = "10.0.0.1:3478".parse().unwrap();
         let client = SocketAddr::from(([10, 0, 1, 2], 4000 + who as u16));
         match kind & 3 {
-            0 => relay.handle_client(ClientAddr { transport: Transport::Udp, server, client }, payload, now, &mut ports),
+            0 => relay.handle_client(
+                ClientAddr { transport: Transport::Udp, server, client },
+                payload,
+                now,
+                &mut ports,
+            ),
             1 => {
                 let from = ClientAddr { transport: Transport::Tcp, server, client };
                 streams[who].extend_from_slice(payload);

@@ -111,7 +111,11 @@ pub async fn bind(settings: &RelaySettings, tls: Option<&TlsFiles>) -> Result<Bo
         Some((l, _)) => Some(l.local_addr()?),
         None => None,
     };
-    Ok(BoundRelay { listeners: RelayListeners { udp: Some(udp), tcp: Some(tcp), tls: tls_listener }, udp_tcp, tls: tls_addr })
+    Ok(BoundRelay {
+        listeners: RelayListeners { udp: Some(udp), tcp: Some(tcp), tls: tls_listener },
+        udp_tcp,
+        tls: tls_addr,
+    })
 }
 
 /// The relay's core configuration; `own` are the server's sockets (never relayed to).
@@ -133,12 +137,8 @@ pub fn relay_config(settings: &RelaySettings, secret: &[u8], own: Vec<SocketAddr
 pub fn relay_sockets(settings: &RelaySettings) -> RelaySockets {
     let local = |ip: IpAddr| std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok();
     RelaySockets {
-        bind_v4: settings
-            .public_v4()
-            .map(|ip| if local(ip.into()) { ip } else { Ipv4Addr::UNSPECIFIED }),
-        bind_v6: settings
-            .public_v6()
-            .map(|ip| if local(ip.into()) { ip } else { Ipv6Addr::UNSPECIFIED }),
+        bind_v4: settings.public_v4().map(|ip| if local(ip.into()) { ip } else { Ipv4Addr::UNSPECIFIED }),
+        bind_v6: settings.public_v6().map(|ip| if local(ip.into()) { ip } else { Ipv6Addr::UNSPECIFIED }),
         ports: settings.relay_ports.clone(),
     }
 }
@@ -170,7 +170,12 @@ pub fn urls(settings: &RelaySettings, bound: &BoundRelay) -> (Vec<String>, Vec<S
 }
 
 /// Announce the relay (and keep any external TURN servers) with one shared secret.
-pub fn announce(hub_turn: &mut Option<TurnConfig>, stun_urls: &mut Vec<String>, secret: &[u8], relay: (Vec<String>, Vec<String>)) {
+pub fn announce(
+    hub_turn: &mut Option<TurnConfig>,
+    stun_urls: &mut Vec<String>,
+    secret: &[u8],
+    relay: (Vec<String>, Vec<String>),
+) {
     let (stun, turn) = relay;
     for url in stun.into_iter().rev() {
         stun_urls.insert(0, url);

@@ -66,8 +66,24 @@ async fn relayed_call(transport: &'static str) {
         .map(|name| {
             let mut c = Command::new(env!("CARGO_BIN_EXE_hearth-call"));
             c.args([
-                "join", "--server", &server.url, "--room", "relayed", "--name", name, "--synthetic", "--json",
-                "--width", "320", "--height", "180", "--seconds", "3", "--relay-only", "--turn-transport", transport,
+                "join",
+                "--server",
+                &server.url,
+                "--room",
+                "relayed",
+                "--name",
+                name,
+                "--synthetic",
+                "--json",
+                "--width",
+                "320",
+                "--height",
+                "180",
+                "--seconds",
+                "3",
+                "--relay-only",
+                "--turn-transport",
+                transport,
             ]);
             if let Some(cert) = &server.cert_file {
                 c.env("SSL_CERT_FILE", cert);

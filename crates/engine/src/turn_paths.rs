@@ -86,7 +86,11 @@ fn tls_config() -> Option<Arc<rustls::ClientConfig>> {
 /// `proxy`, an HTTP CONNECT proxy `host:port`, when given). URLs that cannot be used are dropped
 /// with a log line.
 /// With `only` non-empty, TURN URLs of other transports ("udp", "tcp", "tls") are dropped.
-pub async fn prepare(servers: &[IceServer], proxy: Option<&str>, only: &[String]) -> (Vec<IceServer>, TurnPaths) {
+pub async fn prepare(
+    servers: &[IceServer],
+    proxy: Option<&str>,
+    only: &[String],
+) -> (Vec<IceServer>, TurnPaths) {
     let wanted = |t: &str| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(t));
     let mut paths = TurnPaths::default();
     let mut tls: Option<Option<Arc<rustls::ClientConfig>>> = None;
@@ -104,7 +108,13 @@ pub async fn prepare(servers: &[IceServer], proxy: Option<&str>, only: &[String]
                 tracing::info!(%url, "skipping an ICE server URL that is not usable");
                 continue;
             };
-            let transport = if parsed.tls { "tls" } else if parsed.tcp { "tcp" } else { "udp" };
+            let transport = if parsed.tls {
+                "tls"
+            } else if parsed.tcp {
+                "tcp"
+            } else {
+                "udp"
+            };
             if !wanted(transport) {
                 continue;
             }
@@ -124,8 +134,12 @@ pub async fn prepare(servers: &[IceServer], proxy: Option<&str>, only: &[String]
                 None
             };
             let label = if parsed.tls { "tls" } else { "tcp" };
-            let upstream =
-                Upstream { host: parsed.host, port: parsed.port, tls: tls_config, proxy: proxy.map(str::to_owned) };
+            let upstream = Upstream {
+                host: parsed.host,
+                port: parsed.port,
+                tls: tls_config,
+                proxy: proxy.map(str::to_owned),
+            };
             match TurnShim::start(upstream).await {
                 Ok(shim) => {
                     urls.push(format!("turn:{}?transport=udp", shim.local_addr()));
@@ -136,7 +150,11 @@ pub async fn prepare(servers: &[IceServer], proxy: Option<&str>, only: &[String]
             }
         }
         if !urls.is_empty() {
-            out.push(IceServer { urls, username: server.username.clone(), credential: server.credential.clone() });
+            out.push(IceServer {
+                urls,
+                username: server.username.clone(),
+                credential: server.credential.clone(),
+            });
         }
     }
     (out, paths)
@@ -156,10 +174,17 @@ pub fn proxy_for(configured: Option<&str>, url: &str) -> Option<String> {
 pub fn proxy_from_env(host: &str) -> Option<String> {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let no_proxy = get("NO_PROXY").or_else(|| get("no_proxy")).unwrap_or_default();
-    if no_proxy.split(',').map(str::trim).any(|n| !n.is_empty() && (n == "*" || host.ends_with(n.trim_start_matches('.')))) {
+    if no_proxy
+        .split(',')
+        .map(str::trim)
+        .any(|n| !n.is_empty() && (n == "*" || host.ends_with(n.trim_start_matches('.'))))
+    {
         return None;
     }
-    let raw = get("HTTPS_PROXY").or_else(|| get("https_proxy")).or_else(|| get("ALL_PROXY")).or_else(|| get("all_proxy"))?;
+    let raw = get("HTTPS_PROXY")
+        .or_else(|| get("https_proxy"))
+        .or_else(|| get("ALL_PROXY"))
+        .or_else(|| get("all_proxy"))?;
     proxy_authority(&raw)
 }
 
@@ -174,11 +199,15 @@ pub fn proxy_authority(raw: &str) -> Option<String> {
     if authority.is_empty() {
         return None;
     }
-    Some(if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    })
+    Some(
+        if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            && !authority.ends_with(']')
+        {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        },
+    )
 }
 
 #[cfg(test)]
@@ -238,6 +267,9 @@ mod tests {
         assert_eq!(out[0].urls.len(), 1);
         // Only the transports asked for.
         let (out, _) = prepare(&servers, None, &["udp".into()]).await;
-        assert_eq!(out[0].urls, vec!["stun:10.0.0.1:3478".to_owned(), "turn:10.0.0.1:3478?transport=udp".to_owned()]);
+        assert_eq!(
+            out[0].urls,
+            vec!["stun:10.0.0.1:3478".to_owned(), "turn:10.0.0.1:3478?transport=udp".to_owned()]
+        );
     }
 }

@@ -25,7 +25,10 @@ fn lab(relay: &str) -> String {
 
 /// The table row of a scenario: (connected, pair types).
 fn row<'a>(table: &'a str, scenario: &str) -> (&'a str, &'a str) {
-    let line = table.lines().find(|l| l.starts_with(scenario)).unwrap_or_else(|| panic!("no row {scenario}:\n{table}"));
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(scenario))
+        .unwrap_or_else(|| panic!("no row {scenario}:\n{table}"));
     let cols: Vec<&str> = line.split_whitespace().collect();
     (cols[3], line)
 }
@@ -53,7 +56,10 @@ fn check(table: &str) {
     // One network: a direct host pair, no relay.
     assert!(row(table, "1 ").1.contains("A:host B:host"), "{table}");
     // No UDP: A reaches the relay over TCP or TLS; only TCP 443 / only a proxy: over TLS.
-    assert!(row(table, "4 ").1.contains("A:relay/tcp") || row(table, "4 ").1.contains("A:relay/tls"), "{table}");
+    assert!(
+        row(table, "4 ").1.contains("A:relay/tcp") || row(table, "4 ").1.contains("A:relay/tls"),
+        "{table}"
+    );
     assert!(row(table, "5 ").1.contains("A:relay/tls"), "{table}");
     assert!(row(table, "8 ").1.contains("A:relay/tls"), "{table}");
     assert!(table.contains("nat-lab: every call connected"), "{table}");

@@ -71,7 +71,8 @@ impl NonceKey {
         let Ok(made) = u64::from_str_radix(stamp, 16) else { return false };
         // Constant-time enough: a 64-bit MAC compared as text of fixed length.
         let good = self.mac(stamp);
-        let same = good.len() == mac.len() && good.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let same = good.len() == mac.len()
+            && good.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         same && made <= unix_now && unix_now - made <= ttl_secs
     }
 }

@@ -24,7 +24,11 @@ impl RelayMetrics {
     pub fn register(&self, registry: &mut Registry) {
         let turn = registry.sub_registry_with_prefix("turn");
         turn.register("allocations", "TURN allocations alive now", self.allocations.clone());
-        turn.register("allocations_made", "TURN allocations made since start", self.allocations_total.clone());
+        turn.register(
+            "allocations_made",
+            "TURN allocations made since start",
+            self.allocations_total.clone(),
+        );
         turn.register(
             "relayed_bytes",
             "Bytes relayed, by direction (to_peer, to_client)",

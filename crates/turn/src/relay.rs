@@ -334,7 +334,8 @@ impl Relay {
             .filter(|n| alloc.channels.get(n).is_some_and(|(_, until)| *until > now));
         let framed = match channel {
             Some(number) => {
-                let mut cd = ChannelData { data: data.to_vec(), number: ChannelNumber(number), raw: Vec::new() };
+                let mut cd =
+                    ChannelData { data: data.to_vec(), number: ChannelNumber(number), raw: Vec::new() };
                 cd.encode();
                 cd.raw
             }
@@ -447,13 +448,18 @@ impl Relay {
     fn request(&mut self, from: ClientAddr, mut m: Message, now: Instant, ports: &mut dyn RelayPorts) {
         let method = m.typ.method;
         if method == METHOD_BINDING {
-            let reply = build(&m, METHOD_BINDING, CLASS_SUCCESS_RESPONSE, |r| {
-                XorMappedAddress { ip: canonical(from.client.ip()), port: from.client.port() }.add_to(r)
-            }, None);
+            let reply = build(
+                &m,
+                METHOD_BINDING,
+                CLASS_SUCCESS_RESPONSE,
+                |r| XorMappedAddress { ip: canonical(from.client.ip()), port: from.client.port() }.add_to(r),
+                None,
+            );
             self.reply(from, reply);
             return;
         }
-        if ![METHOD_ALLOCATE, METHOD_REFRESH, METHOD_CREATE_PERMISSION, METHOD_CHANNEL_BIND].contains(&method) {
+        if ![METHOD_ALLOCATE, METHOD_REFRESH, METHOD_CREATE_PERMISSION, METHOD_CHANNEL_BIND].contains(&method)
+        {
             self.refuse(from, &m, Refusal::UnknownMethod, 400, "Bad Request: unsupported method", None);
             return;
         }
@@ -480,10 +486,18 @@ impl Relay {
         let (Some(username), Some(realm), Some(nonce)) =
             (text(m, ATTR_USERNAME), text(m, ATTR_REALM), text(m, ATTR_NONCE))
         else {
-            self.refuse(from, m, Refusal::BadRequest, 400, "Bad Request: missing USERNAME, REALM or NONCE", None);
+            self.refuse(
+                from,
+                m,
+                Refusal::BadRequest,
+                400,
+                "Bad Request: missing USERNAME, REALM or NONCE",
+                None,
+            );
             return None;
         };
-        if realm != self.config.realm || !self.nonce_key.check(&nonce, unix, self.config.nonce_ttl.as_secs()) {
+        if realm != self.config.realm || !self.nonce_key.check(&nonce, unix, self.config.nonce_ttl.as_secs())
+        {
             self.metrics.refused(Refusal::StaleNonce);
             let reply = self.challenge(m, 438, "Stale Nonce", unix);
             self.reply(from, reply);
@@ -526,7 +540,14 @@ impl Relay {
         Some(Authed { username, key })
     }
 
-    fn allocate(&mut self, from: ClientAddr, m: &Message, authed: Authed, now: Instant, ports: &mut dyn RelayPorts) {
+    fn allocate(
+        &mut self,
+        from: ClientAddr,
+        m: &Message,
+        authed: Authed,
+        now: Instant,
+        ports: &mut dyn RelayPorts,
+    ) {
         let key = Some(authed.key.as_slice());
         if let Some(alloc) = self.allocations.get(&from) {
             if alloc.allocate_txn == m.transaction_id {
@@ -540,7 +561,14 @@ impl Relay {
         match m.get(ATTR_REQUESTED_TRANSPORT) {
             Ok(v) if v.first() == Some(&PROTO_UDP) => {}
             Ok(_) => {
-                self.refuse(from, m, Refusal::UnsupportedTransport, 442, "Unsupported Transport Protocol", key);
+                self.refuse(
+                    from,
+                    m,
+                    Refusal::UnsupportedTransport,
+                    442,
+                    "Unsupported Transport Protocol",
+                    key,
+                );
                 return;
             }
             Err(_) => {
@@ -583,11 +611,18 @@ impl Relay {
         };
         let lifetime = self.lifetime(m);
         let relayed = SocketAddr::new(public_ip, relay.port());
-        let response = build(m, METHOD_ALLOCATE, CLASS_SUCCESS_RESPONSE, |r| {
-            XorMappedAddress { ip: relayed.ip(), port: relayed.port() }.add_to_as(r, ATTR_XOR_RELAYED_ADDRESS)?;
-            Lifetime(lifetime).add_to(r)?;
-            XorMappedAddress { ip: canonical(from.client.ip()), port: from.client.port() }.add_to(r)
-        }, key);
+        let response = build(
+            m,
+            METHOD_ALLOCATE,
+            CLASS_SUCCESS_RESPONSE,
+            |r| {
+                XorMappedAddress { ip: relayed.ip(), port: relayed.port() }
+                    .add_to_as(r, ATTR_XOR_RELAYED_ADDRESS)?;
+                Lifetime(lifetime).add_to(r)?;
+                XorMappedAddress { ip: canonical(from.client.ip()), port: from.client.port() }.add_to(r)
+            },
+            key,
+        );
         *self.per_user.entry(user.clone()).or_insert(0) += 1;
         self.metrics.allocations.inc();
         self.metrics.allocations_total.inc();
@@ -695,7 +730,14 @@ impl Relay {
     /// Whether every peer may get a permission on the allocation relayed at `relayed`: the same
     /// address family (else 443) and not a denied address (else 403, see [`Relay::peer_allowed`]).
     /// Answers the request when not.
-    fn peers_usable(&mut self, from: ClientAddr, m: &Message, key: Option<&[u8]>, relayed: SocketAddr, peers: &[SocketAddr]) -> bool {
+    fn peers_usable(
+        &mut self,
+        from: ClientAddr,
+        m: &Message,
+        key: Option<&[u8]>,
+        relayed: SocketAddr,
+        peers: &[SocketAddr],
+    ) -> bool {
         if peers.iter().any(|p| p.is_ipv4() != relayed.is_ipv4()) {
             self.refuse(from, m, Refusal::AddressFamily, 443, "Peer Address Family Mismatch", key);
             return false;
@@ -732,7 +774,8 @@ impl Relay {
         }
         let peer = SocketAddr::new(ip, peer.port());
         !self.config.own_addresses.iter().any(|own| {
-            own.port() == peer.port() && (canonical(own.ip()) == ip || own.ip().is_unspecified() && self.is_own_ip(ip))
+            own.port() == peer.port()
+                && (canonical(own.ip()) == ip || own.ip().is_unspecified() && self.is_own_ip(ip))
         })
     }
 
@@ -748,12 +791,24 @@ impl Relay {
         }
     }
 
-    fn refuse(&mut self, to: ClientAddr, m: &Message, why: Refusal, code: u16, reason: &str, key: Option<&[u8]>) {
+    fn refuse(
+        &mut self,
+        to: ClientAddr,
+        m: &Message,
+        why: Refusal,
+        code: u16,
+        reason: &str,
+        key: Option<&[u8]>,
+    ) {
         self.metrics.refused(why);
         tracing::debug!(client = %to.client, transport = to.transport.as_str(), reason = why.as_str(), "TURN request refused");
-        let reply = build(m, m.typ.method, CLASS_ERROR_RESPONSE, |r| {
-            ErrorCodeAttribute { code: ErrorCode(code), reason: reason.as_bytes().to_vec() }.add_to(r)
-        }, key);
+        let reply = build(
+            m,
+            m.typ.method,
+            CLASS_ERROR_RESPONSE,
+            |r| ErrorCodeAttribute { code: ErrorCode(code), reason: reason.as_bytes().to_vec() }.add_to(r),
+            key,
+        );
         self.reply(to, reply);
     }
 
@@ -770,11 +825,17 @@ impl Relay {
     fn challenge(&self, m: &Message, code: u16, reason: &str, unix: u64) -> Vec<u8> {
         let realm = self.config.realm.clone();
         let nonce = self.nonce_key.make(unix);
-        build(m, m.typ.method, CLASS_ERROR_RESPONSE, |r| {
-            ErrorCodeAttribute { code: ErrorCode(code), reason: reason.as_bytes().to_vec() }.add_to(r)?;
-            TextAttribute::new(ATTR_REALM, realm).add_to(r)?;
-            TextAttribute::new(ATTR_NONCE, nonce).add_to(r)
-        }, None)
+        build(
+            m,
+            m.typ.method,
+            CLASS_ERROR_RESPONSE,
+            |r| {
+                ErrorCodeAttribute { code: ErrorCode(code), reason: reason.as_bytes().to_vec() }.add_to(r)?;
+                TextAttribute::new(ATTR_REALM, realm).add_to(r)?;
+                TextAttribute::new(ATTR_NONCE, nonce).add_to(r)
+            },
+            None,
+        )
     }
 }
 

@@ -239,7 +239,9 @@ async fn accept_streams(
             match tls {
                 None => serve_stream(stream, from, events).await,
                 Some(acceptor) => {
-                    if let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
                         serve_stream(stream, from, events).await;
                     }
                 }
@@ -249,7 +251,11 @@ async fn accept_streams(
     }
 }
 
-async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, from: ClientAddr, events: mpsc::Sender<Event>) {
+async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+    from: ClientAddr,
+    events: mpsc::Sender<Event>,
+) {
     let (reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
     if events.send(Event::StreamOpened { from, tx }).await.is_err() {

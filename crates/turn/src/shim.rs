@@ -138,7 +138,9 @@ async fn carry(
             let connector = tokio_rustls::TlsConnector::from(config.clone());
             match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
                 Ok(Ok(tls)) => pump(tls, socket, src, &mut rx, &relayed).await,
-                Ok(Err(e)) => tracing::warn!(host = %upstream.host, error = %e, "TURN over TLS: handshake failed"),
+                Ok(Err(e)) => {
+                    tracing::warn!(host = %upstream.host, error = %e, "TURN over TLS: handshake failed")
+                }
                 Err(_) => tracing::warn!(host = %upstream.host, "TURN over TLS: handshake timed out"),
             }
         }
@@ -210,7 +212,10 @@ pub async fn http_connect(mut tcp: TcpStream, host: &str, port: u16) -> std::io:
     (&mut reader).take(8192).read_line(&mut status).await?;
     let code = status.split_whitespace().nth(1).unwrap_or("");
     if !code.starts_with('2') {
-        return Err(std::io::Error::other(format!("the proxy refused CONNECT {authority}: {}", status.trim())));
+        return Err(std::io::Error::other(format!(
+            "the proxy refused CONNECT {authority}: {}",
+            status.trim()
+        )));
     }
     // Skip the headers, up to the empty line; keep them bounded.
     let mut total = 0;

@@ -62,7 +62,12 @@ fn lab_with(edit: impl FnOnce(&mut RelayConfig)) -> Lab {
     edit(&mut config);
     let metrics = RelayMetrics::default();
     let now = Instant::now();
-    Lab { relay: Relay::new(config, metrics.clone(), now, UNIX), ports: FakePorts { next: 50000, fail: false }, now, metrics }
+    Lab {
+        relay: Relay::new(config, metrics.clone(), now, UNIX),
+        ports: FakePorts { next: 50000, fail: false },
+        now,
+        metrics,
+    }
 }
 
 fn lab() -> Lab {
@@ -117,7 +122,8 @@ impl Lab {
     }
 
     fn allocate_with(&mut self, from: ClientAddr, username: String, password: String) -> (Message, Creds) {
-        let first = msg(METHOD_ALLOCATE, |m| RequestedTransport { protocol: rtc_turn::proto::PROTO_UDP }.add_to(m));
+        let first =
+            msg(METHOD_ALLOCATE, |m| RequestedTransport { protocol: rtc_turn::proto::PROTO_UDP }.add_to(m));
         let challenge = self.request(from, &first);
         assert_eq!(error_code(&challenge), Some(401));
         let realm = TextAttribute::get_from_as(&challenge, ATTR_REALM).unwrap().text;
@@ -143,7 +149,11 @@ fn msg(method: Method, attrs: impl FnOnce(&mut Message) -> Result<(), rtc_shared
     m.raw
 }
 
-fn signed(c: &Creds, method: Method, attrs: impl FnOnce(&mut Message) -> Result<(), rtc_shared::error::Error>) -> Vec<u8> {
+fn signed(
+    c: &Creds,
+    method: Method,
+    attrs: impl FnOnce(&mut Message) -> Result<(), rtc_shared::error::Error>,
+) -> Vec<u8> {
     msg(method, |m| {
         attrs(m)?;
         TextAttribute::new(ATTR_USERNAME, c.username.clone()).add_to(m)?;
@@ -166,7 +176,8 @@ fn relayed(m: &Message) -> SocketAddr {
 }
 
 fn permission(lab: &mut Lab, from: ClientAddr, c: &Creds, peer: SocketAddr) -> Message {
-    let req = signed(c, METHOD_CREATE_PERMISSION, |m| PeerAddress { ip: peer.ip(), port: peer.port() }.add_to(m));
+    let req =
+        signed(c, METHOD_CREATE_PERMISSION, |m| PeerAddress { ip: peer.ip(), port: peer.port() }.add_to(m));
     lab.request(from, &req)
 }
 
@@ -222,7 +233,9 @@ fn a_nonce_from_elsewhere_is_stale() {
     let mut lab = lab();
     let (username, password) = rest_credentials(SECRET, "alice", UNIX + 600);
     let creds = Creds { username, password, realm: "hearth".into(), nonce: "0".repeat(32) };
-    let req = signed(&creds, METHOD_ALLOCATE, |m| RequestedTransport { protocol: rtc_turn::proto::PROTO_UDP }.add_to(m));
+    let req = signed(&creds, METHOD_ALLOCATE, |m| {
+        RequestedTransport { protocol: rtc_turn::proto::PROTO_UDP }.add_to(m)
+    });
     let m = lab.request(client(4000), &req);
     assert_eq!(error_code(&m), Some(438));
     assert!(m.contains(ATTR_NONCE));
@@ -264,7 +277,10 @@ fn data_flows_through_permissions_and_channels_only() {
     assert_eq!(ok.typ, MessageType::new(METHOD_CHANNEL_BIND, CLASS_SUCCESS_RESPONSE));
     let mut cd = ChannelData { data: b"abc".to_vec(), number: ChannelNumber(0x4001), raw: vec![] };
     cd.encode();
-    assert_eq!(lab.send(me, &cd.raw), vec![Output::ToPeer { relay: relay_local, peer, data: b"abc".to_vec() }]);
+    assert_eq!(
+        lab.send(me, &cd.raw),
+        vec![Output::ToPeer { relay: relay_local, peer, data: b"abc".to_vec() }]
+    );
     lab.relay.handle_peer(relay_local, peer, b"xyz12", lab.now);
     let Some(Output::ToClient { data, .. }) = lab.relay.poll_output() else { panic!("no channel data") };
     assert_eq!(data, vec![0x40, 0x01, 0, 5, b'x', b'y', b'z', b'1', b'2', 0, 0, 0], "padded to 4 bytes");
@@ -406,7 +422,9 @@ fn a_retransmitted_allocate_gets_the_same_answer_and_another_is_a_mismatch() {
     let mut lab = lab();
     let me = client(4000);
     let (_, c) = lab.allocate(me, "alice", UNIX + 600);
-    let again = signed(&c, METHOD_ALLOCATE, |m| RequestedTransport { protocol: rtc_turn::proto::PROTO_UDP }.add_to(m));
+    let again = signed(&c, METHOD_ALLOCATE, |m| {
+        RequestedTransport { protocol: rtc_turn::proto::PROTO_UDP }.add_to(m)
+    });
     let m = lab.request(me, &again);
     assert_eq!(error_code(&m), Some(437));
     assert_eq!(lab.relay.allocation_count(), 1);
@@ -443,7 +461,9 @@ fn unsupported_transport_and_family_are_refused() {
     let nonce = TextAttribute::get_from_as(&challenge, ATTR_NONCE).unwrap().text;
     let (username, password) = rest_credentials(SECRET, "alice", UNIX + 600);
     let c = Creds { username, password, realm: "hearth".into(), nonce };
-    let tcp = signed(&c, METHOD_ALLOCATE, |m| RequestedTransport { protocol: rtc_turn::proto::PROTO_TCP }.add_to(m));
+    let tcp = signed(&c, METHOD_ALLOCATE, |m| {
+        RequestedTransport { protocol: rtc_turn::proto::PROTO_TCP }.add_to(m)
+    });
     assert_eq!(error_code(&lab.request(me, &tcp)), Some(442));
     let v6 = signed(&c, METHOD_ALLOCATE, |m| {
         RequestedTransport { protocol: rtc_turn::proto::PROTO_UDP }.add_to(m)?;
