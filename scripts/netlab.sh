@@ -6,17 +6,19 @@
 # at the end. Needs root, /dev/net/tun and iproute2.
 #
 #   scripts/netlab.sh [--profile JSON] [--seconds 15] [--nat] [--width 640 --height 360] [--debug]
+#                     [--keep DIR]
 #
 #   --profile  hearth-netem profile for each direction, e.g. '{"delay_ms":50,"loss":0.01}'
 #              (see README, "Network emulator"); default: a clean link
 #   --nat      put A behind a masquerading NAT in M (B sees A's traffic from 10.77.2.1)
 #   --debug    use debug builds (the tests do; figures are then not representative)
+#   --keep DIR copy both JSON reports (alice.json, bob.json) into DIR
 #
 # Prints both peers' JSON reports, then one line per direction with the figures that matter on
 # an impaired link. Exits with hearth-call's status (0: media flowed both ways).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROFILE='{}'; SECS=15; NAT=0; W=640; H=360; BUILD=release
+PROFILE='{}'; SECS=15; NAT=0; W=640; H=360; BUILD=release; KEEP=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE="$2"; shift ;;
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
     --debug) BUILD=debug ;;
     --width) W="$2"; shift ;;
     --height) H="$2"; shift ;;
+    --keep) KEEP="$2"; shift ;;
     *) echo "netlab: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -91,6 +94,7 @@ status=0
 wait "$pa" || status=$?
 wait "$pb" || status=$?
 
+if [ -n "$KEEP" ]; then mkdir -p "$KEEP"; cp "$work/alice.json" "$work/bob.json" "$KEEP/"; fi
 echo "== profile: $PROFILE$([ "$NAT" = 1 ] && echo ' (A behind NAT)')"
 for who in alice bob; do
   echo "== $who"; cat "$work/$who.json"

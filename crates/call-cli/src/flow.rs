@@ -323,6 +323,7 @@ mod tests {
             connect_ms: None,
             connected_at_us: None,
             rtt_ms: None,
+            send_estimate_kbps: None,
             jitter_ms: None,
             loss_pct: None,
             quality: "good",

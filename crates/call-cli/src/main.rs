@@ -253,6 +253,46 @@ struct JoinReport {
     reactions_received: Vec<ReactionReceived>,
     /// The --at actions performed.
     actions_done: Vec<ActionDone>,
+    /// Once a second during the call: what we send and what each peer delivers (for plots
+    /// and benchmarks of adaptation: when a rate settled, when it came back).
+    timeline: Vec<TimelineSample>,
+}
+
+/// One second of the call, as `timeline` records it.
+#[derive(Debug, Serialize)]
+struct TimelineSample {
+    /// Milliseconds since our join.
+    at_ms: u64,
+    /// Our encoders: kind, size and target bitrate now.
+    sending: Vec<SendingNow>,
+    peers: Vec<PeerNow>,
+}
+
+#[derive(Debug, Serialize)]
+struct SendingNow {
+    kind: TrackKind,
+    width: u32,
+    height: u32,
+    bitrate_kbps: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct PeerNow {
+    peer_id: String,
+    name: String,
+    /// Our congestion controller's estimate of the path to this peer.
+    send_estimate_kbps: Option<f64>,
+    /// What this peer sent us over the last second.
+    received_kbps: f64,
+    rtt_ms: Option<f64>,
+    loss_pct: Option<f64>,
+    /// Its camera as we decode it: frames in the last second, size, totals.
+    video_fps: f64,
+    video_width: u32,
+    video_height: u32,
+    video_frames_decoded: u64,
+    video_freezes: u64,
+    video_freeze_ms: f64,
 }
 
 /// Resolves when the process is asked to stop (SIGTERM or SIGINT; ctrl-c elsewhere), with the
@@ -379,11 +419,41 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
     // before we finish keeps its last snapshot in the report).
     let mut ever_connected: BTreeSet<PeerId> = BTreeSet::new();
     let mut last_stats = StatsLog::new();
+    let mut timeline = Vec::new();
     let mut next_snapshot = Instant::now() + Duration::from_secs(1);
     'call: loop {
         if Instant::now() >= next_snapshot {
             next_snapshot = Instant::now() + Duration::from_secs(1);
             let stats = engine.stats().await.unwrap_or_default();
+            if started.is_some() {
+                let sending = engine.encoders().await.unwrap_or_default();
+                timeline.push(TimelineSample {
+                    at_ms: observer.at_ms(hearth_media::now_us()),
+                    sending: sending
+                        .iter()
+                        .filter(|e| e.kind != TrackKind::Audio)
+                        .map(|e| SendingNow { kind: e.kind, width: e.width, height: e.height, bitrate_kbps: e.bitrate_kbps })
+                        .collect(),
+                    peers: stats
+                        .iter()
+                        .filter(|p| p.connected)
+                        .map(|p| PeerNow {
+                            peer_id: p.peer_id.clone(),
+                            name: p.name.clone(),
+                            send_estimate_kbps: p.send_estimate_kbps,
+                            received_kbps: p.received_kbps,
+                            rtt_ms: p.rtt_ms,
+                            loss_pct: p.loss_pct,
+                            video_fps: p.camera.fps,
+                            video_width: p.camera.width,
+                            video_height: p.camera.height,
+                            video_frames_decoded: p.camera.frames_decoded,
+                            video_freezes: p.camera.freezes,
+                            video_freeze_ms: p.camera.freeze_ms,
+                        })
+                        .collect(),
+                });
+            }
             keep_stats(&mut last_stats, hearth_media::now_us(), stats);
         }
         let now = Instant::now();
@@ -585,6 +655,7 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         chat_received: observer.chat,
         reactions_received: observer.reactions,
         actions_done,
+        timeline,
     };
     engine.leave().await;
     if a.json {

@@ -32,6 +32,9 @@ impl VideoEncoderConfig {
     }
 }
 
+/// The lowest bitrate an encoder is set to.
+pub const MIN_BITRATE_BPS: u32 = 50_000;
+
 /// One encoded access unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedVideo {
@@ -144,6 +147,45 @@ impl H264Encoder {
         }
         self.config.bitrate_bps = bps;
         *self = H264Encoder::new(self.config)?;
+        Ok(())
+    }
+
+    /// Change the target bitrate on the fly: OpenH264's rate control aims at it from the next
+    /// frame, with no keyframe (congestion control changes it every few hundred ms). Before the
+    /// first frame the encoder is simply rebuilt.
+    pub fn set_target_bitrate(&mut self, bps: u32) -> Result<(), CodecError> {
+        let bps = bps.clamp(MIN_BITRATE_BPS, i32::MAX as u32);
+        if bps == self.config.bitrate_bps {
+            return Ok(());
+        }
+        if self.frames == 0 {
+            return self.set_bitrate(bps);
+        }
+        let raising = bps > self.config.bitrate_bps;
+        // The crate starts OpenH264 with a maximum equal to the target: raise the maximum
+        // before the target, lower it after.
+        let order = if raising {
+            [openh264_sys2::ENCODER_OPTION_MAX_BITRATE, openh264_sys2::ENCODER_OPTION_BITRATE]
+        } else {
+            [openh264_sys2::ENCODER_OPTION_BITRATE, openh264_sys2::ENCODER_OPTION_MAX_BITRATE]
+        };
+        for option in order {
+            let mut info = openh264_sys2::SBitrateInfo {
+                iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+                iBitrate: bps as std::os::raw::c_int,
+            };
+            // SAFETY: the encoder handle is valid and initialised (a frame was encoded);
+            // ENCODER_OPTION_BITRATE and ENCODER_OPTION_MAX_BITRATE read one SBitrateInfo
+            // during the call, which `info` outlives.
+            #[allow(unsafe_code)]
+            let rc = unsafe { self.enc.raw_api().set_option(option, (&raw mut info).cast()) };
+            if rc != 0 {
+                // Refused: rebuild at the new rate (costs a keyframe).
+                tracing::debug!(rc, option, "OpenH264 refused a bitrate change; rebuilding the encoder");
+                return self.set_bitrate(bps);
+            }
+        }
+        self.config.bitrate_bps = bps;
         Ok(())
     }
 
@@ -312,6 +354,37 @@ mod tests {
             assert_eq!(stamp.2.unwrap().frame, n, "frame {n}");
         }
         assert_eq!(keyframes, [0, 40]);
+    }
+
+    #[test]
+    fn the_bitrate_changes_on_the_fly_without_a_keyframe() {
+        let mut src = TestPattern::new(640, 360, 30.0).unpaced();
+        let mut enc =
+            H264Encoder::new(VideoEncoderConfig::for_source(640, 360, 30.0, VideoKind::Camera)).unwrap();
+        let mut frame = VideoFrame::new(640, 360);
+        let mut bytes = |enc: &mut H264Encoder, n: usize| {
+            let mut total = 0;
+            for _ in 0..n {
+                src.capture(&mut frame).unwrap();
+                let au = enc.encode(&frame).unwrap().unwrap();
+                assert!(!au.keyframe || enc.frames == 1, "no keyframe after the first");
+                total += au.data.len();
+            }
+            total
+        };
+        bytes(&mut enc, 30);
+        let full = bytes(&mut enc, 60);
+        enc.set_target_bitrate(240_000).unwrap();
+        assert_eq!(enc.config().bitrate_bps, 240_000);
+        bytes(&mut enc, 30);
+        let low = bytes(&mut enc, 60);
+        // 60 frames at 30 fps are 2 s: 240 kbit/s is 60 kB, the full ~480 kbit/s ~120 kB.
+        assert!(low * 3 < full * 2, "low {low} B, full {full} B");
+        assert!(low < 75_000, "{low} B in 2 s");
+        enc.set_target_bitrate(484_000).unwrap();
+        bytes(&mut enc, 30);
+        let back = bytes(&mut enc, 60);
+        assert!(back > low * 2, "back {back} B, low {low} B");
     }
 
     #[test]

@@ -82,6 +82,17 @@ impl H264Receiver {
         }
     }
 
+    /// Change how long a missing packet is waited for (see [`ReorderBuffer::set_max_wait`]).
+    pub fn set_max_wait(&mut self, max_wait: Duration) {
+        self.reorder.set_max_wait(max_wait);
+    }
+
+    /// RTP sequence numbers still waited for (gaps before the newest packet), oldest first; the
+    /// extended numbers, as [`hearth_media::NackScheduler`] takes them.
+    pub fn missing(&self, limit: usize) -> Vec<u64> {
+        self.reorder.missing(limit)
+    }
+
     /// When to call [`H264Receiver::poll`] again if no packet arrives.
     pub fn deadline(&self) -> Option<Instant> {
         self.reorder.deadline()

@@ -228,6 +228,12 @@ pub struct StreamStats {
     /// (how long media stopped during an outage, a network change or an ICE restart). `None`
     /// before two frames.
     pub longest_gap_ms: Option<f64>,
+    /// Freezes: gaps of more than 200 ms between two decoded frames (video), and their total
+    /// length in ms.
+    pub freezes: u64,
+    pub freeze_ms: f64,
+    /// Missing packets asked for again (RTCP NACK; each repeat counts).
+    pub nacks_sent: u64,
 }
 
 /// What a peer reports (RTCP receiver reports) about one of our streams it receives.
@@ -272,6 +278,9 @@ pub struct PeerStats {
     pub rtt_ms: Option<f64>,
     pub jitter_ms: Option<f64>,
     pub loss_pct: Option<f64>,
+    /// What our congestion controller estimates the path to this peer carries (kbit/s; GCC on
+    /// the peer's transport-wide feedback). `None` before the first feedback.
+    pub send_estimate_kbps: Option<f64>,
     pub quality: &'static str,
     /// Since the previous snapshot (or since connecting, for the first).
     pub sent_kbps: f64,

@@ -742,6 +742,7 @@ impl Core {
                         let _ = s.stop_capture();
                     }
                 }
+                self.share_video_budget();
                 let mut m = self.call.local_media();
                 m.video_off = !on || !self.streams.contains_key(&TrackKind::Camera);
                 self.call.set_media(m);
@@ -760,6 +761,7 @@ impl Core {
                     None => self.add_stream(TrackKind::Screen),
                 };
                 stream.start_video(spec, self.clock, self.dev_tx.clone());
+                self.share_video_budget();
                 let mut m = self.call.local_media();
                 m.screen_sharing = true;
                 self.call.set_media(m);
@@ -771,6 +773,7 @@ impl Core {
                     }
                     let _ = s.stop_capture();
                 }
+                self.share_video_budget();
                 let mut m = self.call.local_media();
                 m.screen_sharing = false;
                 self.call.set_media(m);
@@ -799,6 +802,17 @@ impl Core {
                 }
             }
             Command::Leave(_) => {}
+        }
+    }
+
+    /// Split the video budget between the camera and a screen share (see `adapt::video_share`).
+    fn share_video_budget(&self) {
+        let sending = |k| self.streams.get(&k).is_some_and(|s| s.enabled.load(Ordering::Relaxed));
+        let both = sending(TrackKind::Screen) && sending(TrackKind::Camera);
+        for (kind, s) in &self.streams {
+            if *kind != TrackKind::Audio {
+                s.set_share(crate::adapt::video_share(*kind, both));
+            }
         }
     }
 

@@ -32,6 +32,7 @@
 //!
 //! Before joining, [`preview`] checks the devices (camera preview, microphone meter, test sound).
 
+pub mod adapt;
 pub mod config;
 pub mod engine;
 pub mod error;

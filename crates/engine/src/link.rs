@@ -58,7 +58,9 @@ pub struct LinkShared {
     pub connected_at: Mutex<Option<Instant>>,
     pub pc: Mutex<Option<Arc<dyn PeerConnection>>>,
     pub recv: Mutex<HashMap<TrackKind, Arc<Mutex<StreamAcc>>>>,
-    pub rtt_ms: Mutex<Option<f64>>,
+    pub rtt_ms: Arc<Mutex<Option<f64>>>,
+    /// What the path to this peer carries, as our congestion controller estimates it.
+    pub estimate: Arc<crate::rtc_setup::SendEstimate>,
     /// Our streams on this link and what the peer reports receiving of each, per SSRC.
     pub outbound: Mutex<HashMap<u32, Outbound>>,
     /// Lip sync measured at the outputs (this peer's audio played, its video shown).
@@ -130,7 +132,8 @@ pub fn spawn(
         connected_at: Mutex::new(None),
         pc: Mutex::new(None),
         recv: Mutex::new(HashMap::new()),
-        rtt_ms: Mutex::new(None),
+        rtt_ms: Arc::new(Mutex::new(None)),
+        estimate: Arc::new(crate::rtc_setup::SendEstimate::default()),
         outbound: Mutex::new(HashMap::new()),
         skew: Arc::new(Mutex::new(OutputSkew::new())),
         audio_level: Arc::new(PeakLevel::new()),
@@ -190,7 +193,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<LinkCmd>,
 ) {
     let (pc_tx, mut pc_rx) = mpsc::unbounded_channel();
-    let pc = match new_peer_connection(&link.env.settings, pc_tx).await {
+    let pc = match new_peer_connection(&link.env.settings, pc_tx, link.shared.estimate.clone()).await {
         Ok(pc) => pc,
         Err(e) => {
             tracing::error!(peer = %link.peer, error = %e, "cannot create a peer connection");
@@ -287,7 +290,7 @@ impl Link {
         if self.senders.contains_key(&stream.kind) {
             return;
         }
-        let target = stream.new_target(&self.peer);
+        let target = stream.new_target(&self.peer, self.shared.estimate.clone());
         let track: Arc<dyn TrackLocal> = target.track.clone();
         match pc.add_track(track.clone()).await {
             Ok(sender) => {
@@ -328,6 +331,7 @@ impl Link {
             mixer: self.env.mixer.clone(),
             skew: self.shared.skew.clone(),
             level: self.shared.audio_level.clone(),
+            rtt_ms: self.shared.rtt_ms.clone(),
         };
         tracing::debug!(peer = %self.peer, ?kind, "remote track");
         if kind == TrackKind::Audio {
@@ -635,6 +639,7 @@ pub async fn snapshot(shared: &LinkShared, name: String) -> PeerStats {
         rtt_ms,
         jitter_ms: jitter,
         loss_pct,
+        send_estimate_kbps: shared.estimate.bps().map(|b| b as f64 / 1000.0),
         quality: quality(&measure).as_str(),
         sent_kbps,
         received_kbps,

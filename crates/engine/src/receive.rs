@@ -9,7 +9,10 @@ use hearth_codec::{CodecError, H264Decoder, OpusDecoder};
 use hearth_media::marker::{BURST_PERIOD_US, BurstDetector, read_stamp};
 use hearth_media::quality::SyntheticReference;
 use hearth_media::sync::media_us;
-use hearth_media::{AvSync, Mixer, OutputSkew, Released, ReorderBuffer, VideoFrame, VideoKind, now_us};
+use hearth_media::{
+    AvSync, Mixer, NackScheduler, OutputSkew, Released, ReorderBuffer, VideoFrame, VideoKind, now_us,
+};
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{TransportLayerNack, nack_pairs_from_sequence_numbers};
 use hearth_proto::PeerId;
 use parking_lot::Mutex;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -21,9 +24,21 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 /// How long a gap in video sequence numbers is waited for (a NACK round trip on a LAN, with
 /// NACKs every 20 ms) before the frame is given up.
+/// The shortest wait for a missing video packet (reordering on a path with no measured RTT
+/// yet, or a LAN); see [`video_loss_wait`].
 const VIDEO_REORDER_WAIT: Duration = Duration::from_millis(80);
+/// The longest: beyond this a keyframe (one round trip away) is the faster repair.
+const VIDEO_REORDER_WAIT_MAX: Duration = Duration::from_millis(800);
 const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(40);
 const MAX_LATENCY_SAMPLES: usize = 200_000;
+/// How often one missing video packet is asked for (each request a round trip after the last).
+const NACK_TRIES: u8 = 4;
+/// The round trip assumed before one is measured.
+const NACK_RTT_UNKNOWN: Duration = Duration::from_millis(100);
+/// At most this many sequence numbers per NACK.
+const NACK_MAX_LIST: usize = 128;
+/// A gap between decoded frames longer than this is a freeze.
+const FREEZE_MS: f64 = 200.0;
 const PLI_MIN_INTERVAL: Duration = Duration::from_millis(250);
 /// Steps between RTP timestamps kept to estimate the sender's frame rate.
 const RATE_STEPS: usize = 256;
@@ -102,6 +117,10 @@ impl StreamAcc {
             if self.stats.longest_gap_ms.is_none_or(|g| gap > g) {
                 self.stats.longest_gap_ms = Some(gap);
             }
+            if gap > FREEZE_MS {
+                self.stats.freezes += 1;
+                self.stats.freeze_ms += gap;
+            }
         }
         self.decoded_at.push_back(at_us);
         while self.decoded_at.front().is_some_and(|t| at_us.saturating_sub(*t) > 1_000_000) {
@@ -176,6 +195,8 @@ pub struct RecvCtx {
     pub skew: Arc<Mutex<OutputSkew>>,
     /// The peer's audio level (the loudest decoded frame since the engine last looked).
     pub level: Arc<hearth_media::PeakLevel>,
+    /// The link's round trip, from receiver reports (paces the wait for retransmissions).
+    pub rtt_ms: Arc<Mutex<Option<f64>>>,
 }
 
 impl std::fmt::Debug for RecvCtx {
@@ -216,10 +237,18 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     // Depacketizing and frame assembly are ours (hearth_codec::rtp_h264), not rtc's: its H.264
     // depacketizer panics on a truncated STAP-A, and any peer can send one.
     let mut rx = H264Receiver::new(VIDEO_REORDER_WAIT, 512);
+    let mut rtt_ms = None;
+    let mut nacks = NackScheduler::new(NACK_TRIES);
     let mut ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
     let mut last_pli = None;
     loop {
-        let deadline = rx.deadline();
+        let rtt = *ctx.rtt_ms.lock();
+        if rtt != rtt_ms {
+            rtt_ms = rtt;
+            rx.set_max_wait(video_loss_wait(rtt));
+        }
+        let rtt = rtt_ms.map_or(NACK_RTT_UNKNOWN, |r: f64| Duration::from_secs_f64(r.max(0.0) / 1000.0));
+        let deadline = [rx.deadline(), nacks.deadline(rtt)].into_iter().flatten().min();
         tokio::select! {
             ev = track.poll() => match ev {
                 None => break,
@@ -254,6 +283,18 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
             }
         }
         ctx.acc.lock().stats.packets_late = rx.reorder_stats().late;
+        // Ask for what is missing (again, once the last request is a round trip old).
+        let ask = nacks.poll(&rx.missing(NACK_MAX_LIST), Instant::now(), rtt);
+        if !ask.is_empty() {
+            let seqs: Vec<u16> = ask.iter().map(|s| (s & 0xffff) as u16).collect();
+            ctx.acc.lock().stats.nacks_sent += seqs.len() as u64;
+            let nack = TransportLayerNack {
+                sender_ssrc: 0,
+                media_ssrc: ssrc,
+                nacks: nack_pairs_from_sequence_numbers(&seqs),
+            };
+            let _ = track.write_rtcp(vec![Box::new(nack)]).await;
+        }
     }
     // Dropping the sender ends the decoder thread.
 }
@@ -334,6 +375,17 @@ fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: 
             }
         }
     }
+}
+
+/// How long a missing video packet is waited for, from the link's round trip: the NACK goes out
+/// within the generator's 20 ms tick, the retransmission comes back a round trip later; half a
+/// round trip more and 40 ms cover jitter and the sender's own delay. A fixed 80 ms wait (the
+/// seed's) gave up before any retransmission on a path over ~60 ms RTT, so every loss cost a
+/// keyframe round trip and ~3 frames.
+pub fn video_loss_wait(rtt_ms: Option<f64>) -> Duration {
+    let Some(rtt) = rtt_ms.filter(|r| r.is_finite() && *r >= 0.0) else { return VIDEO_REORDER_WAIT };
+    let wait = Duration::from_secs_f64((rtt * 1.5 + 40.0) / 1000.0);
+    wait.clamp(VIDEO_REORDER_WAIT, VIDEO_REORDER_WAIT_MAX)
 }
 
 /// Shows decoded frames in step with the peer's audio (see `hearth_media::sync`).
@@ -484,5 +536,22 @@ fn deliver_audio(ctx: &RecvCtx, pcm: &[i16], source: u64, media: u64, detector: 
     acc.decoded(at);
     for b in bursts {
         acc.marker(b.slot, b.latency_us, 4);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_for_a_lost_packet_follows_the_round_trip() {
+        assert_eq!(video_loss_wait(None), VIDEO_REORDER_WAIT);
+        assert_eq!(video_loss_wait(Some(1.0)), VIDEO_REORDER_WAIT, "LAN: never below 80 ms");
+        // 100 ms RTT: the retransmission is back after ~120 ms; wait 190 ms.
+        assert_eq!(video_loss_wait(Some(100.0)), Duration::from_millis(190));
+        assert_eq!(video_loss_wait(Some(200.0)), Duration::from_millis(340));
+        assert_eq!(video_loss_wait(Some(5000.0)), VIDEO_REORDER_WAIT_MAX);
+        assert_eq!(video_loss_wait(Some(f64::NAN)), VIDEO_REORDER_WAIT);
+        assert_eq!(video_loss_wait(Some(-3.0)), VIDEO_REORDER_WAIT);
     }
 }

@@ -53,11 +53,36 @@ pub fn opus_codec() -> RTCRtpCodec {
     }
 }
 
-/// Marks PLI, FIR and receiver reports for delivery to the application (`TrackLocal::poll`).
+/// Marks PLI, FIR and receiver reports for delivery to the application (`TrackLocal::poll`),
+/// and publishes the send-side bandwidth estimate the congestion controller (wire-ward of
+/// here) attaches to the feedback that changed it.
 #[derive(Default)]
 struct RtcpToApp {
     read_q: VecDeque<TaggedPacket>,
     write_q: VecDeque<TaggedPacket>,
+    estimate: Arc<SendEstimate>,
+}
+
+/// A link's send-side bandwidth estimate (GCC over transport-wide feedback), in bits per second;
+/// 0 until the first feedback.
+#[derive(Debug, Default)]
+pub struct SendEstimate {
+    bps: std::sync::atomic::AtomicU64,
+    /// When it last changed (µs on the engine's clock, `hearth_media::now_us`).
+    changed_us: std::sync::atomic::AtomicU64,
+}
+
+impl SendEstimate {
+    pub fn bps(&self) -> Option<u64> {
+        Some(self.bps.load(std::sync::atomic::Ordering::Relaxed)).filter(|b| *b > 0)
+    }
+    pub fn set(&self, bps: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if bps.is_finite() && bps > 0.0 {
+            self.bps.store(bps as u64, Relaxed);
+            self.changed_us.store(hearth_media::now_us(), Relaxed);
+        }
+    }
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpToApp {
@@ -68,6 +93,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpToApp {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        for a in &msg.message.attributes {
+            if let Attribute::TargetBitrateChanged { bits_per_second } = a {
+                self.estimate.set(*bits_per_second);
+            }
+        }
         if let Packet::Rtcp(pkts) = &msg.message.packet {
             let keep: Vec<Box<dyn rtc::rtcp::Packet>> = pkts
                 .iter()
@@ -99,6 +129,44 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpToApp {
 }
 
 impl Interceptor for RtcpToApp {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// An interceptor that passes everything on (fills a slot whose default interceptor we do
+/// not want; rtc's `NoopInterceptor` is a terminus that drops inbound RTCP).
+#[derive(Default)]
+struct PassThrough {
+    read_q: VecDeque<TaggedPacket>,
+    write_q: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for PassThrough {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.read_q.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_q.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write_q.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_q.pop_front()
+    }
+}
+
+impl Interceptor for PassThrough {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
@@ -190,10 +258,23 @@ fn usable_ice_servers(servers: &[IceServer]) -> Vec<RTCIceServer> {
         .collect()
 }
 
-/// A new peer connection with H.264 + Opus, NACK, RTCP reports and RTCP to the app.
+/// Where GCC starts: enough for a 720p camera to start at full size (at 60% of its full rate,
+/// reached in ~6 s on a clean path), so a call starts sharp on any path that carries it; a path
+/// that does not is found within a second or two (loss and queue growth cut the estimate at
+/// once). The stock 300 kbit/s start with +8%/s took ~20 s to reach 720p (docs/decisions.md,
+/// "Congestion control").
+pub const GCC_START_BPS: f64 = 1_500_000.0;
+/// Below this a video call is not worth having; audio alone needs ~40 kbit/s.
+pub const GCC_MIN_BPS: f64 = 100_000.0;
+/// The most a link is asked to carry (one 720p camera and a 1080p screen).
+pub const GCC_MAX_BPS: f64 = 6_000_000.0;
+
+/// A new peer connection with H.264 + Opus, NACK, RTCP reports, send-side congestion control
+/// (GCC on transport-wide feedback; its estimate lands in `estimate`) and RTCP to the app.
 pub async fn new_peer_connection(
     settings: &RtcSettings,
     events: mpsc::UnboundedSender<PcEvent>,
+    estimate: Arc<SendEstimate>,
 ) -> Result<Arc<dyn PeerConnection>, EngineError> {
     let mut me = MediaEngine::default();
     me.register_codec(
@@ -206,12 +287,28 @@ pub async fn new_peer_connection(
     )?;
     me.register_feedback(RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() }, RtpCodecKind::Video);
     let registry = register_default_interceptors(Registry::new(), &mut me)?
-        // NACKs every 20 ms instead of 100: a lost packet is back within ~one frame.
+        // NACKs come from the video receiver (receive.rs), which knows the gaps its reorder
+        // buffer waits for and the link's round trip: one request at once, repeats a round trip
+        // apart. webrtc-rs's generator repeated every gap on a fixed tick until it was filled,
+        // and each repeat was answered: a retransmission storm on long round trips. The NACK
+        // responder (our sent packets' history) stays.
+        .with(Slot::NackGenerator, PassThrough::default())
+        // Send-side congestion control without the pacer: transport-wide sequence numbers on
+        // what we send, GCC on the peer's feedback (the default interceptors already report
+        // what we receive). The pacer is left out: a frame leaves as a burst, as before, and
+        // its timer would depend on webrtc-rs 0.21's driver waking (see ICE_KEEPALIVE); the
+        // encoder follows the estimate instead, so the queue it would hold stays short.
+        .with(Slot::TwccSender, rtc::interceptor::TwccSenderBuilder::new().build())
         .with(
-            Slot::NackGenerator,
-            rtc::interceptor::NackGeneratorBuilder::new().with_interval(Duration::from_millis(20)).build(),
+            Slot::CongestionControl,
+            rtc::interceptor::CongestionControlBuilder::new(crate::adapt::CappedGcc::new(
+                GCC_START_BPS,
+                GCC_MIN_BPS,
+                GCC_MAX_BPS,
+            ))
+            .build(),
         )
-        .with(Slot::from(14_000), RtcpToApp::default());
+        .with(Slot::from(14_000), RtcpToApp { estimate, ..RtcpToApp::default() });
     let se = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_network_types(vec![NetworkType::Udp4, NetworkType::Udp6])

@@ -5,6 +5,7 @@
 //! capture thread can stop and restart (camera off/on) without touching the peer connections.
 
 use crate::config::{AudioSpec, DeviceProblem, DisplayFrame, EncoderInfo, EngineEvent, TrackKind, VideoSpec};
+use crate::adapt::{VideoAdapter, video_budget};
 use crate::rtc_setup::{H264_PT, OPUS_PT};
 use bytes::Bytes;
 use hearth_codec::{H264Encoder, H264Profile, OpusEncoder, VideoEncoderConfig};
@@ -54,7 +55,43 @@ impl Default for MediaClock {
     }
 }
 
-/// One peer's track for a stream.
+/// Where a peer's copy of a stream's packets is written: its track on the peer connection (a
+/// test sink in tests). Returns whether the packet was taken.
+#[async_trait::async_trait]
+pub trait RtpSink: Send + Sync + 'static {
+    async fn write(&self, p: rtc::rtp::Packet) -> bool;
+}
+
+#[async_trait::async_trait]
+impl RtpSink for TrackLocalStaticRTP {
+    async fn write(&self, p: rtc::rtp::Packet) -> bool {
+        // Fails only before the link is up or after it closed: nothing to do.
+        self.write_rtp(p).await.is_ok()
+    }
+}
+
+/// The packets of one encoded frame (or one audio packet), shared by every peer's queue.
+#[derive(Debug)]
+pub struct Batch {
+    pub packets: Vec<rtc::rtp::Packet>,
+    /// A video keyframe: decoding can start here.
+    pub keyframe: bool,
+}
+
+/// Frames (or audio packets) a peer's queue holds before the peer counts as slow and loses
+/// what does not fit: ~270 ms of video at 30 fps, ~240 ms of audio.
+const PEER_QUEUE_BATCHES: usize = 8;
+const PEER_AUDIO_QUEUE_BATCHES: usize = 12;
+/// A slow peer that lost video asks for a keyframe at most this often (everyone gets it: the
+/// encoder is shared), and until then waits for the next one.
+/// Keyframes on request are at least this far apart (several peers asking at once, or one
+/// asking repeatedly, get one keyframe).
+const KEYFRAME_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(150);
+const SLOW_PEER_KEYFRAME_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One peer's track for a stream, with its own queue and writer task: a peer whose connection
+/// does not take packets fast enough loses its own packets (video: until the next keyframe)
+/// and never delays the other peers.
 pub struct Target {
     pub peer: PeerId,
     pub track: Arc<TrackLocalStaticRTP>,
@@ -65,11 +102,114 @@ pub struct Target {
     pub first_seq: std::sync::atomic::AtomicU32,
     /// Packets written to this peer's track (to compare with what it reports receiving).
     pub sent_packets: std::sync::atomic::AtomicU64,
+    /// Frames (audio packets) dropped because this peer's queue was full, or while it waited
+    /// for a keyframe after such a drop.
+    pub dropped_batches: std::sync::atomic::AtomicU64,
+    /// What the path to this peer carries (the link's congestion controller).
+    pub estimate: Arc<crate::rtc_setup::SendEstimate>,
+    queue: mpsc::Sender<Arc<Batch>>,
+    /// Video: delta frames are useless to this peer until the next keyframe.
+    awaiting_keyframe: AtomicBool,
+    last_keyframe_request: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target").field("peer", &self.peer).field("pt", &self.pt).finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// A target writing to `sink` (`track` is what gets added to the peer connection), with its
+    /// writer task spawned on the current runtime.
+    pub fn new(
+        peer: PeerId,
+        kind: TrackKind,
+        track: Arc<TrackLocalStaticRTP>,
+        sink: Arc<dyn RtpSink>,
+        pt: u8,
+        estimate: Arc<crate::rtc_setup::SendEstimate>,
+    ) -> Arc<Target> {
+        let depth = if kind == TrackKind::Audio { PEER_AUDIO_QUEUE_BATCHES } else { PEER_QUEUE_BATCHES };
+        let (queue, mut rx) = mpsc::channel::<Arc<Batch>>(depth);
+        let target = Arc::new(Target {
+            peer,
+            track,
+            pt: AtomicU8::new(pt),
+            first_seq: std::sync::atomic::AtomicU32::new(u32::MAX),
+            sent_packets: std::sync::atomic::AtomicU64::new(0),
+            dropped_batches: std::sync::atomic::AtomicU64::new(0),
+            estimate,
+            queue,
+            awaiting_keyframe: AtomicBool::new(false),
+            last_keyframe_request: Mutex::new(None),
+        });
+        // The task holds the target weakly: dropping the target closes the queue and ends it.
+        let weak = Arc::downgrade(&target);
+        tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                let pt = match weak.upgrade() {
+                    Some(t) => {
+                        if let Some(first) = batch.packets.first() {
+                            let _ = t.first_seq.compare_exchange(
+                                u32::MAX,
+                                u32::from(first.header.sequence_number),
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            );
+                        }
+                        t.pt.load(Ordering::Relaxed)
+                    }
+                    None => break,
+                };
+                let mut written = 0;
+                for p in &batch.packets {
+                    let mut p = p.clone();
+                    p.header.payload_type = pt;
+                    written += u64::from(sink.write(p).await);
+                }
+                if let Some(t) = weak.upgrade() {
+                    t.sent_packets.fetch_add(written, Ordering::Relaxed);
+                }
+            }
+        });
+        target
+    }
+
+    /// Queue `batch` for this peer without waiting. Returns true when this peer needs a
+    /// keyframe (its queue overflowed and it has not asked for one lately).
+    fn offer(&self, batch: &Arc<Batch>, video: bool) -> bool {
+        if video && !batch.keyframe && self.awaiting_keyframe.load(Ordering::Relaxed) {
+            self.dropped_batches.fetch_add(1, Ordering::Relaxed);
+            return self.keyframe_due();
+        }
+        match self.queue.try_send(batch.clone()) {
+            Ok(()) => {
+                if batch.keyframe {
+                    self.awaiting_keyframe.store(false, Ordering::Relaxed);
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped_batches.fetch_add(1, Ordering::Relaxed);
+                if video {
+                    self.awaiting_keyframe.store(true, Ordering::Relaxed);
+                    return self.keyframe_due();
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn keyframe_due(&self) -> bool {
+        let mut last = self.last_keyframe_request.lock();
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < SLOW_PEER_KEYFRAME_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 }
 
@@ -84,7 +224,7 @@ pub struct SendStream {
     pub keyframe_wanted: AtomicBool,
     /// Whether media is sent at all (mute / camera off).
     pub enabled: AtomicBool,
-    packets_tx: mpsc::Sender<Vec<rtc::rtp::Packet>>,
+    packets_tx: mpsc::Sender<Arc<Batch>>,
     /// One sequence-number counter for the stream's whole life: a capture thread restarted
     /// (camera off and on) continues the numbering, so receivers see no jump.
     sequencer: Box<dyn Sequencer>,
@@ -97,6 +237,8 @@ pub struct SendStream {
     self_view: std::sync::OnceLock<SelfView>,
     /// Audio: the loudest captured frame since the last look, before the mute gate.
     pub level: PeakLevel,
+    /// Video: this stream's share of the video budget, in thousandths (see `adapt`).
+    share_permille: std::sync::atomic::AtomicU32,
 }
 
 /// Our own frames shown to us: the app's event channel and the frames it still holds.
@@ -129,7 +271,7 @@ struct Capture {
 impl SendStream {
     /// A stream with its fan-out task (spawned on the current runtime).
     pub fn new(kind: TrackKind, stream_id: String) -> Arc<SendStream> {
-        let (packets_tx, mut packets_rx) = mpsc::channel::<Vec<rtc::rtp::Packet>>(16);
+        let (packets_tx, mut packets_rx) = mpsc::channel::<Arc<Batch>>(16);
         let stream = Arc::new(SendStream {
             kind,
             ssrc: rand::random::<u32>() | 1,
@@ -144,31 +286,21 @@ impl SendStream {
             encoder: Mutex::new(None),
             self_view: std::sync::OnceLock::new(),
             level: PeakLevel::new(),
+            share_permille: std::sync::atomic::AtomicU32::new(1000),
         });
         let weak = Arc::downgrade(&stream);
+        let video = kind != TrackKind::Audio;
+        // Hands each batch to every peer's own queue; never waits for a peer.
         tokio::spawn(async move {
             while let Some(batch) = packets_rx.recv().await {
                 let Some(stream) = weak.upgrade() else { break };
                 let targets: Vec<Arc<Target>> = stream.targets.lock().clone();
-                drop(stream);
+                let mut keyframe = false;
                 for t in targets {
-                    let pt = t.pt.load(Ordering::Relaxed);
-                    if let Some(first) = batch.first() {
-                        let _ = t.first_seq.compare_exchange(
-                            u32::MAX,
-                            u32::from(first.header.sequence_number),
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
-                    }
-                    for p in &batch {
-                        let mut p = p.clone();
-                        p.header.payload_type = pt;
-                        // Fails only before the link is up or after it closed: nothing to do.
-                        if t.track.write_rtp(p).await.is_ok() {
-                            t.sent_packets.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    keyframe |= t.offer(&batch, video);
+                }
+                if keyframe {
+                    stream.request_keyframe();
                 }
             }
         });
@@ -176,7 +308,7 @@ impl SendStream {
     }
 
     /// A new track of this stream for `peer` (add it to that peer's connection).
-    pub fn new_target(&self, peer: &PeerId) -> Arc<Target> {
+    pub fn new_target(&self, peer: &PeerId, estimate: Arc<crate::rtc_setup::SendEstimate>) -> Arc<Target> {
         let codec = match self.kind {
             TrackKind::Audio => crate::rtc_setup::opus_codec(),
             TrackKind::Camera | TrackKind::Screen => crate::rtc_setup::h264_codec(),
@@ -203,13 +335,15 @@ impl SendStream {
             }],
         );
         let pt = if self.kind == TrackKind::Audio { OPUS_PT } else { H264_PT };
-        Arc::new(Target {
-            peer: peer.clone(),
-            track: Arc::new(TrackLocalStaticRTP::new(track)),
-            pt: AtomicU8::new(pt),
-            first_seq: std::sync::atomic::AtomicU32::new(u32::MAX),
-            sent_packets: std::sync::atomic::AtomicU64::new(0),
-        })
+        let track = Arc::new(TrackLocalStaticRTP::new(track));
+        Target::new(peer.clone(), self.kind, track.clone(), track, pt, estimate)
+    }
+
+    /// A target of this stream writing to `sink` instead of a track (tests of the fan-out).
+    #[cfg(test)]
+    fn test_target(&self, peer: &str, sink: Arc<dyn RtpSink>) -> Arc<Target> {
+        let t = self.new_target(&PeerId(peer.into()), Arc::default());
+        Target::new(t.peer.clone(), self.kind, t.track.clone(), sink, H264_PT, Arc::default())
     }
 
     /// The settings of the encoder this stream uses now (`None` before its first frame).
@@ -233,6 +367,24 @@ impl SendStream {
     /// its own).
     pub fn detach(&self, target: &Arc<Target>) {
         self.targets.lock().retain(|t| !Arc::ptr_eq(t, target));
+    }
+
+    /// Set this (video) stream's share of the video budget (0..=1).
+    pub fn set_share(&self, share: f64) {
+        self.share_permille.store((share.clamp(0.0, 1.0) * 1000.0) as u32, Ordering::Relaxed);
+    }
+
+    /// The bitrate this video stream may use now, from its peers' estimates (`None`: no peer
+    /// has one yet).
+    fn budget(&self) -> Option<f64> {
+        let share = f64::from(self.share_permille.load(Ordering::Relaxed)) / 1000.0;
+        let estimates: Vec<Option<u64>> = self.targets.lock().iter().map(|t| t.estimate.bps()).collect();
+        video_budget(estimates, share)
+    }
+
+    /// The lowest of its peers' estimates (bits per second), for stats.
+    pub fn lowest_estimate(&self) -> Option<u64> {
+        self.targets.lock().iter().filter_map(|t| t.estimate.bps()).min()
     }
 
     pub fn request_keyframe(&self) {
@@ -266,11 +418,11 @@ impl SendStream {
         }
     }
 
-    fn send_batch(&self, mut batch: Vec<rtc::rtp::Packet>) {
+    fn send_batch(&self, mut packets: Vec<rtc::rtp::Packet>, keyframe: bool) {
         if let Some(r) = self.rewrite.get() {
-            (r.0)(self.kind, &mut batch);
+            (r.0)(self.kind, &mut packets);
         }
-        if self.packets_tx.try_send(batch).is_err() && self.kind != TrackKind::Audio {
+        if self.packets_tx.try_send(Arc::new(Batch { packets, keyframe })).is_err() && self.kind != TrackKind::Audio {
             // The network side is behind: start afresh with a keyframe rather than queue.
             self.keyframe_wanted.store(true, Ordering::Relaxed);
         }
@@ -375,6 +527,7 @@ fn video_loop(
     // After opening: threads a device backend starts must not inherit a raised priority (the
     // PulseAudio backend's own threads poll busily and would starve the network tasks).
     hearth_media::raise_current_thread(hearth_media::MediaThread::Video);
+    // The source's own size (what adaptation scales down from).
     let info = source.info();
     let mut encoder: Option<(H264Encoder, (u32, u32))> = None;
     let mut frame = VideoFrame::new(info.width, info.height);
@@ -388,6 +541,9 @@ fn video_loop(
         90_000,
     );
     let mut shown = FramePool::new(DisplayFrame::MAX_IN_FLIGHT + 2);
+    let mut last_keyframe: Option<Instant> = None;
+    let mut adapter: Option<(VideoAdapter, (u32, u32))> = None;
+    let mut source_size = (info.width, info.height);
     while !stop.load(Ordering::Relaxed) {
         source.capture(&mut frame)?;
         *worked = true;
@@ -397,25 +553,62 @@ fn video_loop(
         if let Some(view) = stream.self_view.get() {
             view.show(stream.kind, &frame, &mut shown);
         }
-        let dims = (frame.width, frame.height);
+        // What the paths to the peers carry decides the size and rate (see `adapt`).
+        let full = (info.width, info.height);
+        let adapter = match &mut adapter {
+            Some((a, size)) if *size == full => a,
+            slot => &mut slot.insert((VideoAdapter::new(full.0, full.1, info.fps, info.kind), full)).0,
+        };
+        let want = adapter.update(stream.budget(), Instant::now());
+        let size = (want.width, want.height);
+        if source_size != size {
+            // Synthetic sources draw at the new size from the next frame; others are scaled.
+            source.set_output_size(size.0, size.1);
+            source_size = size;
+        }
+        // Scaled when larger than wanted (a source that resized itself is right from the next
+        // frame on; a smaller frame is never scaled up).
+        let scaled;
+        let input = if frame.width > size.0 || frame.height > size.1 {
+            scaled = hearth_media::scale::scale_i420(&frame, size.0, size.1);
+            &scaled
+        } else {
+            &frame
+        };
+        let dims = (input.width, input.height);
         if encoder.as_ref().is_none_or(|(_, d)| *d != dims) {
-            let cfg = VideoEncoderConfig::for_source(frame.width, frame.height, info.fps, info.kind);
+            let mut cfg = VideoEncoderConfig::for_source(dims.0, dims.1, info.fps, info.kind);
+            cfg.bitrate_bps = want.bitrate_bps;
             encoder = Some((H264Encoder::new(cfg).map_err(|e| MediaError::Convert(e.to_string()))?, dims));
             *stream.encoder.lock() = Some(EncoderInfo {
                 kind: stream.kind,
                 codec: "H.264",
                 profile: None,
-                width: frame.width,
-                height: frame.height,
+                width: dims.0,
+                height: dims.1,
                 fps: f64::from(info.fps),
                 bitrate_kbps: f64::from(cfg.bitrate_bps) / 1000.0,
             });
+        } else if let Some((enc, _)) = encoder.as_mut()
+            && enc.config().bitrate_bps != want.bitrate_bps
+        {
+            match enc.set_target_bitrate(want.bitrate_bps) {
+                Ok(()) => {
+                    if let Some(info) = stream.encoder.lock().as_mut() {
+                        info.bitrate_kbps = f64::from(enc.config().bitrate_bps) / 1000.0;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot change the video bitrate"),
+            }
         }
         let Some((enc, _)) = encoder.as_mut() else { continue };
-        if stream.keyframe_wanted.swap(false, Ordering::Relaxed) {
+        // Keyframe requests (PLI/FIR from every peer, new peers, slow peers) are served at most
+        // once per KEYFRAME_MIN_INTERVAL; one arriving sooner waits (it is kept, not lost).
+        let spaced = last_keyframe.is_none_or(|t: Instant| t.elapsed() >= KEYFRAME_MIN_INTERVAL);
+        if spaced && stream.keyframe_wanted.swap(false, Ordering::Relaxed) {
             enc.request_keyframe();
         }
-        let au = match enc.encode(&frame) {
+        let au = match enc.encode(input) {
             Ok(Some(au)) => au,
             Ok(None) => continue,
             Err(e) => {
@@ -423,19 +616,22 @@ fn video_loop(
                 continue;
             }
         };
+        if au.keyframe {
+            last_keyframe = Some(Instant::now());
+        }
         if au.keyframe
             && let Some(info) = stream.encoder.lock().as_mut()
             && info.profile.is_none()
         {
             info.profile = H264Profile::of(&au.data).map(|p| p.name());
         }
-        let ts = clock.rtp_ts(frame.capture_us, 90_000);
+        let ts = clock.rtp_ts(input.capture_us, 90_000);
         match packetizer.packetize(Instant::now(), &Bytes::from(au.data), 0) {
             Ok(mut packets) => {
                 for p in &mut packets {
                     p.header.timestamp = ts;
                 }
-                stream.send_batch(packets);
+                stream.send_batch(packets, au.keyframe);
             }
             Err(e) => tracing::warn!(error = %e, "packetizing failed; skipping a frame"),
         }
@@ -502,7 +698,117 @@ fn audio_loop(
             },
             payload,
         };
-        stream.send_batch(vec![packet]);
+        stream.send_batch(vec![packet], false);
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Records the sequence numbers written to it; writes wait for a permit of `gate`.
+    struct Sink {
+        gate: tokio::sync::Semaphore,
+        got: Mutex<Vec<u16>>,
+    }
+
+    impl Sink {
+        fn new(open: bool) -> Arc<Sink> {
+            let permits = if open { tokio::sync::Semaphore::MAX_PERMITS } else { 0 };
+            Arc::new(Sink { gate: tokio::sync::Semaphore::new(permits), got: Mutex::new(Vec::new()) })
+        }
+        fn frames(&self) -> Vec<u16> {
+            let got = self.got.lock();
+            got.chunks(3).map(|c| c[0] / 3).collect()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl RtpSink for Sink {
+        async fn write(&self, p: rtc::rtp::Packet) -> bool {
+            self.gate.acquire().await.unwrap().forget();
+            self.got.lock().push(p.header.sequence_number);
+            true
+        }
+    }
+
+    /// Frame `f`: three packets numbered 3f, 3f+1, 3f+2.
+    fn frame(f: u16) -> Vec<rtc::rtp::Packet> {
+        (0..3)
+            .map(|i| rtc::rtp::Packet {
+                header: Header { sequence_number: f * 3 + i, ..Default::default() },
+                payload: Bytes::from_static(&[0]),
+            })
+            .collect()
+    }
+
+    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn a_blocked_peer_does_not_hold_up_the_others() {
+        let stream = SendStream::new(TrackKind::Camera, "s".into());
+        let (fast, slow) = (Sink::new(true), Sink::new(false));
+        let fast_t = stream.test_target("fast", fast.clone());
+        let slow_t = stream.test_target("slow", slow.clone());
+        stream.attach(fast_t.clone());
+        stream.attach(slow_t.clone());
+        stream.keyframe_wanted.store(false, Ordering::Relaxed);
+        // Two seconds of video (keyframes at 0 and 30); the slow peer takes nothing.
+        for f in 0..60 {
+            stream.send_batch(frame(f), f % 30 == 0);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        until("the fast peer to get every frame", || fast.got.lock().len() == 180).await;
+        assert_eq!(fast.frames(), (0..60).collect::<Vec<_>>(), "in order, none lost");
+        assert_eq!(fast_t.dropped_batches.load(Ordering::Relaxed), 0);
+        // The slow one holds frame 0 in its writer and 1..=8 in its queue; the rest was dropped,
+        // and it asked for a keyframe once (not once per dropped frame).
+        assert_eq!(slow_t.dropped_batches.load(Ordering::Relaxed), 60 - 9);
+        assert!(slow_t.awaiting_keyframe.load(Ordering::Relaxed));
+        assert!(stream.keyframe_wanted.swap(false, Ordering::Relaxed), "the slow peer wants a keyframe");
+
+        // It catches up: it gets what was queued, then nothing until the next keyframe (65),
+        // and from there every frame again.
+        slow.gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+        until("the slow peer to drain its queue", || slow.got.lock().len() == 27).await;
+        for f in 60..70 {
+            stream.send_batch(frame(f), f == 65);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        until("the slow peer to resume", || slow.got.lock().len() == 27 + 15).await;
+        assert_eq!(slow.frames(), (0..9).chain(65..70).collect::<Vec<_>>());
+        assert!(!slow_t.awaiting_keyframe.load(Ordering::Relaxed));
+        assert!(!stream.keyframe_wanted.load(Ordering::Relaxed), "no keyframe asked for once it keeps up");
+        until("the fast peer to get the rest", || fast.got.lock().len() == 210).await;
+    }
+
+    #[tokio::test]
+    async fn a_slow_peer_loses_audio_packets_only_while_its_queue_is_full() {
+        let stream = SendStream::new(TrackKind::Audio, "s".into());
+        let slow = Sink::new(false);
+        let t = stream.test_target("slow", slow.clone());
+        stream.attach(t.clone());
+        for f in 0..30 {
+            stream.send_batch(frame(f), false);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // One packet in the writer, 12 queued, the rest dropped.
+        until("the drops to be counted", || t.dropped_batches.load(Ordering::Relaxed) == 30 - 13).await;
+        slow.gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+        until("the queue to drain", || slow.got.lock().len() == 13 * 3).await;
+        stream.send_batch(frame(30), false);
+        until("the next packet", || slow.got.lock().len() == 14 * 3).await;
+        assert_eq!(slow.frames().last(), Some(&30));
+    }
 }

@@ -472,10 +472,11 @@ async fn video_shown_in_step_with_the_audio_heard() {
     let own = b.own_frames_shown.load(std::sync::atomic::Ordering::Relaxed);
     assert!(own >= 100, "{own} own frames shown");
     // Without lip sync video would be shown ~40-60 ms before its audio is heard (the audio has a
-    // 20 ms frame, a playout buffer and the device's buffer in its path; video has none).
+    // 20 ms frame, a playout buffer and the device's buffer in its path; video has none). Sync
+    // holds it until it is at most its lead (30 ms) ahead.
     let av = st.camera.av_offset;
     assert!(
-        av.p50_ms < 15.0 && av.p95_ms < 35.0,
+        av.p50_ms < 36.0 && av.p95_ms < 50.0,
         "audio/video offset {av:?}; capture to decoded {:?}; packets lost {}, late {}, keyframe requests {}",
         st.camera.latency,
         st.camera.packets_lost,
@@ -518,10 +519,12 @@ async fn figures_are_measured_at_the_outputs() {
     // Played audio has been through the playout buffer: later than decoded, by less than it holds.
     let (played, decoded) = (audio.playout_latency.p50_ms, audio.latency.p50_ms);
     assert!(played > decoded && played < decoded + 60.0, "played {played} ms, decoded {decoded} ms");
-    // Shown frames are within a few ms of their audio, measured at the outputs (6.5 ms off
-    // before the Opus lookahead was counted).
+    // Shown frames are never late against their audio and at most the sync lead (30 ms) early,
+    // measured at the outputs (6.5 ms off before the Opus lookahead was counted).
     let skew = st.lip_sync_skew;
-    assert!(skew.p50_ms < 3.0 && skew.p95_ms < 25.0, "skew {skew:?}");
+    let signed = st.lip_sync_skew_p50_ms.unwrap();
+    assert!((-33.0..3.0).contains(&signed), "signed skew p50 {signed} ms");
+    assert!(skew.p50_ms < 33.0 && skew.p95_ms < 55.0, "skew {skew:?}");
     // Bitrate over the call, not since the last snapshot: two snapshots in a row agree.
     let again = b.from("ada").await.unwrap();
     assert!(again.received_kbps_avg > 100.0, "{} kbit/s", again.received_kbps_avg);

@@ -30,6 +30,7 @@ pub mod marker;
 pub mod mixer;
 pub mod priority;
 pub mod quality;
+pub mod scale;
 pub mod screen;
 pub mod source;
 pub mod sync;
@@ -42,7 +43,7 @@ pub use device::{DeviceInfo, DeviceKind};
 pub use frame::{
     AudioFrame, FRAME_SAMPLES, FRAME_US, FramePool, I420View, Plane, SAMPLE_RATE, VideoFrame, now_us,
 };
-pub use jitter::{Released, ReorderBuffer, ReorderStats};
+pub use jitter::{NackScheduler, Released, ReorderBuffer, ReorderStats};
 pub use level::{PeakLevel, VoiceActivity};
 pub use mixer::Mixer;
 pub use priority::{MediaThread, raise_current_thread};

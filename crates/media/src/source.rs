@@ -28,6 +28,12 @@ pub struct SourceInfo {
 pub trait VideoSource {
     fn info(&self) -> SourceInfo;
     fn capture(&mut self, frame: &mut VideoFrame) -> Result<(), MediaError>;
+    /// Produce frames of `width`x`height` (even, at most the source's size) from now on, if the
+    /// source can at no cost (a synthetic pattern draws at any size). Returns false when it
+    /// cannot: the caller scales what it captures.
+    fn set_output_size(&mut self, _width: u32, _height: u32) -> bool {
+        false
+    }
 }
 
 /// An audio source of 20 ms, 48 kHz mono frames. `capture` blocks until the next frame is ready.
@@ -42,6 +48,9 @@ impl<T: VideoSource + ?Sized> VideoSource for Box<T> {
     }
     fn capture(&mut self, frame: &mut VideoFrame) -> Result<(), MediaError> {
         (**self).capture(frame)
+    }
+    fn set_output_size(&mut self, width: u32, height: u32) -> bool {
+        (**self).set_output_size(width, height)
     }
 }
 

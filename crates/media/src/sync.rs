@@ -3,9 +3,14 @@
 //! A sender stamps its audio and video RTP timestamps from one media clock, so a receiver can
 //! turn both into microseconds on the same timeline ("media time"). The speaker reports which
 //! media time it is playing and when it will be heard; a video frame whose media time is ahead of
-//! that is held until the audio catches up (at most `max_hold`, so a stalled audio path never
-//! freezes video). Frames behind the audio are shown at once: video that is late cannot be made
-//! earlier, and dropping it would only stutter.
+//! that by more than `lead` is held until the audio catches up (at most `max_hold`, so a stalled
+//! audio path never freezes video). Frames behind the audio are shown at once: video that is late
+//! cannot be made earlier, and dropping it would only stutter.
+//!
+//! `lead` lets video be shown a little before its sound is heard. People do not notice sound
+//! that lags the picture by a few tens of ms (sound from a speaker 10 m away lags by 30 ms;
+//! ATSC IS-191 allows sound up to 45 ms late, EBU R37 60 ms), while every ms video waits for a
+//! slower audio path is latency added to the conversation. The default lead is 30 ms.
 
 use std::time::{Duration, Instant};
 
@@ -22,19 +27,34 @@ pub struct AudioPlayout {
 #[derive(Debug, Clone)]
 pub struct AvSync {
     max_hold: Duration,
+    /// How far ahead of its audio a frame may be shown.
+    lead: Duration,
     /// Audio playout older than this is stale (audio stopped or muted): no sync.
     stale_after: Duration,
 }
 
 impl Default for AvSync {
     fn default() -> Self {
-        AvSync { max_hold: Duration::from_millis(200), stale_after: Duration::from_millis(500) }
+        AvSync {
+            max_hold: Duration::from_millis(200),
+            lead: AvSync::DEFAULT_LEAD,
+            stale_after: Duration::from_millis(500),
+        }
     }
 }
 
 impl AvSync {
+    /// Video may be shown this long before its audio is heard (see the module docs).
+    pub const DEFAULT_LEAD: Duration = Duration::from_millis(30);
+
     pub fn new(max_hold: Duration) -> AvSync {
         AvSync { max_hold, ..AvSync::default() }
+    }
+
+    /// The same, letting video be shown up to `lead` before its audio is heard.
+    pub fn with_lead(mut self, lead: Duration) -> AvSync {
+        self.lead = lead;
+        self
     }
 
     /// Media time being heard at `now`, extrapolated from the last playout report.
@@ -54,7 +74,7 @@ impl AvSync {
     /// When to show a frame of media time `video_media_us` that is ready at `now`.
     pub fn release_at(&self, video_media_us: u64, audio: Option<AudioPlayout>, now: Instant) -> Instant {
         let Some(heard) = self.audio_media_at(audio, now) else { return now };
-        let lead_us = i128::from(video_media_us) - heard;
+        let lead_us = i128::from(video_media_us) - heard - self.lead.as_micros() as i128;
         if lead_us <= 0 {
             return now;
         }
@@ -129,7 +149,7 @@ mod tests {
     #[test]
     fn holds_early_video_until_audio_catches_up() {
         let t = Instant::now();
-        let s = AvSync::default();
+        let s = AvSync::default().with_lead(Duration::ZERO);
         // Audio at media 1_000_000 is heard 40 ms from now (device and playout buffers).
         let audio = Some(AudioPlayout { media_us: 1_000_000, at: t + Duration::from_millis(40) });
         // A frame captured at the same instant as that audio must wait for it.
@@ -139,6 +159,21 @@ mod tests {
         // A frame 10 ms ahead of what is heard now waits 10 ms.
         assert_eq!(s.release_at(970_000, audio, t), t + Duration::from_millis(10));
         assert_eq!(s.offset_us(1_000_000, audio, t + Duration::from_millis(40)), Some(0));
+    }
+
+    #[test]
+    fn video_may_lead_its_audio_by_the_allowance() {
+        let t = Instant::now();
+        let s = AvSync::default();
+        assert_eq!(s.lead, Duration::from_millis(30));
+        // Audio at media 1_000_000 is heard 50 ms from now: the frame of that instant waits
+        // 20 ms, and is shown 30 ms before its sound.
+        let audio = Some(AudioPlayout { media_us: 1_000_000, at: t + Duration::from_millis(50) });
+        assert_eq!(s.release_at(1_000_000, audio, t), t + Duration::from_millis(20));
+        assert_eq!(s.offset_us(1_000_000, audio, t + Duration::from_millis(20)), Some(30_000));
+        // Within the allowance: at once.
+        let audio = Some(AudioPlayout { media_us: 1_000_000, at: t + Duration::from_millis(25) });
+        assert_eq!(s.release_at(1_000_000, audio, t), t);
     }
 
     #[test]

@@ -151,6 +151,15 @@ impl VideoSource for TestPattern {
         }
     }
 
+    /// Draws at the new size from the next frame on; numbering and pacing go on (a receiver
+    /// regenerates the pattern at the size it decodes, so quality stays measurable).
+    fn set_output_size(&mut self, width: u32, height: u32) -> bool {
+        let resized = Self::with_kind(width, height, self.fps, self.kind);
+        (self.width, self.height, self.bg_y, self.bg_u, self.bg_v) =
+            (resized.width, resized.height, resized.bg_y, resized.bg_u, resized.bg_v);
+        true
+    }
+
     fn capture(&mut self, frame: &mut VideoFrame) -> Result<(), MediaError> {
         if self.paced {
             self.pacer.wait();
@@ -224,6 +233,26 @@ mod tests {
         assert_eq!(read_stamp(&a.view()).unwrap().frame, 0);
         assert_eq!(read_stamp(&b.view()).unwrap().frame, 1);
         assert!(b.capture_us >= a.capture_us);
+    }
+
+    #[test]
+    fn pattern_draws_at_a_new_size_and_keeps_counting() {
+        let mut p = TestPattern::new(1280, 720, 30.0).unpaced();
+        let mut f = VideoFrame::new(2, 2);
+        p.capture(&mut f).unwrap();
+        for (w, h) in [(960, 540), (320, 180), (240, 134)] {
+            assert!(p.set_output_size(w, h));
+            p.capture(&mut f).unwrap();
+            assert_eq!((f.width, f.height), (w, h));
+            assert_eq!((p.info().width, p.info().height), (w, h));
+            let n = read_stamp(&f.view()).unwrap().frame;
+            // What a receiver regenerates at this size is what was sent.
+            let (mut mine, mut again) = (VideoFrame::new(2, 2), VideoFrame::new(2, 2));
+            p.draw(n, &mut mine);
+            TestPattern::new(w, h, 30.0).draw(n, &mut again);
+            assert!(mine.data == again.data, "{w}x{h}: not the pattern drawn at that size");
+        }
+        assert_eq!(read_stamp(&f.view()).unwrap().frame, 3);
     }
 
     #[test]

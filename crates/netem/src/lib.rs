@@ -31,6 +31,8 @@ pub struct Profile {
     /// With a rate cap: the most queueing delay the bottleneck holds before dropping (tail
     /// drop), ms. Default 200.
     pub queue_ms: Option<f64>,
+    /// With a rate cap: it lifts this many seconds after the link's start (`None`: never).
+    pub rate_until_s: Option<f64>,
     /// Periods with no connectivity, `[start_s, length_s]` from the link's start: packets
     /// arriving then are lost.
     pub blackouts: Vec<[f64; 2]>,
@@ -50,6 +52,9 @@ impl Profile {
         }
         if self.queue_ms.is_some_and(|q| !q.is_finite() || q < 0.0) {
             return Err("queue_ms must be >= 0".into());
+        }
+        if self.rate_until_s.is_some_and(|u| !u.is_finite() || u < 0.0) {
+            return Err("rate_until_s must be >= 0".into());
         }
         if self.blackouts.iter().any(|[s, l]| !s.is_finite() || !l.is_finite() || *s < 0.0 || *l < 0.0) {
             return Err("blackouts are [start_s, length_s] pairs of finite numbers >= 0".into());
@@ -133,7 +138,8 @@ impl Link {
         }
         // The bottleneck: serialize at the rate, drop what would wait longer than the queue.
         let mut leaves_bottleneck = now_us;
-        if let Some(kbps) = self.profile.rate_kbps {
+        let capped = self.profile.rate_until_s.is_none_or(|until| t_s < until);
+        if let Some(kbps) = self.profile.rate_kbps.filter(|_| capped) {
             let begin = self.busy_until_us.max(now_us);
             let queue_us = (self.profile.queue_ms.unwrap_or(200.0) * 1000.0) as u64;
             if begin - now_us > queue_us {
@@ -269,6 +275,18 @@ mod tests {
             assert!(matches!(l.push(i * 10_000, vec![0; 1250]), Verdict::Queued(_)));
         }
         assert_eq!(l.next_due(), Some(10_000));
+    }
+
+    #[test]
+    fn a_cap_can_lift() {
+        let p = Profile { rate_kbps: Some(100.0), queue_ms: Some(150.0), rate_until_s: Some(1.0), ..Profile::default() };
+        let mut l = Link::new(p, 1);
+        // 1250-byte packets: 100 ms each at 100 kbit/s; 150 ms of queue holds one more.
+        assert!(matches!(l.push(0, vec![0; 1250]), Verdict::Queued(100_000)));
+        assert!(matches!(l.push(0, vec![0; 1250]), Verdict::Queued(_)));
+        assert_eq!(l.push(0, vec![0; 1250]), Verdict::QueueFull);
+        // After a second the link is uncapped: no serialization delay.
+        assert_eq!(l.push(1_000_000, vec![0; 1250]), Verdict::Queued(1_000_000));
     }
 
     #[test]

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Calls on impaired links: for each profile, a 2-party `hearth-call` call across the user-space
+# link emulator (scripts/netlab.sh: namespaces, veths, hearth-netem; needs root), then one
+# line per profile with what the receivers measured (both directions pooled):
+#   connected, join → first frame, frames shown (decoded / captured), freezes (gaps > 200 ms
+#   between decoded frames: count, total), video capture → decoded p50/p95, audio capture →
+#   heard p95, audio bursts lost, PSNR against the regenerated source, received bitrate over
+#   the last 15 s, and for capped links: when the sender settled under the cap, the share of
+#   the cap used, and (cap lifted) how long until the rate was back.
+#
+#   scripts/netem-bench.sh [--seconds 30] [--only NAME[,NAME...]] [--keep DIR] [--debug]
+#
+# Profiles are data (hearth-netem JSON, per direction; RTT = 2 x delay_ms). The 4-party
+# profile (one peer capped) is not here: netlab.sh runs two peers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=30; ONLY=""; KEEP=""; DEBUG=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) SECS="$2"; shift ;;
+    --only) ONLY="$2"; shift ;;
+    --keep) KEEP="$2"; shift ;;
+    --debug) DEBUG=(--debug) ;;
+    *) echo "netem-bench: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ "$(id -u)" = 0 ] || { echo "netem-bench: needs root (network namespaces)" >&2; exit 2; }
+
+# name | profile | width x height
+PROFILES=(
+  'clean|{}|640x360'
+  'rtt50|{"delay_ms":25}|640x360'
+  'rtt100-jitter20|{"delay_ms":50,"jitter_ms":10}|640x360'
+  'loss1-rtt50|{"delay_ms":25,"loss":0.01}|640x360'
+  'loss1-rtt100|{"delay_ms":50,"loss":0.01}|640x360'
+  'loss3-rtt200|{"delay_ms":100,"jitter_ms":5,"loss":0.03}|640x360'
+  'loss5-rtt100|{"delay_ms":50,"loss":0.05}|640x360'
+  'cap1m-720p|{"delay_ms":25,"rate_kbps":1000,"queue_ms":200}|1280x720'
+  'blackout3s|{"delay_ms":25,"blackouts":[[12,3]]}|640x360'
+  'cap1m-lifts15s|{"delay_ms":25,"rate_kbps":1000,"queue_ms":200,"rate_until_s":15}|1280x720'
+)
+
+out=${KEEP:-$(mktemp -d)}
+mkdir -p "$out"
+for entry in "${PROFILES[@]}"; do
+  IFS='|' read -r name profile size <<<"$entry"
+  if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then continue; fi
+  echo "netem-bench: $name $profile $size ($SECS s)" >&2
+  scripts/netlab.sh "${DEBUG[@]}" --profile "$profile" --seconds "$SECS" --width "${size%x*}" \
+    --height "${size#*x}" --keep "$out/$name" >"$out/$name.log" 2>&1 || true
+  echo "$profile" >"$out/$name/profile.json" 2>/dev/null || true
+done
+
+python3 - "$out" "$SECS" <<'EOF'
+import json, os, sys
+out, secs = sys.argv[1], float(sys.argv[2])
+
+def pairs_of(d):
+    reps = []
+    for who in ("alice", "bob"):
+        try:
+            reps.append(json.load(open(os.path.join(d, who + ".json"))))
+        except Exception:
+            pass
+    return reps
+
+def med(v):
+    v = sorted(x for x in v if x is not None)
+    return v[len(v) // 2] if v else None
+
+def fmt(v, spec="{:.0f}"):
+    return "-" if v is None else spec.format(v)
+
+rows = []
+for name in sorted(os.listdir(out)):
+    d = os.path.join(out, name)
+    if not os.path.isdir(d):
+        continue
+    profile = json.load(open(os.path.join(d, "profile.json"))) if os.path.exists(os.path.join(d, "profile.json")) else {}
+    reps = pairs_of(d)
+    if not reps:
+        rows.append((name, "no report")); continue
+    cap = profile.get("rate_kbps")
+    lifts = profile.get("rate_until_s")
+    stats = []
+    for r in reps:
+        for p in r.get("pairs", []):
+            # The receiver's timeline of this sender (per second).
+            tl = [(t["at_ms"] / 1000.0, q) for t in r.get("timeline", []) for q in t["peers"] if q["name"] == p["sender"]]
+            decoded = p.get("video_frames_decoded") or 0
+            lost = p.get("video_frames_lost") or 0
+            shown = 100.0 * decoded / (decoded + lost) if decoded + lost else None
+            last = tl[-1][1] if tl else {}
+            t_end = tl[-1][0] if tl else 0
+            late = [q["received_kbps"] for t, q in tl if t >= t_end - 15]
+            s = {
+                "connected": p.get("connected"),
+                "first": p.get("join_to_first_frame_ms"),
+                "shown": shown,
+                "fps": p.get("video_fps_avg"),
+                "freezes": last.get("video_freezes"),
+                "freeze_ms": last.get("video_freeze_ms"),
+                "v50": (p.get("video_latency_ms") or {}).get("p50_ms"),
+                "v95": (p.get("video_latency_ms") or {}).get("p95_ms"),
+                "a95": (p.get("audio_latency_ms") or {}).get("p95_ms"),
+                "alost": 100.0 * (p.get("audio_markers_lost") or 0) / max(1, (p.get("audio_markers") or 0) + (p.get("audio_markers_lost") or 0)),
+                "psnr": p.get("video_psnr_db"),
+                "kbps": sum(late) / len(late) if late else None,
+            }
+            if cap:
+                until = lifts if lifts else 1e9
+                capped = [(t, q["received_kbps"]) for t, q in tl if t < until]
+                # Settled: from the first second after which every capped second stays under the cap.
+                settle = None
+                for i, (t, k) in enumerate(capped):
+                    if all(kk <= cap for _, kk in capped[i:]):
+                        settle = t; break
+                s["settle_s"] = settle
+                used = [k for t, k in capped if settle is not None and t > settle + 1]
+                s["cap_use"] = 100.0 * sum(used) / len(used) / cap if used else None
+                if lifts:
+                    free = [(t, q["received_kbps"]) for t, q in tl if t >= lifts]
+                    top = max((k for _, k in free), default=0)
+                    back = next((t - lifts for t, k in free if k >= 0.9 * top), None) if top else None
+                    s["back_s"] = back
+            stats.append(s)
+    agg = {k: med([s.get(k) for s in stats]) for k in stats[0]} if stats else {}
+    agg["connected"] = all(s["connected"] for s in stats)
+    agg["freezes"] = max((s["freezes"] or 0) for s in stats) if stats else None
+    agg["freeze_ms"] = max((s["freeze_ms"] or 0) for s in stats) if stats else None
+    rows.append((name, agg))
+
+print(f"{'profile':16} {'conn':>4} {'1st ms':>6} {'shown%':>6} {'fps':>5} {'frz':>3} {'frz ms':>6} {'v p50':>5} {'v p95':>5} {'a p95':>5} {'a lost%':>7} {'psnr':>5} {'kbps':>5}  cap: settle s / use % / back s")
+for name, a in rows:
+    if isinstance(a, str):
+        print(f"{name:16} {a}"); continue
+    capcol = ""
+    if "settle_s" in a:
+        capcol = f"  {fmt(a.get('settle_s'), '{:.0f}')} / {fmt(a.get('cap_use'))} / {fmt(a.get('back_s'), '{:.0f}')}"
+    print(f"{name:16} {('yes' if a['connected'] else 'NO'):>4} {fmt(a['first']):>6} {fmt(a['shown'], '{:.1f}'):>6} "
+          f"{fmt(a['fps'], '{:.1f}'):>5} {fmt(a['freezes']):>3} {fmt(a['freeze_ms']):>6} {fmt(a['v50']):>5} "
+          f"{fmt(a['v95']):>5} {fmt(a['a95']):>5} {fmt(a['alost'], '{:.1f}'):>7} {fmt(a['psnr'], '{:.1f}'):>5} "
+          f"{fmt(a['kbps']):>5}{capcol}")
+print(f"(medians of both directions; freezes: the worse direction; reports in {out})")
+EOF
