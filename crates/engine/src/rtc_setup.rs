@@ -263,7 +263,7 @@ fn usable_ice_servers(servers: &[IceServer]) -> Vec<RTCIceServer> {
 /// that does not is found within a second or two (loss and queue growth cut the estimate at
 /// once). The stock 300 kbit/s start with +8%/s took ~20 s to reach 720p (docs/decisions.md,
 /// "Congestion control").
-pub const GCC_START_BPS: f64 = 1_500_000.0;
+pub const GCC_START_BPS: f64 = 700_000.0;
 /// Below this a video call is not worth having; audio alone needs ~40 kbit/s.
 pub const GCC_MIN_BPS: f64 = 100_000.0;
 /// The most a link is asked to carry (one 720p camera and a 1080p screen).

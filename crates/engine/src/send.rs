@@ -78,6 +78,44 @@ pub struct Batch {
     pub keyframe: bool,
 }
 
+/// Video leaves at most this many times the link's estimate (libwebrtc's pacing factor): a
+/// frame of normal size goes out at once (the burst allowance), a keyframe is spread over a
+/// few tens of ms instead of overflowing a bottleneck's queue (measured on a 1 Mbit/s link with
+/// 200 ms of queue: each keyframe's tail was dropped, the receiver asked for another keyframe,
+/// and video froze for seconds at a time).
+const PACING_FACTOR: f64 = 2.5;
+/// What may leave at once, in ms at the paced rate.
+const PACING_BURST_MS: f64 = 20.0;
+/// Pacing never goes slower than this (an estimate at its floor must not starve video).
+const PACING_MIN_BPS: f64 = 300_000.0;
+
+/// A token bucket at [`PACING_FACTOR`] x the link's estimate (no pacing before one exists).
+struct Pacer {
+    estimate: Arc<crate::rtc_setup::SendEstimate>,
+    tokens_bits: f64,
+    at: Instant,
+}
+
+impl Pacer {
+    fn new(estimate: Arc<crate::rtc_setup::SendEstimate>) -> Pacer {
+        Pacer { estimate, tokens_bits: 0.0, at: Instant::now() }
+    }
+
+    /// Wait until `bytes` may be sent.
+    async fn wait(&mut self, bytes: usize) {
+        let Some(bps) = self.estimate.bps() else { return };
+        let rate = (bps as f64 * PACING_FACTOR).max(PACING_MIN_BPS);
+        let burst = rate * PACING_BURST_MS / 1000.0;
+        let now = Instant::now();
+        self.tokens_bits = (self.tokens_bits + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
+        self.at = now;
+        self.tokens_bits -= bytes as f64 * 8.0;
+        if self.tokens_bits < 0.0 {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(-self.tokens_bits / rate)).await;
+        }
+    }
+}
+
 /// Frames (or audio packets) a peer's queue holds before the peer counts as slow and loses
 /// what does not fit: ~270 ms of video at 30 fps, ~240 ms of audio.
 const PEER_QUEUE_BATCHES: usize = 8;
@@ -146,6 +184,7 @@ impl Target {
         });
         // The task holds the target weakly: dropping the target closes the queue and ends it.
         let weak = Arc::downgrade(&target);
+        let mut pacer = (kind != TrackKind::Audio).then(|| Pacer::new(target.estimate.clone()));
         tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
                 let pt = match weak.upgrade() {
@@ -166,6 +205,9 @@ impl Target {
                 for p in &batch.packets {
                     let mut p = p.clone();
                     p.header.payload_type = pt;
+                    if let Some(pacer) = &mut pacer {
+                        pacer.wait(p.payload.len() + 12).await;
+                    }
                     written += u64::from(sink.write(p).await);
                 }
                 if let Some(t) = weak.upgrade() {
@@ -374,11 +416,13 @@ impl SendStream {
         self.share_permille.store((share.clamp(0.0, 1.0) * 1000.0) as u32, Ordering::Relaxed);
     }
 
-    /// The bitrate this video stream may use now, from its peers' estimates (`None`: no peer
-    /// has one yet).
+    /// The bitrate this video stream may use now, from its peers' estimates; a peer without
+    /// one yet counts as the rate links start from (`None`: no peer at all).
     fn budget(&self) -> Option<f64> {
         let share = f64::from(self.share_permille.load(Ordering::Relaxed)) / 1000.0;
-        let estimates: Vec<Option<u64>> = self.targets.lock().iter().map(|t| t.estimate.bps()).collect();
+        let start = crate::rtc_setup::GCC_START_BPS as u64;
+        let estimates: Vec<Option<u64>> =
+            self.targets.lock().iter().map(|t| Some(t.estimate.bps().unwrap_or(start))).collect();
         video_budget(estimates, share)
     }
 
