@@ -6,7 +6,8 @@
 #   between decoded frames: count, total), video capture → decoded p50/p95, audio capture →
 #   heard p95, audio bursts lost, PSNR against the regenerated source, received bitrate over
 #   the last 15 s, and for capped links: when the sender settled under the cap, the share of
-#   the cap used, and (cap lifted) how long until the rate was back.
+#   the cap used, and (cap lifted) how long until the rate was back to 90% of the source's
+#   full rate ("-": not within the call).
 #
 #   scripts/netem-bench.sh [--seconds 30] [--only NAME[,NAME...]] [--keep DIR] [--debug]
 #
@@ -50,6 +51,7 @@ for entry in "${PROFILES[@]}"; do
   scripts/netlab.sh "${DEBUG[@]}" --profile "$profile" --seconds "$SECS" --width "${size%x*}" \
     --height "${size#*x}" --keep "$out/$name" >"$out/$name.log" 2>&1 || true
   echo "$profile" >"$out/$name/profile.json" 2>/dev/null || true
+  echo "[${size%x*}, ${size#*x}]" >"$out/$name/size.json" 2>/dev/null || true
 done
 
 python3 - "$out" "$SECS" <<'EOF'
@@ -120,10 +122,12 @@ for name in sorted(os.listdir(out)):
                 used = [k for t, k in capped if settle is not None and t > settle + 1]
                 s["cap_use"] = 100.0 * sum(used) / len(used) / cap if used else None
                 if lifts:
+                    # Back: the first second after the lift at 90% of the source's full rate
+                    # (what the encoder runs at on a clean link: 0.07 bit/pixel at 30 fps).
+                    w, h = json.load(open(os.path.join(d, "size.json")))
+                    full = 0.07 * w * h * 30 / 1000
                     free = [(t, q["received_kbps"]) for t, q in tl if t >= lifts]
-                    top = max((k for _, k in free), default=0)
-                    back = next((t - lifts for t, k in free if k >= 0.9 * top), None) if top else None
-                    s["back_s"] = back
+                    s["back_s"] = next((t - lifts for t, k in free if k >= 0.9 * full), None)
             stats.append(s)
     agg = {k: med([s.get(k) for s in stats]) for k in stats[0]} if stats else {}
     agg["connected"] = all(s["connected"] for s in stats)

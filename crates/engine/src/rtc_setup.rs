@@ -61,6 +61,9 @@ struct RtcpToApp {
     read_q: VecDeque<TaggedPacket>,
     write_q: VecDeque<TaggedPacket>,
     estimate: Arc<SendEstimate>,
+    /// Pass everything on untouched: fills a slot whose default interceptor we do not want
+    /// (rtc's `NoopInterceptor` is a terminus that drops inbound RTCP).
+    pass_only: bool,
 }
 
 /// A link's send-side bandwidth estimate (GCC over transport-wide feedback), in bits per second;
@@ -93,6 +96,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpToApp {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if self.pass_only {
+            self.read_q.push_back(msg);
+            return Ok(());
+        }
         for a in &msg.message.attributes {
             if let Attribute::TargetBitrateChanged { bits_per_second } = a {
                 self.estimate.set(*bits_per_second);
@@ -129,44 +136,6 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpToApp {
 }
 
 impl Interceptor for RtcpToApp {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
-}
-
-/// An interceptor that passes everything on (fills a slot whose default interceptor we do
-/// not want; rtc's `NoopInterceptor` is a terminus that drops inbound RTCP).
-#[derive(Default)]
-struct PassThrough {
-    read_q: VecDeque<TaggedPacket>,
-    write_q: VecDeque<TaggedPacket>,
-}
-
-impl Protocol<TaggedPacket, TaggedPacket, ()> for PassThrough {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.read_q.push_back(msg);
-        Ok(())
-    }
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read_q.pop_front()
-    }
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write_q.push_back(msg);
-        Ok(())
-    }
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write_q.pop_front()
-    }
-}
-
-impl Interceptor for PassThrough {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
@@ -292,7 +261,7 @@ pub async fn new_peer_connection(
         // apart. webrtc-rs's generator repeated every gap on a fixed tick until it was filled,
         // and each repeat was answered: a retransmission storm on long round trips. The NACK
         // responder (our sent packets' history) stays.
-        .with(Slot::NackGenerator, PassThrough::default())
+        .with(Slot::NackGenerator, RtcpToApp { pass_only: true, ..RtcpToApp::default() })
         // Send-side congestion control without the pacer: transport-wide sequence numbers on
         // what we send, GCC on the peer's feedback (the default interceptors already report
         // what we receive). The pacer is left out: a frame leaves as a burst, as before, and

@@ -5,11 +5,19 @@
 
 use std::process::Command;
 
+/// Root and /dev/net/tun, or a SKIPPED line and false.
+fn lab_available() -> bool {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let ok = root && std::path::Path::new("/dev/net/tun").exists();
+    if !ok {
+        eprintln!("SKIPPED: the network lab needs root and /dev/net/tun");
+    }
+    ok
+}
+
 #[test]
 fn call_across_a_natted_delayed_link() {
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
-    if !root || !std::path::Path::new("/dev/net/tun").exists() {
-        eprintln!("SKIPPED: the network lab needs root and /dev/net/tun");
+    if !lab_available() {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/netlab.sh");
@@ -40,9 +48,7 @@ fn call_across_a_natted_delayed_link() {
 /// keep flowing there. Debug builds, like the test above.
 #[test]
 fn the_send_rate_falls_under_a_capped_link() {
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
-    if !root || !std::path::Path::new("/dev/net/tun").exists() {
-        eprintln!("SKIPPED: the network lab needs root and /dev/net/tun");
+    if !lab_available() {
         return;
     }
     let keep = std::env::temp_dir().join(format!("hearth-netlab-cap-{}", std::process::id()));
