@@ -4,37 +4,11 @@
 use hearth_engine::{CallEvent, Engine, EngineConfig, EngineEvent, LinkState};
 use hearth_testkit::{Server, eventually};
 use serde_json::Value;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-fn hearth_call() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth-call"));
-    c.stderr(Stdio::piped()).stdout(Stdio::piped());
-    c
-}
-
-fn join_args(url: &str, name: &str, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "join",
-        "--server",
-        url,
-        "--room",
-        "ci",
-        "--name",
-        name,
-        "--synthetic",
-        "--json",
-        "--width",
-        "320",
-        "--height",
-        "240",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
+mod common;
+use common::{hearth_call, join_args};
 
 fn run_all(children: Vec<std::process::Child>) -> Vec<(i32, Value, String)> {
     children

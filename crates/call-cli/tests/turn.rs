@@ -5,8 +5,10 @@
 
 use hearth_signal::relay::RelaySettings;
 use serde_json::Value;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
+
+mod common;
+use common::{hearth_call, join_args};
 
 struct Relayed {
     url: String,
@@ -64,31 +66,16 @@ async fn relayed_call(transport: &'static str) {
     let kids: Vec<_> = ["ada", "bob"]
         .iter()
         .map(|name| {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_hearth-call"));
-            c.args([
-                "join",
-                "--server",
+            let mut c = hearth_call();
+            c.args(join_args(
                 &server.url,
-                "--room",
-                "relayed",
-                "--name",
                 name,
-                "--synthetic",
-                "--json",
-                "--width",
-                "320",
-                "--height",
-                "180",
-                "--seconds",
-                "3",
-                "--relay-only",
-                "--turn-transport",
-                transport,
-            ]);
+                &["--seconds", "3", "--relay-only", "--turn-transport", transport],
+            ));
             if let Some(cert) = &server.cert_file {
                 c.env("SSL_CERT_FILE", cert);
             }
-            c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+            c.spawn().unwrap()
         })
         .collect();
     let results = tokio::task::spawn_blocking(move || {

@@ -290,7 +290,7 @@ impl BandwidthEstimator for CappedGcc {
             if gcc < self.last_gcc * 0.99 || lost > STARTUP_LOSS {
                 // The path pushed back: GCC from here, restarted at what it carried.
                 let carried = acked.unwrap_or(gcc).max(self.min) * 0.85;
-                self.gcc = Gcc::new(carried.min(gcc.max(carried)), self.min, self.max);
+                self.gcc = Gcc::new(carried, self.min, self.max);
                 self.startup = None;
                 target = self.gcc.target_bitrate();
             } else {

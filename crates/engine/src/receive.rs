@@ -12,18 +12,18 @@ use hearth_media::sync::media_us;
 use hearth_media::{
     AvSync, Mixer, NackScheduler, OutputSkew, Released, ReorderBuffer, VideoFrame, VideoKind, now_us,
 };
-use rtc::rtcp::transport_feedbacks::transport_layer_nack::{TransportLayerNack, nack_pairs_from_sequence_numbers};
 use hearth_proto::PeerId;
 use parking_lot::Mutex;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
+    TransportLayerNack, nack_pairs_from_sequence_numbers,
+};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-/// How long a gap in video sequence numbers is waited for (a NACK round trip on a LAN, with
-/// NACKs every 20 ms) before the frame is given up.
 /// The shortest wait for a missing video packet (reordering on a path with no measured RTT
 /// yet, or a LAN); see [`video_loss_wait`].
 const VIDEO_REORDER_WAIT: Duration = Duration::from_millis(80);
@@ -287,7 +287,7 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
         let ask = nacks.poll(&rx.missing(NACK_MAX_LIST), Instant::now(), rtt);
         if !ask.is_empty() {
             let seqs: Vec<u16> = ask.iter().map(|s| (s & 0xffff) as u16).collect();
-            ctx.acc.lock().stats.nacks_sent += seqs.len() as u64;
+            ctx.acc.lock().stats.nacks_sent = nacks.requested();
             let nack = TransportLayerNack {
                 sender_ssrc: 0,
                 media_ssrc: ssrc,
@@ -378,10 +378,10 @@ fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: 
 }
 
 /// How long a missing video packet is waited for, from the link's round trip: the NACK goes out
-/// within the generator's 20 ms tick, the retransmission comes back a round trip later; half a
-/// round trip more and 40 ms cover jitter and the sender's own delay. A fixed 80 ms wait (the
-/// seed's) gave up before any retransmission on a path over ~60 ms RTT, so every loss cost a
-/// keyframe round trip and ~3 frames.
+/// as soon as the gap is seen, the retransmission comes back a round trip later; half a round
+/// trip more (room for one repeated NACK to be answered late) and 40 ms cover jitter and the
+/// sender's own delay. A fixed 80 ms wait (the seed's) gave up before any retransmission on a
+/// path over ~60 ms RTT, so every loss cost a keyframe round trip and ~3 frames.
 pub fn video_loss_wait(rtt_ms: Option<f64>) -> Duration {
     let Some(rtt) = rtt_ms.filter(|r| r.is_finite() && *r >= 0.0) else { return VIDEO_REORDER_WAIT };
     let wait = Duration::from_secs_f64((rtt * 1.5 + 40.0) / 1000.0);

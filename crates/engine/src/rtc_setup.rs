@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceCandidateType, RTCIceTransportPolicy, RTCIceGatheringState, RTCIceProtocol, RTCIceServer,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry, SettingEngineBuilder,
+    RTCIceCandidateInit, RTCIceCandidateType, RTCIceGatheringState, RTCIceProtocol, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry, SettingEngineBuilder,
     register_default_interceptors,
 };
 
@@ -71,8 +71,6 @@ struct RtcpToApp {
 #[derive(Debug, Default)]
 pub struct SendEstimate {
     bps: std::sync::atomic::AtomicU64,
-    /// When it last changed (µs on the engine's clock, `hearth_media::now_us`).
-    changed_us: std::sync::atomic::AtomicU64,
 }
 
 impl SendEstimate {
@@ -80,10 +78,8 @@ impl SendEstimate {
         Some(self.bps.load(std::sync::atomic::Ordering::Relaxed)).filter(|b| *b > 0)
     }
     pub fn set(&self, bps: f64) {
-        use std::sync::atomic::Ordering::Relaxed;
         if bps.is_finite() && bps > 0.0 {
-            self.bps.store(bps as u64, Relaxed);
-            self.changed_us.store(hearth_media::now_us(), Relaxed);
+            self.bps.store(bps as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -342,7 +338,10 @@ pub struct LinkSecurity {
 /// Read a connection's fingerprints (from the applied session descriptions) and its selected
 /// candidate pair (through the ICE transport under any sender or receiver: a media-only
 /// connection has no SCTP transport to reach it from).
-pub async fn link_security(pc: &Arc<dyn PeerConnection>, turn_paths: &crate::turn_paths::TurnPaths) -> LinkSecurity {
+pub async fn link_security(
+    pc: &Arc<dyn PeerConnection>,
+    turn_paths: &crate::turn_paths::TurnPaths,
+) -> LinkSecurity {
     use webrtc::peer_connection::transport::{DtlsTransport, IceTransport};
     let mut out = LinkSecurity {
         local_fingerprint: pc
@@ -380,7 +379,9 @@ pub async fn link_security(pc: &Arc<dyn PeerConnection>, turn_paths: &crate::tur
                 let relayed = pair.local().address.parse::<std::net::IpAddr>().ok();
                 out.relay_transport = Some(
                     relayed
-                        .map(|ip| turn_paths.relay_transport(std::net::SocketAddr::new(ip, pair.local().port)))
+                        .map(|ip| {
+                            turn_paths.relay_transport(std::net::SocketAddr::new(ip, pair.local().port))
+                        })
                         .unwrap_or("udp")
                         .to_owned(),
                 );

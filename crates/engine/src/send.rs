@@ -426,11 +426,6 @@ impl SendStream {
         video_budget(estimates, share)
     }
 
-    /// The lowest of its peers' estimates (bits per second), for stats.
-    pub fn lowest_estimate(&self) -> Option<u64> {
-        self.targets.lock().iter().filter_map(|t| t.estimate.bps()).min()
-    }
-
     pub fn request_keyframe(&self) {
         self.keyframe_wanted.store(true, Ordering::Relaxed);
     }

@@ -77,10 +77,6 @@ impl<T> ReorderBuffer<T> {
         self.max_wait = max_wait;
     }
 
-    pub fn max_wait(&self) -> Duration {
-        self.max_wait
-    }
-
     /// Unwrap a 16-bit sequence number next to the highest one seen (the first one is offset
     /// by 2^16 so a step back from it cannot go below zero).
     fn extend(&self, seq: u16) -> u64 {
