@@ -6,19 +6,23 @@
 # at the end. Needs root, /dev/net/tun and iproute2.
 #
 #   scripts/netlab.sh [--profile JSON] [--seconds 15] [--nat] [--width 640 --height 360] [--debug]
-#                     [--keep DIR]
+#                     [--keep DIR] [--peers N]
 #
 #   --profile  hearth-netem profile for each direction, e.g. '{"delay_ms":50,"loss":0.01}'
 #              (see README, "Network emulator"); default: a clean link
 #   --nat      put A behind a masquerading NAT in M (B sees A's traffic from 10.77.2.1)
 #   --debug    use debug builds (the tests do; figures are then not representative)
-#   --keep DIR copy both JSON reports (alice.json, bob.json) into DIR
+#   --keep DIR copy the JSON reports (alice.json, bob.json, ...) into DIR
+#   --peers N  N peers on A's side (default 1): alice, carol, dave, erin, ... each in its own
+#              namespace (10.77.1.2, .3, ...) on a bridge in M, so they reach each other
+#              unimpaired and only traffic to and from B crosses the emulator (a call of N+1
+#              where one peer, bob, is behind the impaired link)
 #
 # Prints both peers' JSON reports, then one line per direction with the figures that matter on
 # an impaired link. Exits with hearth-call's status (0: media flowed both ways).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROFILE='{}'; SECS=15; NAT=0; W=640; H=360; BUILD=release; KEEP=""
+PROFILE='{}'; SECS=15; NAT=0; W=640; H=360; BUILD=release; KEEP=""; PEERS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE="$2"; shift ;;
@@ -27,6 +31,7 @@ while [ $# -gt 0 ]; do
     --debug) BUILD=debug ;;
     --width) W="$2"; shift ;;
     --height) H="$2"; shift ;;
+    --peers) PEERS="$2"; shift ;;
     --keep) KEEP="$2"; shift ;;
     *) echo "netlab: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -42,25 +47,42 @@ else
 fi
 BIN="${CARGO_TARGET_DIR:-$PWD/target}/$BUILD"
 
-tag="nl$$"; A="${tag}a"; M="${tag}m"; B="${tag}b"
+NAMES=(alice carol dave erin frank grace heidi)
+[[ "$PEERS" =~ ^[1-7]$ ]] || { echo "netlab: --peers takes 1 to 7" >&2; exit 2; }
+tag="nl$$"; M="${tag}m"; B="${tag}b"
+APEERS=("${NAMES[@]:0:$PEERS}"); ANS=()
+for i in $(seq 1 "$PEERS"); do ANS+=("${tag}a$i"); done
+A="${ANS[0]}"
 work=$(mktemp -d); pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  for ns in "$A" "$M" "$B"; do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in "${ANS[@]}" "$M" "$B"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-for ns in "$A" "$M" "$B"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-ip -n "$A" link add va type veth peer name vma netns "$M"
+for ns in "${ANS[@]}" "$M" "$B"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 ip -n "$B" link add vb type veth peer name vmb netns "$M"
-ip -n "$A" addr add 10.77.1.2/24 dev va; ip -n "$A" link set va up
 ip -n "$B" addr add 10.77.2.2/24 dev vb; ip -n "$B" link set vb up
-ip -n "$M" addr add 10.77.1.1/24 dev vma; ip -n "$M" link set vma up
 ip -n "$M" addr add 10.77.2.1/24 dev vmb; ip -n "$M" link set vmb up
-ip -n "$A" route add default via 10.77.1.1
 ip -n "$B" route add default via 10.77.2.1
+# A's side: one peer on a veth (vma), or several on a bridge (vma is then the bridge).
+if [ "$PEERS" = 1 ]; then
+  ip -n "$A" link add va type veth peer name vma netns "$M"
+  ip -n "$A" addr add 10.77.1.2/24 dev va; ip -n "$A" link set va up
+else
+  ip -n "$M" link add vma type bridge
+  for i in $(seq 1 "$PEERS"); do
+    ns="${ANS[$((i-1))]}"
+    ip -n "$ns" link add va type veth peer name "vma$i" netns "$M"
+    ip -n "$M" link set "vma$i" master vma up
+    ip -n "$ns" addr add "10.77.1.$((i+1))/24" dev va; ip -n "$ns" link set va up
+    ip -n "$ns" route add default via 10.77.1.1
+  done
+fi
+ip -n "$M" addr add 10.77.1.1/24 dev vma; ip -n "$M" link set vma up
+ip -n "$A" route replace default via 10.77.1.1
 ip netns exec "$M" sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
 # Traffic crossing M goes through the emulator's TUN devices; traffic to M itself (the
 # signaling server) is delivered locally first (the local table comes before these rules).
@@ -86,21 +108,27 @@ for _ in $(seq 100); do ip netns exec "$A" bash -c 'exec 3<>/dev/tcp/10.77.1.1/7
 
 join() {
   ip netns exec "$1" "$BIN/hearth-call" join --server ws://10.77.1.1:7878/ws --room netlab --name "$2" \
-    --synthetic --width "$W" --height "$H" --expect-peers 1 --seconds "$SECS" --json
+    --synthetic --width "$W" --height "$H" --expect-peers "$PEERS" --seconds "$SECS" --json
 }
-join "$A" alice >"$work/alice.json" 2>"$work/alice.err" & pa=$!
-join "$B" bob >"$work/bob.json" 2>"$work/bob.err" & pb=$!
+WHO=("${APEERS[@]}" bob); jpids=()
+for i in $(seq 0 $((PEERS-1))); do
+  join "${ANS[$i]}" "${APEERS[$i]}" >"$work/${APEERS[$i]}.json" 2>"$work/${APEERS[$i]}.err" & jpids+=($!)
+done
+join "$B" bob >"$work/bob.json" 2>"$work/bob.err" & jpids+=($!)
 status=0
-wait "$pa" || status=$?
-wait "$pb" || status=$?
+for p in "${jpids[@]}"; do wait "$p" || status=$?; done
 
-if [ -n "$KEEP" ]; then mkdir -p "$KEEP"; cp "$work/alice.json" "$work/bob.json" "$KEEP/"; fi
+if [ -n "$KEEP" ]; then
+  mkdir -p "$KEEP"
+  for who in "${WHO[@]}"; do cp "$work/$who.json" "$work/$who.err" "$KEEP/" 2>/dev/null || true; done
+  cp "$work/netem.log" "$KEEP/" 2>/dev/null || true
+fi
 echo "== profile: $PROFILE$([ "$NAT" = 1 ] && echo ' (A behind NAT)')"
-for who in alice bob; do
+for who in "${WHO[@]}"; do
   echo "== $who"; cat "$work/$who.json"
   [ -s "$work/$who.err" ] && { echo "== $who stderr"; tail -5 "$work/$who.err"; }
 done
-python3 - "$work/alice.json" "$work/bob.json" <<'EOF'
+python3 - $(for who in "${WHO[@]}"; do echo "$work/$who.json"; done) <<'EOF'
 import json, sys
 for path in sys.argv[1:]:
     try:

@@ -293,6 +293,9 @@ struct PeerNow {
     video_frames_decoded: u64,
     video_freezes: u64,
     video_freeze_ms: f64,
+    /// Playout delays now (ms): complete video frames held before decoding, audio kept queued.
+    video_playout_delay_ms: f64,
+    audio_playout_delay_ms: f64,
 }
 
 /// Resolves when the process is asked to stop (SIGTERM or SIGINT; ctrl-c elsewhere), with the
@@ -450,6 +453,8 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
                             video_frames_decoded: p.camera.frames_decoded,
                             video_freezes: p.camera.freezes,
                             video_freeze_ms: p.camera.freeze_ms,
+                            video_playout_delay_ms: p.camera.playout_delay_ms,
+                            audio_playout_delay_ms: p.audio.playout_delay_ms,
                         })
                         .collect(),
                 });

@@ -39,6 +39,17 @@ pub struct PairReport {
     pub audio_markers: u64,
     pub audio_markers_lost: u64,
     pub audio_markers_out_of_order: u64,
+    /// Audio frames rebuilt from FEC or concealed for lost packets (counted in
+    /// `audio_frames_decoded`).
+    pub audio_concealed_frames: u64,
+    /// Video repair asked of this sender: keyframes (PLI) and packets (NACK, each repeat counts).
+    pub video_keyframe_requests: u64,
+    pub video_nacks_sent: u64,
+    /// Times this sender's playout queue ran dry while playing (gaps in its sound).
+    pub audio_underruns: u64,
+    /// How long complete video frames were held before decoding at the end (the playout delay
+    /// that rides out retransmissions, ms; 0 on a clean path).
+    pub video_playout_delay_ms: f64,
     /// Burst captured → heard: out of the playout buffer (mixer) to the speaker or the virtual
     /// speaker.
     pub audio_latency_ms: Latency,
@@ -109,6 +120,11 @@ impl PairReport {
             audio_markers: s.audio.markers,
             audio_markers_lost: s.audio.frames_lost,
             audio_markers_out_of_order: s.audio.frames_out_of_order,
+            audio_concealed_frames: s.audio.concealed_frames,
+            video_keyframe_requests: s.camera.keyframe_requests,
+            video_nacks_sent: s.camera.nacks_sent,
+            audio_underruns: s.audio.underruns,
+            video_playout_delay_ms: s.camera.playout_delay_ms,
             audio_latency_ms: s.audio.playout_latency,
             audio_decode_latency_ms: s.audio.latency,
             lip_sync_skew_ms: s.lip_sync_skew,

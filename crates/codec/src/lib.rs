@@ -28,7 +28,7 @@ pub mod rtp_h264;
 pub mod rtp_receive;
 
 pub use h264::{EncodedVideo, H264Decoder, H264Encoder, H264Profile, VideoEncoderConfig, is_keyframe};
-pub use opus::{OpusDecoder, OpusEncoder};
+pub use opus::{DtxGate, OpusDecoder, OpusEncoder};
 
 /// Codec errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

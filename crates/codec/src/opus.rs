@@ -32,8 +32,20 @@ impl OpusEncoder {
         enc.set_bitrate(opus::Bitrate::Bits(bitrate_bps)).map_err(init)?;
         // In-band FEC lets a receiver rebuild one lost packet from the next one.
         enc.set_inband_fec(true).map_err(init)?;
-        enc.set_packet_loss_perc(5).map_err(init)?;
+        enc.set_packet_loss_perc(Self::DEFAULT_LOSS_PERC).map_err(init)?;
+        // Discontinuous transmission: in silence the encoder emits 1-2 byte packets (see
+        // [`DtxGate`] for which of them are sent).
+        enc.set_dtx(true).map_err(init)?;
         Ok(OpusEncoder { enc, out: vec![0; 1500] })
+    }
+
+    /// The loss the encoder plans FEC for before any receiver has reported.
+    pub const DEFAULT_LOSS_PERC: i32 = 2;
+
+    /// Tell the encoder how much loss to expect (percent, from receiver reports): in-band FEC
+    /// gets that much of the bitrate.
+    pub fn set_loss_perc(&mut self, perc: i32) -> Result<(), CodecError> {
+        self.enc.set_packet_loss_perc(perc.clamp(0, 100)).map_err(init)
     }
 
     /// Encode one 20 ms frame; the packet borrows the encoder's buffer.
@@ -47,6 +59,28 @@ impl OpusEncoder {
         let n =
             self.enc.encode(&frame.samples, &mut self.out).map_err(|e| CodecError::Encode(e.to_string()))?;
         Ok(&self.out[..n])
+    }
+}
+
+/// Which packets of a DTX encoder are sent. In silence libopus emits packets of at most 2
+/// bytes (no audio, only "still silent") and, every 400 ms, one real frame that refreshes the
+/// receiver's comfort noise (and keeps NAT bindings and the bandwidth estimate alive). The tiny
+/// ones are not sent (what WebRTC senders do); the first packet sent after skipped ones carries
+/// the RTP marker (RFC 3551: the start of a talkspurt after a silence).
+#[derive(Debug, Default, Clone)]
+pub struct DtxGate {
+    skipped: bool,
+}
+
+impl DtxGate {
+    /// The encoder produced a packet of `len` bytes: `None` to skip it, else whether it gets
+    /// the RTP marker.
+    pub fn admit(&mut self, len: usize) -> Option<bool> {
+        if len <= 2 {
+            self.skipped = true;
+            return None;
+        }
+        Some(std::mem::take(&mut self.skipped))
     }
 }
 
@@ -99,6 +133,49 @@ mod tests {
         let mut enc = OpusEncoder::new(32_000).unwrap();
         let lookahead = enc.enc.get_lookahead().unwrap();
         assert_eq!(u64::try_from(lookahead).unwrap() * 1_000_000 / u64::from(SAMPLE_RATE), DECODE_DELAY_US);
+    }
+
+    #[test]
+    fn silence_is_sent_as_a_trickle_and_speech_restarts_with_a_marker() {
+        let mut enc = OpusEncoder::new(32_000).unwrap();
+        let mut dec = OpusDecoder::new().unwrap();
+        let mut gate = DtxGate::default();
+        let mut out = Vec::new();
+        let (mut sent, mut markers) = (0, Vec::new());
+        let mut tone = AudioFrame::default();
+        render_bursts(0, &mut tone.samples);
+        for k in 0..150u32 {
+            // 1 s of sound, 2 s of silence.
+            let f = if k < 50 {
+                let mut f = AudioFrame::default();
+                for (i, s) in f.samples.iter_mut().enumerate() {
+                    let t = (k as usize * FRAME_SAMPLES + i) as f32 / SAMPLE_RATE as f32;
+                    *s = ((t * 440.0 * std::f32::consts::TAU).sin() * 8000.0) as i16;
+                }
+                f
+            } else if k < 149 {
+                AudioFrame::default()
+            } else {
+                tone.clone()
+            };
+            let packet = enc.encode(&f).unwrap().to_vec();
+            if let Some(marker) = gate.admit(packet.len()) {
+                sent += 1;
+                if marker {
+                    markers.push(k);
+                }
+                dec.decode(&packet, &mut out).unwrap();
+                assert_eq!(out.len(), FRAME_SAMPLES);
+            }
+        }
+        // 50 frames of sound, the encoder's hangover into the silence, then one refresh per
+        // 400 ms, each after skipped packets, as is the sound after the silence.
+        assert!(sent < 50 + 20 + 6, "sent {sent} of 150");
+        assert!(sent >= 50 + 4, "sent {sent} of 150");
+        assert!(markers.len() >= 4 && markers.windows(2).all(|w| w[1] - w[0] <= 21), "{markers:?}");
+        assert_eq!(markers.last(), Some(&149));
+        enc.set_loss_perc(20).unwrap();
+        assert_eq!(enc.enc.get_packet_loss_perc().unwrap(), 20);
     }
 
     #[test]

@@ -316,6 +316,58 @@ impl BandwidthEstimator for CappedGcc {
     }
 }
 
+/// A peer whose path carries less than this fraction of the best peer's gets the stream's
+/// second, smaller encoding (the low layer) instead of pulling everyone's encoding down.
+pub const LOW_LAYER_BELOW: f64 = 0.5;
+/// ...and goes back to the main encoding once its path carries this fraction of the best's.
+pub const LOW_LAYER_BACK: f64 = 0.75;
+
+/// Which encoding each peer of a video stream gets (`true`: the low layer), from the peers'
+/// estimates (bits per second), which one each has now, and whether each may change now (a
+/// change costs that peer a keyframe, so changes are spaced). The best peer always gets the
+/// main encoding, so the main encoding follows the best peers and the low one the others.
+pub fn split_layers(estimates: &[f64], low_now: &[bool], may_change: &[bool]) -> Vec<bool> {
+    let best = estimates.iter().copied().filter(|e| e.is_finite()).fold(0.0, f64::max);
+    estimates
+        .iter()
+        .zip(low_now.iter().zip(may_change))
+        .map(|(&e, (&was, &may))| {
+            if !may {
+                was
+            } else if was {
+                e < LOW_LAYER_BACK * best
+            } else {
+                e < LOW_LAYER_BELOW * best
+            }
+        })
+        .collect()
+}
+
+/// The loss Opus plans its in-band FEC for, from what receivers report (RTCP fraction lost,
+/// the worst peer's, about once a second): rises at once to a new worst, falls back slowly
+/// (a tenth of the way per report) so one quiet second does not drop the protection, never below
+/// the encoder's default, at most 30%.
+#[derive(Debug, Clone)]
+pub struct OpusLoss {
+    perc: f64,
+}
+
+impl Default for OpusLoss {
+    fn default() -> Self {
+        OpusLoss { perc: f64::from(hearth_codec::OpusEncoder::DEFAULT_LOSS_PERC) }
+    }
+}
+
+impl OpusLoss {
+    /// A report of `measured` percent lost; returns the percentage to give the encoder.
+    pub fn update(&mut self, measured: f64) -> i32 {
+        let measured = if measured.is_finite() { measured.clamp(0.0, 100.0) } else { 0.0 };
+        self.perc = if measured > self.perc { measured } else { self.perc * 0.9 + measured * 0.1 };
+        let floor = hearth_codec::OpusEncoder::DEFAULT_LOSS_PERC;
+        (self.perc.ceil() as i32).clamp(floor, 30)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,5 +601,40 @@ mod tests {
         assert_eq!(t.bitrate_bps, MIN_BITRATE_BPS);
         let t = a.update(Some(1.0), t0 + ms(1200));
         assert_eq!(t.width, 240);
+    }
+
+    #[test]
+    fn opus_fec_follows_reported_loss_up_at_once_and_down_slowly() {
+        let mut l = OpusLoss::default();
+        assert_eq!(l.update(0.0), 2, "the default floor");
+        assert_eq!(l.update(8.0), 8);
+        assert_eq!(l.update(0.0), 8, "one clean report keeps most of it");
+        let mut p = 8;
+        for _ in 0..30 {
+            p = l.update(0.0);
+        }
+        assert_eq!(p, 2);
+        assert_eq!(l.update(90.0), 30, "capped");
+        assert_eq!(l.update(f64::NAN), 30, "a bad report counts as no loss, and falls slowly");
+    }
+
+    #[test]
+    fn a_slow_peer_gets_the_low_layer_and_comes_back_with_hysteresis() {
+        let yes = [true; 3];
+        // Everyone alike: all on the main encoding.
+        assert_eq!(split_layers(&[2e6, 1.8e6, 1.9e6], &[false; 3], &yes), [false; 3]);
+        // One peer behind a 500 kbit/s link: it alone moves to the low layer.
+        assert_eq!(split_layers(&[2e6, 0.45e6, 1.9e6], &[false; 3], &yes), [false, true, false]);
+        // Between the thresholds nobody moves.
+        assert_eq!(split_layers(&[2e6, 1.2e6, 1.9e6], &[false, true, false], &yes), [false, true, false]);
+        assert_eq!(split_layers(&[2e6, 1.1e6, 1.9e6], &[false; 3], &yes), [false; 3]);
+        // Back once its path carries 75% of the best's.
+        assert_eq!(split_layers(&[2e6, 1.6e6, 1.9e6], &[false, true, false], &yes), [false; 3]);
+        // A change waits until allowed.
+        assert_eq!(split_layers(&[2e6, 0.3e6], &[false, false], &[true, false]), [false, false]);
+        // The best peer always gets the main encoding; nothing breaks without estimates.
+        assert_eq!(split_layers(&[0.1e6, 0.1e6], &[true, true], &[true, true]), [false, false]);
+        assert!(split_layers(&[], &[], &[]).is_empty());
+        assert_eq!(split_layers(&[f64::NAN, 1e6], &[false; 2], &[true; 2]), [false, false]);
     }
 }

@@ -234,6 +234,14 @@ pub struct StreamStats {
     pub freeze_ms: f64,
     /// Missing packets asked for again (RTCP NACK; each repeat counts).
     pub nacks_sent: u64,
+    /// How long complete frames (video) or packets (audio) are held before decoding to ride
+    /// out the path's lateness, in ms (`hearth_media::playout`).
+    pub playout_delay_ms: f64,
+    /// Audio frames rebuilt from the next packet's FEC data or concealed (PLC) for lost packets.
+    pub concealed_frames: u64,
+    /// Audio: times the playout queue ran dry while playing (a gap in the sound; a silence
+    /// the sender did not send, DTX, counts too).
+    pub underruns: u64,
 }
 
 /// What a peer reports (RTCP receiver reports) about one of our streams it receives.

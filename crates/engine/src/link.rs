@@ -65,6 +65,8 @@ pub struct LinkShared {
     pub outbound: Mutex<HashMap<u32, Outbound>>,
     /// Lip sync measured at the outputs (this peer's audio played, its video shown).
     pub skew: Arc<Mutex<OutputSkew>>,
+    /// The camera's playout delay (µs), which this peer's audio waits for too.
+    pub video_delay_us: Arc<std::sync::atomic::AtomicU64>,
     /// The loudest audio frame decoded from this peer since the engine last looked.
     pub audio_level: Arc<PeakLevel>,
     /// Set when the link task ends (stops the RTCP listeners).
@@ -136,6 +138,7 @@ pub fn spawn(
         estimate: Arc::new(crate::rtc_setup::SendEstimate::default()),
         outbound: Mutex::new(HashMap::new()),
         skew: Arc::new(Mutex::new(OutputSkew::new())),
+        video_delay_us: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         audio_level: Arc::new(PeakLevel::new()),
         closed: std::sync::atomic::AtomicBool::new(false),
         last_bytes: Mutex::new(None),
@@ -330,6 +333,7 @@ impl Link {
             frames: self.env.deliver_frames.then(|| self.env.events.clone()),
             mixer: self.env.mixer.clone(),
             skew: self.shared.skew.clone(),
+            video_delay_us: self.shared.video_delay_us.clone(),
             level: self.shared.audio_level.clone(),
             rtt_ms: self.shared.rtt_ms.clone(),
         };
@@ -504,9 +508,10 @@ fn spawn_feedback_listener(
             for p in pkts {
                 let a = p.as_any();
                 if a.is::<PictureLossIndication>() || a.is::<FullIntraRequest>() {
-                    stream.request_keyframe();
+                    stream.request_keyframe_for(&target);
                 } else if let Some(rr) = a.downcast_ref::<ReceiverReport>() {
                     for r in rr.reports.iter().filter(|r| r.ssrc == stream.ssrc) {
+                        target.fraction_lost.store(r.fraction_lost, Ordering::Relaxed);
                         if let Some(rtt) = rtt_from_report(r.last_sender_report, r.delay) {
                             *shared.rtt_ms.lock() = Some(rtt);
                         }

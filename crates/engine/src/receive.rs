@@ -10,7 +10,8 @@ use hearth_media::marker::{BURST_PERIOD_US, BurstDetector, read_stamp};
 use hearth_media::quality::SyntheticReference;
 use hearth_media::sync::media_us;
 use hearth_media::{
-    AvSync, Mixer, NackScheduler, OutputSkew, Released, ReorderBuffer, VideoFrame, VideoKind, now_us,
+    AvSync, DelayWindow, Mixer, NackScheduler, OutputSkew, Released, ReorderBuffer, VideoFrame, VideoKind, VideoPlayout,
+    now_us,
 };
 use hearth_proto::PeerId;
 use parking_lot::Mutex;
@@ -20,21 +21,31 @@ use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-/// The shortest wait for a missing video packet (reordering on a path with no measured RTT
-/// yet, or a LAN); see [`video_loss_wait`].
+/// The shortest wait for a missing video packet (a LAN); see [`video_loss_wait`].
 const VIDEO_REORDER_WAIT: Duration = Duration::from_millis(80);
 /// The longest: beyond this a keyframe (one round trip away) is the faster repair.
 const VIDEO_REORDER_WAIT_MAX: Duration = Duration::from_millis(800);
-const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(40);
+/// Complete frames waiting for the decoder beyond this (2 s of video) mean it cannot keep up.
+const MAX_PENDING_FRAMES: usize = 60;
+/// When the decoder's queue is full, frames are offered again this much later.
+const DECODER_RETRY: Duration = Duration::from_millis(4);
+/// Before the round trip is measured.
+const VIDEO_WAIT_RTT_UNKNOWN: Duration = Duration::from_millis(400);
+/// Audio is never retransmitted: a missing packet is waited for only as long as reordering
+/// takes, then rebuilt from the next packet's FEC data (every ms waited here is playout depth).
+const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(20);
 const MAX_LATENCY_SAMPLES: usize = 200_000;
 /// How often one missing video packet is asked for (each request a round trip after the last).
 const NACK_TRIES: u8 = 4;
 /// The round trip assumed before one is measured.
 const NACK_RTT_UNKNOWN: Duration = Duration::from_millis(100);
+/// Each NACK is sent this many times (see where it is sent).
+const NACK_COPIES: usize = 2;
 /// At most this many sequence numbers per NACK.
 const NACK_MAX_LIST: usize = 128;
 /// A gap between decoded frames longer than this is a freeze.
@@ -193,6 +204,8 @@ pub struct RecvCtx {
     pub mixer: Option<Arc<Mixer>>,
     /// Lip sync measured at the outputs, shared by the link's audio and video receivers.
     pub skew: Arc<Mutex<OutputSkew>>,
+    /// The camera's playout delay in µs (written by its receiver, followed by the audio's).
+    pub video_delay_us: Arc<AtomicU64>,
     /// The peer's audio level (the loudest decoded frame since the engine last looked).
     pub level: Arc<hearth_media::PeakLevel>,
     /// The link's round trip, from receiver reports (paces the wait for retransmissions).
@@ -236,11 +249,15 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     }
     // Depacketizing and frame assembly are ours (hearth_codec::rtp_h264), not rtc's: its H.264
     // depacketizer panics on a truncated STAP-A, and any peer can send one.
-    let mut rx = H264Receiver::new(VIDEO_REORDER_WAIT, 512);
+    let mut rx = H264Receiver::new(video_loss_wait(None), 512);
     let mut rtt_ms = None;
     let mut nacks = NackScheduler::new(NACK_TRIES);
     let mut ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
     let mut last_pli = None;
+    // Complete frames wait here for their decode time (hearth_media::playout).
+    let mut playout = VideoPlayout::default();
+    let mut pending: VecDeque<(Instant, u32, Bytes)> = VecDeque::new();
+    let mut decoder_busy = false;
     loop {
         let rtt = *ctx.rtt_ms.lock();
         if rtt != rtt_ms {
@@ -248,7 +265,12 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
             rx.set_max_wait(video_loss_wait(rtt));
         }
         let rtt = rtt_ms.map_or(NACK_RTT_UNKNOWN, |r: f64| Duration::from_secs_f64(r.max(0.0) / 1000.0));
-        let deadline = [rx.deadline(), nacks.deadline(rtt)].into_iter().flatten().min();
+        let next_decode = if decoder_busy {
+            Some(Instant::now() + DECODER_RETRY)
+        } else {
+            pending.front().map(|(at, ..)| *at)
+        };
+        let deadline = [rx.deadline(), nacks.deadline(rtt), next_decode].into_iter().flatten().min();
         tokio::select! {
             ev = track.poll() => match ev {
                 None => break,
@@ -273,14 +295,38 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
             match r {
                 Received::Lost(count) => ctx.acc.lock().stats.packets_lost += count,
                 Received::Frame(au) => {
-                    if au_tx.try_send((au.timestamp, au.data)).is_err() {
-                        // The decoder is behind: drop and restart from a keyframe.
-                        rx.wait_for_keyframe();
-                        send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await;
-                    }
+                    let release = playout.release_at(media_us(au.timestamp, 90_000), now);
+                    pending.push_back((release, au.timestamp, au.data));
                 }
                 Received::NeedKeyframe => send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await,
             }
+        }
+        // Due frames go to the decoder; a burst (the frames held behind a retransmission) may
+        // fill its queue: the rest wait here and are retried shortly.
+        decoder_busy = false;
+        while pending.front().is_some_and(|(at, ..)| *at <= now) {
+            let Some((at, ts, data)) = pending.pop_front() else { break };
+            match au_tx.try_send((ts, data)) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::TrySendError::Full((ts, data))) => {
+                    pending.push_front((at, ts, data));
+                    decoder_busy = true;
+                    break;
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+            }
+        }
+        if pending.len() > MAX_PENDING_FRAMES {
+            // The decoder cannot keep up: drop what waits and restart from a keyframe.
+            pending.clear();
+            rx.wait_for_keyframe();
+            send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await;
+        }
+        let delay = playout.delay(now);
+        ctx.acc.lock().stats.playout_delay_ms = delay.as_secs_f64() * 1000.0;
+        // Audio waits for video only where video is shown (lip sync); headless, it need not.
+        if ctx.kind == TrackKind::Camera && ctx.frames.is_some() {
+            ctx.video_delay_us.store(delay.as_micros() as u64, Ordering::Relaxed);
         }
         ctx.acc.lock().stats.packets_late = rx.reorder_stats().late;
         // Ask for what is missing (again, once the last request is a round trip old).
@@ -288,12 +334,15 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
         if !ask.is_empty() {
             let seqs: Vec<u16> = ask.iter().map(|s| (s & 0xffff) as u16).collect();
             ctx.acc.lock().stats.nacks_sent = nacks.requested();
-            let nack = TransportLayerNack {
-                sender_ssrc: 0,
-                media_ssrc: ssrc,
-                nacks: nack_pairs_from_sequence_numbers(&seqs),
-            };
-            let _ = track.write_rtcp(vec![Box::new(nack)]).await;
+            let nacks = nack_pairs_from_sequence_numbers(&seqs);
+            // Twice, in two datagrams: the sender answers each, so a request or a
+            // retransmission lost on the way costs nothing, where it would cost another round
+            // trip (at 3% loss, ~6% of repairs needed a second round, each a long freeze). The
+            // price is a second copy of what was lost: 3% more at 3% loss, nothing on a clean path.
+            for _ in 0..NACK_COPIES {
+                let nack = TransportLayerNack { sender_ssrc: 0, media_ssrc: ssrc, nacks: nacks.clone() };
+                let _ = track.write_rtcp(vec![Box::new(nack)]).await;
+            }
         }
     }
     // Dropping the sender ends the decoder thread.
@@ -378,13 +427,17 @@ fn decode_video(rx: std::sync::mpsc::Receiver<(u32, Bytes)>, ctx: RecvCtx, pli: 
 }
 
 /// How long a missing video packet is waited for, from the link's round trip: the NACK goes out
-/// as soon as the gap is seen, the retransmission comes back a round trip later; half a round
-/// trip more (room for one repeated NACK to be answered late) and 40 ms cover jitter and the
-/// sender's own delay. A fixed 80 ms wait (the seed's) gave up before any retransmission on a
-/// path over ~60 ms RTT, so every loss cost a keyframe round trip and ~3 frames.
+/// as soon as the gap is seen, the retransmission comes back a round trip later; if that one is
+/// lost too, the second NACK (x1.25 RTT + 10 ms after the first) is back after ~2.3 round
+/// trips. 2.5 x RTT + 40 ms waits for it: a second retransmission costs a longer gap but no
+/// frames, where giving up costs a keyframe round trip and every frame until it comes. A fixed
+/// 80 ms wait (the seed's) gave up before any retransmission on a path over ~60 ms RTT. Before
+/// the round trip is measured (receiver reports take a few seconds) the wait is 400 ms: on a
+/// short path a retransmission comes long before, and on a long one giving up early costs
+/// more than waiting.
 pub fn video_loss_wait(rtt_ms: Option<f64>) -> Duration {
-    let Some(rtt) = rtt_ms.filter(|r| r.is_finite() && *r >= 0.0) else { return VIDEO_REORDER_WAIT };
-    let wait = Duration::from_secs_f64((rtt * 1.5 + 40.0) / 1000.0);
+    let Some(rtt) = rtt_ms.filter(|r| r.is_finite() && *r >= 0.0) else { return VIDEO_WAIT_RTT_UNKNOWN };
+    let wait = Duration::from_secs_f64((rtt * 2.5 + 40.0) / 1000.0);
     wait.clamp(VIDEO_REORDER_WAIT, VIDEO_REORDER_WAIT_MAX)
 }
 
@@ -442,6 +495,9 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     let mut pcm = Vec::new();
     let mut pending_loss = 0u64;
     let source = ctx.mixer_source;
+    // How late packets come out of the reorder buffer sets the playout depth (jitter buffer).
+    let mut lateness = DelayWindow::new(VideoPlayout::BASE_WINDOW, AUDIO_JITTER_WINDOW);
+    let mut depth = None;
     if let Some(m) = &ctx.mixer {
         m.set_tap(source, playout_tap(&ctx));
     }
@@ -471,9 +527,11 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
                     // Conceal what was lost before this packet: the last lost frame is rebuilt
                     // from this packet's FEC data, earlier ones by PLC (at most 100 ms).
                     let conceal = pending_loss.min(5);
+                    ctx.acc.lock().stats.concealed_frames += conceal;
+                    let sent = media_us(p.header.timestamp, 48_000);
+                    lateness.push(sent, now);
                     // The decoded sound lags the packet's timestamp by the codec's lookahead.
-                    let media = media_us(p.header.timestamp, 48_000)
-                        .saturating_sub(hearth_codec::opus::DECODE_DELAY_US);
+                    let media = sent.saturating_sub(hearth_codec::opus::DECODE_DELAY_US);
                     for i in 0..conceal {
                         let fec = (i + 1 == conceal).then_some(&p.payload[..]);
                         if decoder.conceal(fec, &mut pcm).is_ok() {
@@ -489,11 +547,43 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
                 }
             }
         }
-        ctx.acc.lock().stats.packets_late = reorder.stats().late;
+        let want = audio_depth(
+            Duration::from_micros(lateness.peak(now)),
+            Duration::from_micros(ctx.video_delay_us.load(Ordering::Relaxed)),
+        );
+        if depth != Some(want) {
+            depth = Some(want);
+            if let Some(m) = &ctx.mixer {
+                m.set_delay(source, (want.as_micros() as u64 * u64::from(hearth_media::SAMPLE_RATE) / 1_000_000) as usize);
+            }
+        }
+        let underruns = ctx.mixer.as_ref().and_then(|m| m.stats(source)).map(|s| s.underruns);
+        let mut acc = ctx.acc.lock();
+        acc.stats.packets_late = reorder.stats().late;
+        acc.stats.playout_delay_ms = want.as_secs_f64() * 1000.0;
+        acc.stats.underruns = underruns.unwrap_or(0);
     }
     if let Some(m) = &ctx.mixer {
         m.remove(source);
     }
+}
+
+/// How far back audio lateness counts for the playout depth.
+const AUDIO_JITTER_WINDOW: Duration = Duration::from_secs(10);
+/// The audio playout depth never exceeds this for jitter alone.
+const AUDIO_MAX_JITTER_DEPTH: Duration = Duration::from_millis(200);
+
+/// The playout depth of a peer's audio: enough for the latest packet of the last seconds to
+/// arrive before its turn (plus 10 ms of margin), and as much as the peer's video is held, so
+/// sound and picture stay together (video never waits more than `VideoPlayout::MAX_DELAY`).
+/// Zero means the mixer's own prebuffer (one frame), what a clean path gets.
+pub fn audio_depth(peak_lateness: Duration, video_delay: Duration) -> Duration {
+    let jitter = if peak_lateness > Duration::from_millis(5) {
+        (peak_lateness + Duration::from_millis(10)).min(AUDIO_MAX_JITTER_DEPTH)
+    } else {
+        Duration::ZERO
+    };
+    jitter.max(video_delay)
 }
 
 /// Finds the tone bursts in what the mixer plays of this peer: capture to heard, through the
@@ -544,14 +634,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn audio_depth_covers_measured_lateness_and_follows_shown_video() {
+        let ms = Duration::from_millis;
+        assert_eq!(audio_depth(ms(3), Duration::ZERO), Duration::ZERO, "clean: the mixer's prebuffer");
+        assert_eq!(audio_depth(ms(40), Duration::ZERO), ms(50), "jitter plus a margin");
+        assert_eq!(audio_depth(ms(900), Duration::ZERO), AUDIO_MAX_JITTER_DEPTH);
+        assert_eq!(audio_depth(ms(3), ms(110)), ms(110), "waits with the video");
+        assert_eq!(audio_depth(ms(150), ms(110)), ms(160));
+    }
+
+    #[test]
     fn the_wait_for_a_lost_packet_follows_the_round_trip() {
-        assert_eq!(video_loss_wait(None), VIDEO_REORDER_WAIT);
+        assert_eq!(video_loss_wait(None), VIDEO_WAIT_RTT_UNKNOWN);
         assert_eq!(video_loss_wait(Some(1.0)), VIDEO_REORDER_WAIT, "LAN: never below 80 ms");
-        // 100 ms RTT: the retransmission is back after ~120 ms; wait 190 ms.
-        assert_eq!(video_loss_wait(Some(100.0)), Duration::from_millis(190));
-        assert_eq!(video_loss_wait(Some(200.0)), Duration::from_millis(340));
+        // 100 ms RTT: a retransmission is back after ~120 ms, a second one after ~240 ms.
+        assert_eq!(video_loss_wait(Some(100.0)), Duration::from_millis(290));
+        assert_eq!(video_loss_wait(Some(200.0)), Duration::from_millis(540));
         assert_eq!(video_loss_wait(Some(5000.0)), VIDEO_REORDER_WAIT_MAX);
-        assert_eq!(video_loss_wait(Some(f64::NAN)), VIDEO_REORDER_WAIT);
-        assert_eq!(video_loss_wait(Some(-3.0)), VIDEO_REORDER_WAIT);
+        assert_eq!(video_loss_wait(Some(f64::NAN)), VIDEO_WAIT_RTT_UNKNOWN);
+        assert_eq!(video_loss_wait(Some(-3.0)), VIDEO_WAIT_RTT_UNKNOWN);
     }
 }

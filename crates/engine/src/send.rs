@@ -8,7 +8,7 @@ use crate::config::{AudioSpec, DeviceProblem, DisplayFrame, EncoderInfo, EngineE
 use crate::adapt::{VideoAdapter, video_budget};
 use crate::rtc_setup::{H264_PT, OPUS_PT};
 use bytes::Bytes;
-use hearth_codec::{H264Encoder, H264Profile, OpusEncoder, VideoEncoderConfig};
+use hearth_codec::{DtxGate, H264Encoder, H264Profile, OpusEncoder, VideoEncoderConfig};
 use hearth_media::{
     AudioFrame, AudioSource, FramePool, MediaError, PeakLevel, TestPattern, ToneBursts, VideoFrame,
     VideoSource,
@@ -76,7 +76,17 @@ pub struct Batch {
     pub packets: Vec<rtc::rtp::Packet>,
     /// A video keyframe: decoding can start here.
     pub keyframe: bool,
+    /// Which encoding of the stream (video): [`MAIN_LAYER`] or [`LOW_LAYER`].
+    pub layer: u8,
 }
+
+/// The stream's main encoding, which follows its best peers.
+pub const MAIN_LAYER: u8 = 0;
+/// The second, smaller encoding for peers whose path carries much less (see
+/// `adapt::split_layers`); encoded only while some peer gets it.
+pub const LOW_LAYER: u8 = 1;
+/// A peer changes layers at most this often (each change costs it a keyframe).
+const LAYER_MIN_DWELL: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// Video leaves at most this many times the link's estimate (libwebrtc's pacing factor): a
 /// frame of normal size goes out at once (the burst allowance), a keyframe is spread over a
@@ -84,6 +94,12 @@ pub struct Batch {
 /// 200 ms of queue: each keyframe's tail was dropped, the receiver asked for another keyframe,
 /// and video froze for seconds at a time).
 const PACING_FACTOR: f64 = 2.5;
+/// Keyframes leave at most this many times the estimate: a keyframe (5-10 normal frames) at
+/// 2.5x overflowed a 1 Mbit/s bottleneck's 200 ms queue when the estimate ran above the link
+/// (GCC probes upwards), its lost tail was retransmitted into the same full queue, and video
+/// stopped for seconds after each resolution step. Spread at 1.25x it arrives later (the
+/// playout delay absorbs part of that) but whole.
+const KEYFRAME_PACING_FACTOR: f64 = 1.25;
 /// What may leave at once, in ms at the paced rate.
 const PACING_BURST_MS: f64 = 20.0;
 /// Pacing never goes slower than this (an estimate at its floor must not starve video).
@@ -101,10 +117,11 @@ impl Pacer {
         Pacer { estimate, tokens_bits: 0.0, at: Instant::now() }
     }
 
-    /// Wait until `bytes` may be sent.
-    async fn wait(&mut self, bytes: usize) {
+    /// Wait until `bytes` (of a keyframe, or not) may be sent.
+    async fn wait(&mut self, bytes: usize, keyframe: bool) {
         let Some(bps) = self.estimate.bps() else { return };
-        let rate = (bps as f64 * PACING_FACTOR).max(PACING_MIN_BPS);
+        let factor = if keyframe { KEYFRAME_PACING_FACTOR } else { PACING_FACTOR };
+        let rate = (bps as f64 * factor).max(PACING_MIN_BPS);
         let burst = rate * PACING_BURST_MS / 1000.0;
         let now = Instant::now();
         self.tokens_bits = (self.tokens_bits + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
@@ -127,6 +144,32 @@ const PEER_AUDIO_QUEUE_BATCHES: usize = 12;
 const KEYFRAME_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(150);
 const SLOW_PEER_KEYFRAME_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// One peer's sequence numbers: each layer has its own numbering at the source; a peer sees
+/// one continuous sequence across layer changes (gaps within a layer, packets that were lost
+/// or dropped for this peer, stay gaps, so its receiver still sees them).
+#[derive(Debug, Default)]
+struct Renumber {
+    layer: Option<u8>,
+    offset: u16,
+    last: Option<u16>,
+}
+
+impl Renumber {
+    /// What to add to `batch`'s sequence numbers.
+    fn offset(&mut self, batch: &Batch) -> u16 {
+        if let Some(first) = batch.packets.first() {
+            if self.layer != Some(batch.layer) {
+                self.offset = self.last.map_or(0, |l| l.wrapping_add(1).wrapping_sub(first.header.sequence_number));
+                self.layer = Some(batch.layer);
+            }
+            if let Some(last) = batch.packets.last() {
+                self.last = Some(last.header.sequence_number.wrapping_add(self.offset));
+            }
+        }
+        self.offset
+    }
+}
+
 /// One peer's track for a stream, with its own queue and writer task: a peer whose connection
 /// does not take packets fast enough loses its own packets (video: until the next keyframe)
 /// and never delays the other peers.
@@ -145,6 +188,11 @@ pub struct Target {
     pub dropped_batches: std::sync::atomic::AtomicU64,
     /// What the path to this peer carries (the link's congestion controller).
     pub estimate: Arc<crate::rtc_setup::SendEstimate>,
+    /// The loss this peer last reported for the stream (RTCP fraction lost, 0-255 of 256).
+    pub fraction_lost: AtomicU8,
+    /// Video: which encoding this peer gets ([`MAIN_LAYER`] or [`LOW_LAYER`]).
+    pub layer: AtomicU8,
+    layer_changed_at: Mutex<Option<Instant>>,
     queue: mpsc::Sender<Arc<Batch>>,
     /// Video: delta frames are useless to this peer until the next keyframe.
     awaiting_keyframe: AtomicBool,
@@ -178,6 +226,9 @@ impl Target {
             sent_packets: std::sync::atomic::AtomicU64::new(0),
             dropped_batches: std::sync::atomic::AtomicU64::new(0),
             estimate,
+            fraction_lost: AtomicU8::new(0),
+            layer: AtomicU8::new(MAIN_LAYER),
+            layer_changed_at: Mutex::new(None),
             queue,
             awaiting_keyframe: AtomicBool::new(false),
             last_keyframe_request: Mutex::new(None),
@@ -186,13 +237,15 @@ impl Target {
         let weak = Arc::downgrade(&target);
         let mut pacer = (kind != TrackKind::Audio).then(|| Pacer::new(target.estimate.clone()));
         tokio::spawn(async move {
+            let mut numbering = Renumber::default();
             while let Some(batch) = rx.recv().await {
+                let offset = numbering.offset(&batch);
                 let pt = match weak.upgrade() {
                     Some(t) => {
                         if let Some(first) = batch.packets.first() {
                             let _ = t.first_seq.compare_exchange(
                                 u32::MAX,
-                                u32::from(first.header.sequence_number),
+                                u32::from(first.header.sequence_number.wrapping_add(offset)),
                                 Ordering::Relaxed,
                                 Ordering::Relaxed,
                             );
@@ -205,8 +258,9 @@ impl Target {
                 for p in &batch.packets {
                     let mut p = p.clone();
                     p.header.payload_type = pt;
+                    p.header.sequence_number = p.header.sequence_number.wrapping_add(offset);
                     if let Some(pacer) = &mut pacer {
-                        pacer.wait(p.payload.len() + 12).await;
+                        pacer.wait(p.payload.len() + 12, batch.keyframe).await;
                     }
                     written += u64::from(sink.write(p).await);
                 }
@@ -221,6 +275,9 @@ impl Target {
     /// Queue `batch` for this peer without waiting. Returns true when this peer needs a
     /// keyframe (its queue overflowed and it has not asked for one lately).
     fn offer(&self, batch: &Arc<Batch>, video: bool) -> bool {
+        if video && batch.layer != self.layer.load(Ordering::Relaxed) {
+            return false;
+        }
         if video && !batch.keyframe && self.awaiting_keyframe.load(Ordering::Relaxed) {
             self.dropped_batches.fetch_add(1, Ordering::Relaxed);
             return self.keyframe_due();
@@ -244,6 +301,18 @@ impl Target {
         }
     }
 
+    /// Move this peer to `layer` (video): it waits for that encoding's next keyframe.
+    fn set_layer(&self, layer: u8, now: Instant) {
+        if self.layer.swap(layer, Ordering::Relaxed) != layer {
+            self.awaiting_keyframe.store(true, Ordering::Relaxed);
+            *self.layer_changed_at.lock() = Some(now);
+        }
+    }
+
+    fn may_change_layer(&self, now: Instant) -> bool {
+        self.layer_changed_at.lock().is_none_or(|t| now.duration_since(t) >= LAYER_MIN_DWELL)
+    }
+
     fn keyframe_due(&self) -> bool {
         let mut last = self.last_keyframe_request.lock();
         let now = Instant::now();
@@ -264,6 +333,8 @@ pub struct SendStream {
     pub stream_id: String,
     targets: Mutex<Vec<Arc<Target>>>,
     pub keyframe_wanted: AtomicBool,
+    /// A keyframe of the low layer is wanted (a peer moved to it, or asked).
+    low_keyframe_wanted: AtomicBool,
     /// Whether media is sent at all (mute / camera off).
     pub enabled: AtomicBool,
     packets_tx: mpsc::Sender<Arc<Batch>>,
@@ -281,6 +352,13 @@ pub struct SendStream {
     pub level: PeakLevel,
     /// Video: this stream's share of the video budget, in thousandths (see `adapt`).
     share_permille: std::sync::atomic::AtomicU32,
+}
+
+/// What each encoding of a video stream may use (bits per second; `None`: no peer gets it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LayerBudgets {
+    main: Option<f64>,
+    low: Option<f64>,
 }
 
 /// Our own frames shown to us: the app's event channel and the frames it still holds.
@@ -320,6 +398,7 @@ impl SendStream {
             stream_id,
             targets: Mutex::new(Vec::new()),
             keyframe_wanted: AtomicBool::new(true),
+            low_keyframe_wanted: AtomicBool::new(false),
             enabled: AtomicBool::new(true),
             packets_tx,
             sequencer: Box::new(new_random_sequencer()),
@@ -337,12 +416,10 @@ impl SendStream {
             while let Some(batch) = packets_rx.recv().await {
                 let Some(stream) = weak.upgrade() else { break };
                 let targets: Vec<Arc<Target>> = stream.targets.lock().clone();
-                let mut keyframe = false;
                 for t in targets {
-                    keyframe |= t.offer(&batch, video);
-                }
-                if keyframe {
-                    stream.request_keyframe();
+                    if t.offer(&batch, video) {
+                        stream.request_keyframe_for(&t);
+                    }
                 }
             }
         });
@@ -416,18 +493,57 @@ impl SendStream {
         self.share_permille.store((share.clamp(0.0, 1.0) * 1000.0) as u32, Ordering::Relaxed);
     }
 
-    /// The bitrate this video stream may use now, from its peers' estimates; a peer without
-    /// one yet counts as the rate links start from (`None`: no peer at all).
-    fn budget(&self) -> Option<f64> {
-        let share = f64::from(self.share_permille.load(Ordering::Relaxed)) / 1000.0;
-        let start = crate::rtc_setup::GCC_START_BPS as u64;
-        let estimates: Vec<Option<u64>> =
-            self.targets.lock().iter().map(|t| Some(t.estimate.bps().unwrap_or(start))).collect();
-        video_budget(estimates, share)
+    /// The worst loss any peer last reported for this stream, in percent.
+    pub fn worst_loss_pct(&self) -> f64 {
+        let worst = self.targets.lock().iter().map(|t| t.fraction_lost.load(Ordering::Relaxed)).max();
+        f64::from(worst.unwrap_or(0)) * 100.0 / 256.0
     }
 
+    /// The bitrates this video stream's encodings may use now, from its peers' estimates (a
+    /// peer without one yet counts as the rate links start from), after moving peers between
+    /// the main and the low layer (`adapt::split_layers`). `None`: no peer gets that layer.
+    fn budgets(&self, now: Instant) -> LayerBudgets {
+        let share = f64::from(self.share_permille.load(Ordering::Relaxed)) / 1000.0;
+        let start = crate::rtc_setup::GCC_START_BPS as u64;
+        let targets = self.targets.lock().clone();
+        let estimates: Vec<u64> = targets.iter().map(|t| t.estimate.bps().unwrap_or(start)).collect();
+        let low_now: Vec<bool> = targets.iter().map(|t| t.layer.load(Ordering::Relaxed) == LOW_LAYER).collect();
+        let may: Vec<bool> = targets.iter().map(|t| t.may_change_layer(now)).collect();
+        let as_f64: Vec<f64> = estimates.iter().map(|e| *e as f64).collect();
+        let low = crate::adapt::split_layers(&as_f64, &low_now, &may);
+        for (t, (&l, &was)) in targets.iter().zip(low.iter().zip(&low_now)) {
+            if l != was {
+                let layer = if l { LOW_LAYER } else { MAIN_LAYER };
+                tracing::debug!(peer = %t.peer, layer, "video layer changed");
+                t.set_layer(layer, now);
+                self.request_layer_keyframe(layer);
+            }
+        }
+        let pick = |want: bool| {
+            let of: Vec<Option<u64>> =
+                estimates.iter().zip(&low).filter(|(_, l)| **l == want).map(|(e, _)| Some(*e)).collect();
+            video_budget(of, share)
+        };
+        LayerBudgets { main: pick(false), low: pick(true) }
+    }
+
+    /// A keyframe of every encoding (a new peer, the source changed).
     pub fn request_keyframe(&self) {
         self.keyframe_wanted.store(true, Ordering::Relaxed);
+        self.low_keyframe_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// A keyframe of the encoding `target` gets (it asked: PLI/FIR, or it lost frames).
+    pub fn request_keyframe_for(&self, target: &Target) {
+        self.request_layer_keyframe(target.layer.load(Ordering::Relaxed));
+    }
+
+    fn request_layer_keyframe(&self, layer: u8) {
+        if layer == LOW_LAYER {
+            self.low_keyframe_wanted.store(true, Ordering::Relaxed);
+        } else {
+            self.keyframe_wanted.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn is_capturing(&self) -> bool {
@@ -457,13 +573,19 @@ impl SendStream {
         }
     }
 
-    fn send_batch(&self, mut packets: Vec<rtc::rtp::Packet>, keyframe: bool) {
+    fn send_batch(&self, packets: Vec<rtc::rtp::Packet>, keyframe: bool) {
+        self.send_layer(packets, keyframe, MAIN_LAYER);
+    }
+
+    fn send_layer(&self, mut packets: Vec<rtc::rtp::Packet>, keyframe: bool, layer: u8) {
         if let Some(r) = self.rewrite.get() {
             (r.0)(self.kind, &mut packets);
         }
-        if self.packets_tx.try_send(Arc::new(Batch { packets, keyframe })).is_err() && self.kind != TrackKind::Audio {
+        if self.packets_tx.try_send(Arc::new(Batch { packets, keyframe, layer })).is_err()
+            && self.kind != TrackKind::Audio
+        {
             // The network side is behind: start afresh with a keyframe rather than queue.
-            self.keyframe_wanted.store(true, Ordering::Relaxed);
+            self.request_layer_keyframe(layer);
         }
     }
 
@@ -583,6 +705,8 @@ fn video_loop(
     let mut last_keyframe: Option<Instant> = None;
     let mut adapter: Option<(VideoAdapter, (u32, u32))> = None;
     let mut source_size = (info.width, info.height);
+    // The low layer, while some peer gets it (see `adapt::split_layers`).
+    let mut low: Option<LowLayer> = None;
     while !stop.load(Ordering::Relaxed) {
         source.capture(&mut frame)?;
         *worked = true;
@@ -598,7 +722,8 @@ fn video_loop(
             Some((a, size)) if *size == full => a,
             slot => &mut slot.insert((VideoAdapter::new(full.0, full.1, info.fps, info.kind), full)).0,
         };
-        let want = adapter.update(stream.budget(), Instant::now());
+        let budgets = stream.budgets(Instant::now());
+        let want = adapter.update(budgets.main, Instant::now());
         let size = (want.width, want.height);
         if source_size != size {
             // Synthetic sources draw at the new size from the next frame; others are scaled.
@@ -670,12 +795,112 @@ fn video_loop(
                 for p in &mut packets {
                     p.header.timestamp = ts;
                 }
-                stream.send_batch(packets, au.keyframe);
+                stream.send_layer(packets, au.keyframe, MAIN_LAYER);
+            }
+            Err(e) => tracing::warn!(error = %e, "packetizing failed; skipping a frame"),
+        }
+        match budgets.low {
+            Some(budget) => {
+                let layer = low.get_or_insert_with(|| LowLayer::new(stream, full, &info));
+                layer.send(stream, input, budget, ts);
+            }
+            // Nobody gets it: no second encoder running.
+            None => low = None,
+        }
+    }
+    Ok(())
+}
+
+/// The second encoding of a video stream, for peers whose path carries much less than the
+/// best peers' (see `adapt::split_layers`): its own adapter (size and rate follow those peers'
+/// estimates, up to the main encoding's size), encoder and packetizer, from the same frames.
+struct LowLayer {
+    adapter: VideoAdapter,
+    encoder: Option<(H264Encoder, (u32, u32))>,
+    packetizer: Box<dyn Packetizer + Send>,
+    fps: f32,
+    kind: hearth_media::VideoKind,
+    last_keyframe: Option<Instant>,
+}
+
+impl LowLayer {
+    fn new(stream: &SendStream, full: (u32, u32), info: &hearth_media::SourceInfo) -> LowLayer {
+        LowLayer {
+            adapter: VideoAdapter::new(full.0, full.1, info.fps, info.kind),
+            encoder: None,
+            packetizer: Box::new(new_packetizer(
+                Instant::now(),
+                1200,
+                H264_PT,
+                stream.ssrc,
+                Box::new(H264Payloader::default()),
+                Box::new(new_random_sequencer()),
+                90_000,
+            )),
+            fps: info.fps,
+            kind: info.kind,
+            last_keyframe: None,
+        }
+    }
+
+    /// Encode `input` (the main encoding's frame) for the low layer within `budget` and send it.
+    fn send(&mut self, stream: &SendStream, input: &VideoFrame, budget: f64, ts: u32) {
+        let want = self.adapter.update(Some(budget), Instant::now());
+        let scaled;
+        let frame = if want.width < input.width || want.height < input.height {
+            let mut f = hearth_media::scale::scale_i420(input, want.width, want.height);
+            // A stamped (synthetic) frame keeps its stamp readable at the smaller size.
+            if let Some(stamp) = hearth_media::marker::read_stamp(&input.view()) {
+                hearth_media::marker::write_stamp(&mut f, stamp);
+            }
+            scaled = f;
+            &scaled
+        } else {
+            input
+        };
+        let dims = (frame.width, frame.height);
+        if self.encoder.as_ref().is_none_or(|(_, d)| *d != dims) {
+            let mut cfg = VideoEncoderConfig::for_source(dims.0, dims.1, self.fps, self.kind);
+            cfg.bitrate_bps = want.bitrate_bps;
+            match H264Encoder::new(cfg) {
+                Ok(e) => self.encoder = Some((e, dims)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the low-layer encoder");
+                    return;
+                }
+            }
+        } else if let Some((enc, _)) = self.encoder.as_mut()
+            && enc.config().bitrate_bps != want.bitrate_bps
+            && let Err(e) = enc.set_target_bitrate(want.bitrate_bps)
+        {
+            tracing::warn!(error = %e, "cannot change the low layer's bitrate");
+        }
+        let Some((enc, _)) = self.encoder.as_mut() else { return };
+        let spaced = self.last_keyframe.is_none_or(|t| t.elapsed() >= KEYFRAME_MIN_INTERVAL);
+        if spaced && stream.low_keyframe_wanted.swap(false, Ordering::Relaxed) {
+            enc.request_keyframe();
+        }
+        let au = match enc.encode(frame) {
+            Ok(Some(au)) => au,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "low-layer encoding failed; skipping a frame");
+                return;
+            }
+        };
+        if au.keyframe {
+            self.last_keyframe = Some(Instant::now());
+        }
+        match self.packetizer.packetize(Instant::now(), &Bytes::from(au.data), 0) {
+            Ok(mut packets) => {
+                for p in &mut packets {
+                    p.header.timestamp = ts;
+                }
+                stream.send_layer(packets, au.keyframe, LOW_LAYER);
             }
             Err(e) => tracing::warn!(error = %e, "packetizing failed; skipping a frame"),
         }
     }
-    Ok(())
 }
 
 pub(crate) fn open_audio(spec: &AudioSpec) -> Result<Box<dyn AudioSource>, MediaError> {
@@ -708,6 +933,10 @@ fn audio_loop(
     let mut frame = AudioFrame::default();
     let sequencer = stream.sequencer.clone_to();
     let mut talkspurt = true;
+    let mut dtx = DtxGate::default();
+    let mut loss = crate::adapt::OpusLoss::default();
+    let mut loss_perc = OpusEncoder::DEFAULT_LOSS_PERC;
+    let mut frames = 0u64;
     while !stop.load(Ordering::Relaxed) {
         source.capture(&mut frame)?;
         *worked = true;
@@ -717,13 +946,25 @@ fn audio_loop(
             talkspurt = true;
             continue;
         }
+        frames += 1;
+        // Once a second (receiver reports come about that often): FEC for the loss reported.
+        if frames.is_multiple_of(50) {
+            let perc = loss.update(stream.worst_loss_pct());
+            if perc != loss_perc && encoder.set_loss_perc(perc).is_ok() {
+                loss_perc = perc;
+            }
+        }
         let payload = match encoder.encode(&frame) {
-            Ok(p) => Bytes::copy_from_slice(p),
+            Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "audio encoding failed; skipping a frame");
                 continue;
             }
         };
+        // Silence: most DTX packets are not sent.
+        let Some(after_silence) = dtx.admit(payload.len()) else { continue };
+        talkspurt |= after_silence;
+        let payload = Bytes::copy_from_slice(payload);
         let packet = rtc::rtp::Packet {
             header: Header {
                 version: 2,
@@ -849,5 +1090,55 @@ mod tests {
         stream.send_batch(frame(30), false);
         until("the next packet", || slow.got.lock().len() == 14 * 3).await;
         assert_eq!(slow.frames().last(), Some(&30));
+    }
+
+    #[tokio::test]
+    async fn a_slow_peer_gets_the_low_layer_and_everyone_sees_one_sequence() {
+        let stream = SendStream::new(TrackKind::Camera, "s".into());
+        let (fast, slow) = (Sink::new(true), Sink::new(true));
+        let fast_t = stream.test_target("fast", fast.clone());
+        let slow_t = stream.test_target("slow", slow.clone());
+        stream.attach(fast_t.clone());
+        stream.attach(slow_t.clone());
+        fast_t.estimate.set(2_000_000.0);
+        slow_t.estimate.set(2_000_000.0);
+        let t0 = Instant::now();
+        let b = stream.budgets(t0);
+        assert!(b.main.is_some() && b.low.is_none(), "{b:?}");
+        stream.keyframe_wanted.store(false, Ordering::Relaxed);
+        // The main layer numbers 0.., the low layer 1000.. (its own sequencer).
+        let low = |f: u16| -> Vec<rtc::rtp::Packet> {
+            frame(f).into_iter().map(|mut p| { p.header.sequence_number += 1000; p }).collect()
+        };
+        for f in 0..5 {
+            stream.send_layer(frame(f), f == 0, MAIN_LAYER);
+        }
+        until("both peers to get the main layer", || fast.got.lock().len() == 15 && slow.got.lock().len() == 15).await;
+        // The slow peer's path falls to a fifth: it moves to the low layer, which is wanted
+        // with a keyframe, and the main layer follows the fast peer alone.
+        slow_t.estimate.set(400_000.0);
+        let b = stream.budgets(t0 + LAYER_MIN_DWELL);
+        assert!(b.low.is_some() && b.main.unwrap() > 2.0 * b.low.unwrap(), "{b:?}");
+        assert_eq!(slow_t.layer.load(Ordering::Relaxed), LOW_LAYER);
+        assert!(stream.low_keyframe_wanted.swap(false, Ordering::Relaxed));
+        assert!(!stream.keyframe_wanted.load(Ordering::Relaxed), "the fast peer needs no keyframe");
+        for f in 5..10 {
+            stream.send_layer(frame(f), false, MAIN_LAYER);
+            // The low layer: nothing for the slow peer until its keyframe (frame 7).
+            stream.send_layer(low(f), f == 7, LOW_LAYER);
+        }
+        until("the fast peer's frames", || fast.got.lock().len() == 30).await;
+        until("the slow peer's low frames", || slow.got.lock().len() == 15 + 9).await;
+        assert_eq!(*fast.got.lock(), (0..30).collect::<Vec<u16>>(), "the fast peer never sees the low layer");
+        // The slow peer's numbering continues across the change: 15 packets of the main
+        // layer, then the low layer's frames 7..10 as 15.., no gap.
+        assert_eq!(*slow.got.lock(), (0..24).collect::<Vec<u16>>());
+        // It does not move back at once (changes are spaced), nor while its path is slow.
+        slow_t.estimate.set(1_900_000.0);
+        stream.budgets(t0 + LAYER_MIN_DWELL + Duration::from_secs(1));
+        assert_eq!(slow_t.layer.load(Ordering::Relaxed), LOW_LAYER);
+        let b = stream.budgets(t0 + LAYER_MIN_DWELL * 2 + Duration::from_secs(1));
+        assert_eq!(slow_t.layer.load(Ordering::Relaxed), MAIN_LAYER);
+        assert!(b.low.is_none(), "no peer on the low layer: its encoder stops");
     }
 }

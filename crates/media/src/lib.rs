@@ -28,6 +28,7 @@ pub mod jitter;
 pub mod level;
 pub mod marker;
 pub mod mixer;
+pub mod playout;
 pub mod priority;
 pub mod quality;
 pub mod scale;
@@ -46,6 +47,7 @@ pub use frame::{
 pub use jitter::{NackScheduler, Released, ReorderBuffer, ReorderStats};
 pub use level::{PeakLevel, VoiceActivity};
 pub use mixer::Mixer;
+pub use playout::{DelayWindow, VideoPlayout};
 pub use priority::{MediaThread, raise_current_thread};
 pub use screen::Screen;
 pub use source::{AudioSource, SourceInfo, VideoKind, VideoSource};

@@ -12,6 +12,11 @@
 //!
 //! Media times stay exact across what was shed, for lip sync.
 //!
+//! A source may ask for a deeper buffer ([`Mixer::set_delay`]: the receiver measured jitter, or
+//! its video waits longer and the audio must wait with it). The queue then restarts only at
+//! that depth, and grows to it while playing by pausing in a quiet stretch (a pause between
+//! words becomes a little longer); a smaller depth is shed as above.
+//!
 //! A source may have a tap ([`Mixer::set_tap`]) that sees its samples as they leave the queue,
 //! with the time they are heard: what a listener hears, for measuring latency through the
 //! playout buffer.
@@ -49,6 +54,8 @@ struct Queue {
     gaps: VecDeque<(usize, u64)>,
     /// When quiet audio was last shed.
     quiet_shed_at: Option<Instant>,
+    /// Depth this source asked for (samples; 0 = the mixer's).
+    delay: usize,
     playing: bool,
     underruns: u64,
     dropped: u64,
@@ -108,6 +115,11 @@ impl Queue {
         removed
     }
 
+    /// Whether the next `n` samples (all that is queued, if fewer) are quiet.
+    fn head_quiet(&self, n: usize) -> bool {
+        self.samples.range(..n.min(self.samples.len())).all(|s| s.unsigned_abs() < QUIET_PEAK as u16)
+    }
+
     fn add_gap(&mut self, pos: usize, us: u64) {
         // Gaps are kept in queue order; one at the same position grows.
         let at = self.gaps.iter().position(|(p, _)| *p >= pos).unwrap_or(self.gaps.len());
@@ -156,6 +168,15 @@ impl Mixer {
         }
     }
 
+    /// A source's restart depth and shedding target, given the depth it asked for.
+    fn depths(&self, delay: usize) -> (usize, usize) {
+        if delay == 0 {
+            (self.prebuffer, self.target)
+        } else {
+            (self.prebuffer.max(delay), self.target.max(delay + FRAME_SAMPLES))
+        }
+    }
+
     /// Queue decoded samples from `source`.
     pub fn push(&self, source: u64, samples: &[i16]) {
         self.push_timed(source, samples, None);
@@ -171,8 +192,8 @@ impl Mixer {
             q.gaps.clear();
         }
         q.samples.extend(samples);
-        if q.samples.len() > self.max {
-            let excess = q.samples.len() - self.target;
+        if q.samples.len() > self.max + q.delay {
+            let excess = q.samples.len().saturating_sub(self.depths(q.delay).1);
             q.samples.drain(..excess);
             q.advance(excess);
             q.dropped += excess as u64;
@@ -190,6 +211,12 @@ impl Mixer {
         self.sources.lock().entry(source).or_default().tap = Tap(Some(tap));
     }
 
+    /// Keep `samples` of `source` queued (restart at that depth, grow to it in quiet
+    /// stretches); at least the mixer's prebuffer.
+    pub fn set_delay(&self, source: u64, samples: usize) {
+        self.sources.lock().entry(source).or_default().delay = samples;
+    }
+
     /// Forget a source (its peer left).
     pub fn remove(&self, source: u64) {
         self.sources.lock().remove(&source);
@@ -205,8 +232,13 @@ impl Mixer {
         out.fill(0.0);
         let mut sources = self.sources.lock();
         for q in sources.values_mut() {
+            let (prebuffer, target) = self.depths(q.delay);
+            // Asked for more depth than it has: pause in a quiet stretch to let it build.
+            if q.playing && q.samples.len() < prebuffer && q.head_quiet(out.len()) {
+                q.playing = false;
+            }
             if !q.playing {
-                if q.samples.len() < self.prebuffer {
+                if q.samples.len() < prebuffer {
                     // Under-run: nothing of this source is heard now, so its media time stands
                     // still here; without this, lip sync would extrapolate the last playout
                     // and believe the audio ahead of where it resumes.
@@ -242,22 +274,22 @@ impl Mixer {
             // running fast) is latency nobody needs: shed it, quiet parts first, and gradually
             // (at most a quarter of what each pull plays), so what is heard, and the video held
             // for it, speeds up a little instead of jumping.
-            if q.samples.len() > self.target {
+            if q.samples.len() > target {
                 let since = *q.over_since.get_or_insert(heard_at);
                 if heard_at.saturating_duration_since(since) >= SHED_AFTER {
-                    let excess = q.samples.len() - self.prebuffer;
+                    let excess = q.samples.len() - prebuffer;
                     let step = (out.len() / 4).max(QUIET_BLOCK);
-                    let quiet = q.shed_quiet(excess.min(step), self.prebuffer.min(q.samples.len()));
+                    let quiet = q.shed_quiet(excess.min(step), prebuffer.min(q.samples.len()));
                     q.dropped += quiet as u64;
                     if quiet > 0 {
                         q.quiet_shed_at = Some(heard_at);
                     }
                     let progress = q.quiet_shed_at.filter(|t| *t >= since).unwrap_or(since + SHED_AFTER);
-                    if q.samples.len() <= self.target {
+                    if q.samples.len() <= target {
                         q.over_since = None;
                     } else if heard_at.saturating_duration_since(progress) >= LOUD_SHED_AFTER {
                         // Continuous sound: no pause to take it from.
-                        let excess = q.samples.len() - self.prebuffer;
+                        let excess = q.samples.len() - prebuffer;
                         q.samples.drain(..excess);
                         q.advance(excess);
                         q.dropped += excess as u64;
@@ -403,6 +435,42 @@ mod tests {
         // 60 frames pushed hold 12 tones; the 11 that left the queue were all heard.
         let still_queued = s.queued_samples / 960;
         assert!(tones_heard + still_queued >= 11, "heard {tones_heard} tones, {s:?}");
+    }
+
+    #[test]
+    fn a_source_asking_for_more_depth_gets_it_in_a_pause_without_losing_sound() {
+        let m = Mixer::new(960, 1920, 48_000);
+        let t = Instant::now();
+        let tone_or_pause = |i: u64| if i.is_multiple_of(5) { [8000i16; 960] } else { [0i16; 960] };
+        let mut out = [0.0f32; 960];
+        let mut tones_heard = 0;
+        let mut queued = Vec::new();
+        for i in 0..100u64 {
+            if i == 20 {
+                // 80 ms asked for, as from measured jitter or a video playout delay.
+                m.set_delay(7, 3840);
+            }
+            m.push(7, &tone_or_pause(i));
+            m.pull_timed(&mut out, t + Duration::from_millis(20 * i));
+            if out.iter().all(|s| *s > 0.2) {
+                tones_heard += 1;
+            }
+            queued.push(m.stats(7).unwrap().queued_samples);
+        }
+        // One frame queued before; the depth asked for after a pause came along.
+        assert!(queued[..20].iter().all(|&q| q <= 960), "{queued:?}");
+        assert!(queued[40..].iter().all(|&q| q >= 3840 - 960), "{queued:?}");
+        let s = m.stats(7).unwrap();
+        assert_eq!(s.dropped_samples, 0, "nothing dropped: {s:?}");
+        // 20 tones pushed, those that left the queue were all heard.
+        assert!(tones_heard + s.queued_samples / 960 >= 19, "heard {tones_heard}, {s:?}");
+        // Asking for less again sheds it (quiet parts first).
+        m.set_delay(7, 0);
+        for i in 100..200u64 {
+            m.push(7, &tone_or_pause(i));
+            m.pull_timed(&mut out, t + Duration::from_millis(20 * i));
+        }
+        assert!(m.stats(7).unwrap().queued_samples <= 1920);
     }
 
     #[test]

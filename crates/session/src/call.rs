@@ -137,6 +137,9 @@ struct Remote {
     relink_at: Option<Instant>,
     /// Set when the peer joined after us and we wait for its first offer.
     awaiting_offer_since: Option<Instant>,
+    /// The SDP session id of the peer connection at the other end of our link, from its
+    /// descriptions (see `sdp::session_id`).
+    remote_session: Option<String>,
 }
 
 /// A link still not connected after this long is treated as failed (its negotiation was lost,
@@ -270,6 +273,7 @@ impl Call {
             r.path = None;
             r.ever_connected = false;
             r.restart_since = None;
+            r.remote_session = None;
         }
         self.push(Action::OpenLink { peer: peer.clone(), polite, offer });
     }
@@ -297,6 +301,7 @@ impl Call {
                 relink_attempts: 0,
                 relink_at: None,
                 awaiting_offer_since: None,
+                remote_session: None,
             },
         );
     }
@@ -387,14 +392,22 @@ impl Call {
                 }
             }
             ServerMessage::Offer { from, sdp } => {
+                let session = crate::sdp::session_id(&sdp).map(str::to_owned);
                 if let Some(r) = self.peers.get_mut(&from) {
                     r.awaiting_offer_since = None;
                 }
-                let usable = self
-                    .peers
-                    .get(&from)
-                    .and_then(|r| r.link)
-                    .is_some_and(|l| !matches!(l, LinkState::Closed | LinkState::Failed));
+                // An offer from a new peer connection (the peer rebuilt its link, e.g. its DTLS
+                // handshake failed while ours still waits) cannot be applied to our old one: its
+                // DTLS would never complete. Rebuild ours to answer it.
+                let replaced = self.peers.get(&from).is_some_and(|r| {
+                    r.remote_session.is_some() && session.is_some() && r.remote_session != session
+                });
+                let usable = !replaced
+                    && self
+                        .peers
+                        .get(&from)
+                        .and_then(|r| r.link)
+                        .is_some_and(|l| !matches!(l, LinkState::Closed | LinkState::Failed));
                 if !usable {
                     if !self.peers.contains_key(&from) {
                         // An offer can only come from a room member; learn it as a peer.
@@ -411,10 +424,18 @@ impl Call {
                     }
                     self.open_link(now, &from, false);
                 }
+                if let Some(r) = self.peers.get_mut(&from)
+                    && session.is_some()
+                {
+                    r.remote_session = session;
+                }
                 self.push(Action::Signal { peer: from, signal: Signal::Offer(sdp) });
             }
             ServerMessage::Answer { from, sdp } => {
-                if self.peers.contains_key(&from) {
+                if let Some(r) = self.peers.get_mut(&from) {
+                    if let Some(session) = crate::sdp::session_id(&sdp) {
+                        r.remote_session = Some(session.to_owned());
+                    }
                     self.push(Action::Signal { peer: from, signal: Signal::Answer(sdp) });
                 }
             }

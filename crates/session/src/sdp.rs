@@ -5,6 +5,15 @@
 //! Only what the check needs is parsed: m-lines, `a=rtpmap` and `a=fmtp`. Any text is accepted
 //! as input (it comes from the network): unparsable lines are skipped.
 
+/// The session id of an SDP's origin line (`o=<user> <session id> <version> ...`). JSEP keeps
+/// it for every description of one peer connection, so an offer with a different one comes from
+/// a new peer connection (the peer rebuilt its link). `None` without a well-formed `o=` line.
+pub fn session_id(sdp: &str) -> Option<&str> {
+    let origin = sdp.lines().find_map(|l| l.trim_end_matches('\r').strip_prefix("o="))?;
+    let id = origin.split_ascii_whitespace().nth(1)?;
+    (!id.is_empty() && id.len() <= 64).then_some(id)
+}
+
 /// Why `sdp` cannot be used, for people ("your client offers no H.264 ..."), or `None` when
 /// every active audio and video m-line has a codec Hearth decodes (Opus; H.264 with
 /// packetization-mode=1).
@@ -163,5 +172,15 @@ mod tests {
         ] {
             let _ = unusable_codecs(s);
         }
+    }
+
+    #[test]
+    fn the_origin_session_id_is_read_and_junk_is_none() {
+        let sdp = "v=0\r\no=- 4215775240449105457 2 IN IP4 127.0.0.1\r\ns=-\r\n";
+        assert_eq!(session_id(sdp), Some("4215775240449105457"));
+        assert_eq!(session_id("v=0\no=-\n"), None);
+        assert_eq!(session_id(""), None);
+        assert_eq!(session_id("o=a b"), Some("b"));
+        assert_eq!(session_id(&format!("o=a {}", "9".repeat(65))), None);
     }
 }

@@ -340,3 +340,30 @@ fn signaling_retries_stay_quick_for_two_minutes() {
     assert_eq!(signal_retry_delay(9, Duration::from_secs(60), 1.0), Duration::from_millis(1500));
     assert_eq!(signal_retry_delay(9, Duration::from_secs(121), 1.0), Duration::from_secs(10));
 }
+
+#[test]
+fn an_offer_from_a_new_peer_connection_replaces_our_link() {
+    let t = Instant::now();
+    let mut c = Call::new();
+    c.handle_server(t, welcome("m", &["a"], false));
+    drain(&mut c);
+    let a = PeerId::from("a");
+    let sdp = |session: &str, version: u32| format!("v=0\r\no=- {session} {version} IN IP4 0.0.0.0\r\ns=-\r\n");
+    // Our offer is answered by a's peer connection (session 111).
+    c.handle_server(t, ServerMessage::Answer { from: a.clone(), sdp: sdp("111", 1) });
+    drain(&mut c);
+    // A renegotiation from the same peer connection (screen share, ICE restart) keeps the link.
+    c.handle_server(t, ServerMessage::Offer { from: a.clone(), sdp: sdp("111", 2) });
+    let acts = drain(&mut c);
+    assert!(opens(&acts).is_empty() && !acts.contains(&Action::CloseLink { peer: a.clone() }), "{acts:?}");
+    // a rebuilt its link (its DTLS handshake failed while ours still waited): a new session
+    // id. Our old link could never finish DTLS with it; it is replaced and answers the offer.
+    c.handle_server(t, ServerMessage::Offer { from: a.clone(), sdp: sdp("222", 1) });
+    let acts = drain(&mut c);
+    assert!(acts.contains(&Action::CloseLink { peer: a.clone() }), "{acts:?}");
+    assert_eq!(opens(&acts), [("a".into(), false, false)]);
+    assert_eq!(acts.last(), Some(&Action::Signal { peer: a.clone(), signal: Signal::Offer(sdp("222", 1)) }));
+    // Descriptions without an origin line (other clients, junk) never replace anything.
+    c.handle_server(t, ServerMessage::Offer { from: a.clone(), sdp: "v=0".into() });
+    assert!(opens(&drain(&mut c)).is_empty());
+}
