@@ -94,12 +94,6 @@ const LAYER_MIN_DWELL: std::time::Duration = std::time::Duration::from_secs(4);
 /// 200 ms of queue: each keyframe's tail was dropped, the receiver asked for another keyframe,
 /// and video froze for seconds at a time).
 const PACING_FACTOR: f64 = 2.5;
-/// Keyframes leave at most this many times the estimate: a keyframe (5-10 normal frames) at
-/// 2.5x overflowed a 1 Mbit/s bottleneck's 200 ms queue when the estimate ran above the link
-/// (GCC probes upwards), its lost tail was retransmitted into the same full queue, and video
-/// stopped for seconds after each resolution step. Spread at 1.25x it arrives later (the
-/// playout delay absorbs part of that) but whole.
-const KEYFRAME_PACING_FACTOR: f64 = 1.25;
 /// What may leave at once, in ms at the paced rate.
 const PACING_BURST_MS: f64 = 20.0;
 /// Pacing never goes slower than this (an estimate at its floor must not starve video).
@@ -117,11 +111,10 @@ impl Pacer {
         Pacer { estimate, tokens_bits: 0.0, at: Instant::now() }
     }
 
-    /// Wait until `bytes` (of a keyframe, or not) may be sent.
-    async fn wait(&mut self, bytes: usize, keyframe: bool) {
+    /// Wait until `bytes` may be sent.
+    async fn wait(&mut self, bytes: usize) {
         let Some(bps) = self.estimate.bps() else { return };
-        let factor = if keyframe { KEYFRAME_PACING_FACTOR } else { PACING_FACTOR };
-        let rate = (bps as f64 * factor).max(PACING_MIN_BPS);
+        let rate = (bps as f64 * PACING_FACTOR).max(PACING_MIN_BPS);
         let burst = rate * PACING_BURST_MS / 1000.0;
         let now = Instant::now();
         self.tokens_bits = (self.tokens_bits + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
@@ -260,7 +253,7 @@ impl Target {
                     p.header.payload_type = pt;
                     p.header.sequence_number = p.header.sequence_number.wrapping_add(offset);
                     if let Some(pacer) = &mut pacer {
-                        pacer.wait(p.payload.len() + 12, batch.keyframe).await;
+                        pacer.wait(p.payload.len() + 12).await;
                     }
                     written += u64::from(sink.write(p).await);
                 }
