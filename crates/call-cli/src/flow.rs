@@ -8,7 +8,9 @@
 //!   the link was connected. The rate is measured, not assumed: the median step between the
 //!   RTP timestamps of the packets received (each frame has its own timestamp, so this is the
 //!   sender's capture rate even when few frames can be decoded, as under a bandwidth cap).
-//!   Audio without any packet is expected at 50 frames/s (20 ms Opus frames); video without
+//!   Audio without any packet is expected at 50 frames/s (20 ms Opus frames), and frames the
+//!   sender skipped in silence (DTX: a timestamp jump with no sequence gap) count as arrived;
+//!   audio's rate is the packet duration (the 10th percentile of the steps); video without
 //!   packets of two frames has no rate and fails ("nothing received", or the few frames
 //!   decoded). Media announced for less than
 //!   [`MIN_JUDGED_SECS`] in all is not judged. A medium switched on during the call (unmute,
@@ -205,7 +207,8 @@ fn shortfall(st: &StreamStats, kind: TrackKind, secs: f64) -> Option<String> {
         (_, None) => return Some(format!("{} frames decoded in {secs:.1} s announced", st.frames_decoded)),
     };
     let expected = rate * secs;
-    let got = st.frames_decoded as f64;
+    // Audio the sender did not send because it was silent (DTX) arrived as far as this rule goes.
+    let got = (st.frames_decoded + if kind == TrackKind::Audio { st.dtx_frames } else { 0 }) as f64;
     (got < MIN_SHARE * expected).then(|| {
         format!(
             "{} of {:.0} expected frames ({:.0}%) at {rate:.1} fps over {secs:.1} s",
@@ -358,6 +361,18 @@ mod tests {
         // 10 s connected: 300 camera frames and 500 audio frames expected.
         let s = stats(280, 490);
         assert_eq!(problems(&s, &announced(on()), 110 * S), Vec::<String>::new());
+    }
+
+    #[test]
+    fn silence_the_sender_skipped_counts_as_arrived_audio() {
+        // 10 s: 2 s of speech (100 frames), 8 s of silence sent as one packet per 400 ms
+        // (20 packets) with 380 frames skipped (DTX).
+        let mut s = stats(300, 120);
+        s.audio.dtx_frames = 380;
+        assert_eq!(problems(&s, &announced(on()), 110 * S), Vec::<String>::new());
+        // The same packets without the skipped frames (a link that stopped) fail.
+        s.audio.dtx_frames = 0;
+        assert_eq!(problems(&s, &announced(on()), 110 * S).len(), 1);
     }
 
     #[test]

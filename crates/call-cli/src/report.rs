@@ -42,6 +42,8 @@ pub struct PairReport {
     /// Audio frames rebuilt from FEC or concealed for lost packets (counted in
     /// `audio_frames_decoded`).
     pub audio_concealed_frames: u64,
+    /// 20 ms frames of silence this sender did not send (Opus DTX); not lost.
+    pub audio_dtx_frames: u64,
     /// Video repair asked of this sender: keyframes (PLI) and packets (NACK, each repeat counts).
     pub video_keyframe_requests: u64,
     pub video_nacks_sent: u64,
@@ -121,6 +123,7 @@ impl PairReport {
             audio_markers_lost: s.audio.frames_lost,
             audio_markers_out_of_order: s.audio.frames_out_of_order,
             audio_concealed_frames: s.audio.concealed_frames,
+            audio_dtx_frames: s.audio.dtx_frames,
             video_keyframe_requests: s.camera.keyframe_requests,
             video_nacks_sent: s.camera.nacks_sent,
             audio_underruns: s.audio.underruns,

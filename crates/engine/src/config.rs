@@ -239,6 +239,8 @@ pub struct StreamStats {
     pub playout_delay_ms: f64,
     /// Audio frames rebuilt from the next packet's FEC data or concealed (PLC) for lost packets.
     pub concealed_frames: u64,
+    /// Audio: 20 ms frames of silence the sender did not send (DTX); not lost.
+    pub dtx_frames: u64,
     /// Audio: times the playout queue ran dry while playing (a gap in the sound; a silence
     /// the sender did not send, DTX, counts too).
     pub underruns: u64,

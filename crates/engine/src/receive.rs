@@ -102,14 +102,16 @@ impl StreamAcc {
     }
 
     /// Frames (or packets) per second the sender produces, from the median step between RTP
-    /// timestamps at `clock_rate`.
+    /// timestamps at `clock_rate` (audio: the 10th percentile, the packet duration: an audio
+    /// sender in DTX sends one packet per 400 ms of silence, and those steps are not its rate).
     fn sender_rate(&self, clock_rate: u32) -> Option<f64> {
         if self.rtp_steps.is_empty() {
             return None;
         }
         let mut steps: Vec<u32> = self.rtp_steps.iter().copied().collect();
         steps.sort_unstable();
-        let median = steps[steps.len() / 2];
+        let at = if self.stats.kind == Some(TrackKind::Audio) { steps.len() / 10 } else { steps.len() / 2 };
+        let median = steps[at];
         Some(f64::from(clock_rate) / f64::from(median.max(1)))
     }
 
@@ -498,6 +500,10 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     // How late packets come out of the reorder buffer sets the playout depth (jitter buffer).
     let mut lateness = DelayWindow::new(VideoPlayout::BASE_WINDOW, AUDIO_JITTER_WINDOW);
     let mut depth = None;
+    // The last packet decoded (sequence number, RTP timestamp) and its length in samples: a
+    // timestamp that jumps with no sequence gap is silence the sender did not send (DTX).
+    let mut last_packet: Option<(u16, u32)> = None;
+    let mut packet_samples = hearth_media::FRAME_SAMPLES as u32;
     if let Some(m) = &ctx.mixer {
         m.set_tap(source, playout_tap(&ctx));
     }
@@ -527,7 +533,14 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
                     // Conceal what was lost before this packet: the last lost frame is rebuilt
                     // from this packet's FEC data, earlier ones by PLC (at most 100 ms).
                     let conceal = pending_loss.min(5);
-                    ctx.acc.lock().stats.concealed_frames += conceal;
+                    let (seq, ts) = (p.header.sequence_number, p.header.timestamp);
+                    let dtx = dtx_frames(last_packet, seq, ts, packet_samples);
+                    last_packet = Some((seq, ts));
+                    {
+                        let mut acc = ctx.acc.lock();
+                        acc.stats.concealed_frames += conceal;
+                        acc.stats.dtx_frames += dtx;
+                    }
                     let sent = media_us(p.header.timestamp, 48_000);
                     lateness.push(sent, now);
                     // The decoded sound lags the packet's timestamp by the codec's lookahead.
@@ -541,7 +554,12 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
                     }
                     pending_loss = 0;
                     match decoder.decode(&p.payload, &mut pcm) {
-                        Ok(()) => deliver_audio(&ctx, &pcm, source, media, &mut detector),
+                        Ok(()) => {
+                            if !pcm.is_empty() {
+                                packet_samples = pcm.len() as u32;
+                            }
+                            deliver_audio(&ctx, &pcm, source, media, &mut detector)
+                        }
                         Err(_) => ctx.acc.lock().stats.decode_errors += 1,
                     }
                 }
@@ -566,6 +584,21 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     if let Some(m) = &ctx.mixer {
         m.remove(source);
     }
+}
+
+/// Frames of silence the sender skipped (DTX) before a packet (`seq`, `ts`) that follows
+/// `last` with no sequence gap, at `samples` per packet.
+pub fn dtx_frames(last: Option<(u16, u32)>, seq: u16, ts: u32, samples: u32) -> u64 {
+    let Some((last_seq, last_ts)) = last else { return 0 };
+    if seq != last_seq.wrapping_add(1) || samples == 0 {
+        return 0;
+    }
+    let step = ts.wrapping_sub(last_ts);
+    // More than a minute is not a DTX gap (a restarted stream, a jump).
+    if step > 48_000 * 60 {
+        return 0;
+    }
+    u64::from((step / samples).saturating_sub(1))
 }
 
 /// How far back audio lateness counts for the playout depth.
@@ -632,6 +665,18 @@ fn deliver_audio(ctx: &RecvCtx, pcm: &[i16], source: u64, media: u64, detector: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_skipped_by_the_sender_is_counted_not_lost() {
+        assert_eq!(dtx_frames(None, 5, 960, 960), 0);
+        assert_eq!(dtx_frames(Some((5, 0)), 6, 960, 960), 0, "the next frame");
+        // 400 ms later with the next sequence number: 19 frames were not sent.
+        assert_eq!(dtx_frames(Some((5, 0)), 6, 19_200, 960), 19);
+        assert_eq!(dtx_frames(Some((u16::MAX, u32::MAX - 959)), 0, 18_240, 960), 19, "both wrap");
+        assert_eq!(dtx_frames(Some((5, 0)), 8, 19_200, 960), 0, "a sequence gap is loss, not DTX");
+        assert_eq!(dtx_frames(Some((5, 0)), 6, 48_000 * 120, 960), 0);
+        assert_eq!(dtx_frames(Some((5, 0)), 6, 19_200, 0), 0);
+    }
 
     #[test]
     fn audio_depth_covers_measured_lateness_and_follows_shown_video() {
