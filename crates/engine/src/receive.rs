@@ -10,8 +10,8 @@ use hearth_media::marker::{BURST_PERIOD_US, BurstDetector, read_stamp};
 use hearth_media::quality::SyntheticReference;
 use hearth_media::sync::media_us;
 use hearth_media::{
-    AvSync, DelayWindow, Mixer, NackScheduler, OutputSkew, Released, ReorderBuffer, VideoFrame, VideoKind, VideoPlayout,
-    now_us,
+    AvSync, DelayWindow, Mixer, NackScheduler, OutputSkew, Released, ReorderBuffer, VideoFrame, VideoKind,
+    VideoPlayout, now_us,
 };
 use hearth_proto::PeerId;
 use parking_lot::Mutex;
@@ -572,7 +572,10 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
         if depth != Some(want) {
             depth = Some(want);
             if let Some(m) = &ctx.mixer {
-                m.set_delay(source, (want.as_micros() as u64 * u64::from(hearth_media::SAMPLE_RATE) / 1_000_000) as usize);
+                m.set_delay(
+                    source,
+                    (want.as_micros() as u64 * u64::from(hearth_media::SAMPLE_RATE) / 1_000_000) as usize,
+                );
             }
         }
         let underruns = ctx.mixer.as_ref().and_then(|m| m.stats(source)).map(|s| s.underruns);

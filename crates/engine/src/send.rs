@@ -4,8 +4,8 @@
 //! A [`SendStream`] is the stable identity of a local stream (SSRC, track id, fan-out). Its
 //! capture thread can stop and restart (camera off/on) without touching the peer connections.
 
-use crate::config::{AudioSpec, DeviceProblem, DisplayFrame, EncoderInfo, EngineEvent, TrackKind, VideoSpec};
 use crate::adapt::{VideoAdapter, video_budget};
+use crate::config::{AudioSpec, DeviceProblem, DisplayFrame, EncoderInfo, EngineEvent, TrackKind, VideoSpec};
 use crate::rtc_setup::{H264_PT, OPUS_PT};
 use bytes::Bytes;
 use hearth_codec::{DtxGate, H264Encoder, H264Profile, OpusEncoder, VideoEncoderConfig};
@@ -152,7 +152,8 @@ impl Renumber {
     fn offset(&mut self, batch: &Batch) -> u16 {
         if let Some(first) = batch.packets.first() {
             if self.layer != Some(batch.layer) {
-                self.offset = self.last.map_or(0, |l| l.wrapping_add(1).wrapping_sub(first.header.sequence_number));
+                self.offset =
+                    self.last.map_or(0, |l| l.wrapping_add(1).wrapping_sub(first.header.sequence_number));
                 self.layer = Some(batch.layer);
             }
             if let Some(last) = batch.packets.last() {
@@ -500,7 +501,8 @@ impl SendStream {
         let start = crate::rtc_setup::GCC_START_BPS as u64;
         let targets = self.targets.lock().clone();
         let estimates: Vec<u64> = targets.iter().map(|t| t.estimate.bps().unwrap_or(start)).collect();
-        let low_now: Vec<bool> = targets.iter().map(|t| t.layer.load(Ordering::Relaxed) == LOW_LAYER).collect();
+        let low_now: Vec<bool> =
+            targets.iter().map(|t| t.layer.load(Ordering::Relaxed) == LOW_LAYER).collect();
         let may: Vec<bool> = targets.iter().map(|t| t.may_change_layer(now)).collect();
         let as_f64: Vec<f64> = estimates.iter().map(|e| *e as f64).collect();
         let low = crate::adapt::split_layers(&as_f64, &low_now, &may);
@@ -1101,12 +1103,21 @@ mod tests {
         stream.keyframe_wanted.store(false, Ordering::Relaxed);
         // The main layer numbers 0.., the low layer 1000.. (its own sequencer).
         let low = |f: u16| -> Vec<rtc::rtp::Packet> {
-            frame(f).into_iter().map(|mut p| { p.header.sequence_number += 1000; p }).collect()
+            frame(f)
+                .into_iter()
+                .map(|mut p| {
+                    p.header.sequence_number += 1000;
+                    p
+                })
+                .collect()
         };
         for f in 0..5 {
             stream.send_layer(frame(f), f == 0, MAIN_LAYER);
         }
-        until("both peers to get the main layer", || fast.got.lock().len() == 15 && slow.got.lock().len() == 15).await;
+        until("both peers to get the main layer", || {
+            fast.got.lock().len() == 15 && slow.got.lock().len() == 15
+        })
+        .await;
         // The slow peer's path falls to a fifth: it moves to the low layer, which is wanted
         // with a keyframe, and the main layer follows the fast peer alone.
         slow_t.estimate.set(400_000.0);

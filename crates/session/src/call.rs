@@ -15,9 +15,9 @@
 //! - Each link's outcome is reported to the server once (`call_report`).
 
 use crate::negotiation::is_polite;
-use hearth_proto::{CallPath, 
-    CallOutcome, ChatMessage, ClientMessage, ErrorCode, IceCandidate, Join, LeaveReason, MediaState, PeerId,
-    PeerInfo, Resume, ServerMessage, Welcome,
+use hearth_proto::{
+    CallOutcome, CallPath, ChatMessage, ClientMessage, ErrorCode, IceCandidate, Join, LeaveReason,
+    MediaState, PeerId, PeerInfo, Resume, ServerMessage, Welcome,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -542,9 +542,10 @@ impl Call {
             .peers
             .iter_mut()
             .filter_map(|(id, r)| {
-                let late = r.restart_since.is_some_and(|t| now.saturating_duration_since(t) >= ICE_RESTART_TIMEOUT)
-                    && r.link != Some(LinkState::Connected)
-                    && !r.info.reconnecting;
+                let late =
+                    r.restart_since.is_some_and(|t| now.saturating_duration_since(t) >= ICE_RESTART_TIMEOUT)
+                        && r.link != Some(LinkState::Connected)
+                        && !r.info.reconnecting;
                 if late {
                     r.restart_since = None;
                     r.ever_connected = false;
@@ -571,7 +572,13 @@ impl Call {
     }
 
     /// [`Call::link_changed`], saying why a `Failed` link failed (for the outcome report).
-    fn link_changed_because(&mut self, now: Instant, peer: &PeerId, state: LinkState, why: hearth_proto::CallFailure) {
+    fn link_changed_because(
+        &mut self,
+        now: Instant,
+        peer: &PeerId,
+        state: LinkState,
+        why: hearth_proto::CallFailure,
+    ) {
         let Some(r) = self.peers.get_mut(peer) else { return };
         if r.link == Some(LinkState::Closed) {
             return;
@@ -599,7 +606,13 @@ impl Call {
         let reason = (state == LinkState::Failed).then_some(why);
         self.emit(CallEvent::Link { peer_id: peer.clone(), state });
         if let Some((outcome, connect_ms)) = report {
-            self.push(Action::Send(ClientMessage::CallReport { peer: peer.clone(), outcome, connect_ms, path, reason }));
+            self.push(Action::Send(ClientMessage::CallReport {
+                peer: peer.clone(),
+                outcome,
+                connect_ms,
+                path,
+                reason,
+            }));
         }
         if state == LinkState::Failed {
             if reconnecting {

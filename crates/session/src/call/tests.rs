@@ -232,11 +232,17 @@ fn failing_relinks_back_off_and_stuck_links_are_rebuilt() {
     c.tick(t2 + ICE_RESTART_TIMEOUT + LINK_CONNECT_TIMEOUT);
     let acts = drain(&mut c);
     // The rebuilt link never connected: its outcome is a failure by timeout.
-    assert!(acts.iter().any(|x| matches!(x, Action::Send(ClientMessage::CallReport {
-        outcome: CallOutcome::Failed,
-        reason: Some(hearth_proto::CallFailure::Timeout),
-        ..
-    }))), "{acts:?}");
+    assert!(
+        acts.iter().any(|x| matches!(
+            x,
+            Action::Send(ClientMessage::CallReport {
+                outcome: CallOutcome::Failed,
+                reason: Some(hearth_proto::CallFailure::Timeout),
+                ..
+            })
+        )),
+        "{acts:?}"
+    );
     assert!(acts.contains(&Action::Emit(CallEvent::Link { peer_id: a.clone(), state: LinkState::Failed })));
 }
 
@@ -315,7 +321,10 @@ fn the_polite_side_waits_for_the_restart_offer() {
     drain(&mut c);
     c.link_changed(t, &m, LinkState::Failed);
     let acts = drain(&mut c);
-    assert!(!acts.iter().any(|x| matches!(x, Action::RestartIce { .. } | Action::OpenLink { .. })), "{acts:?}");
+    assert!(
+        !acts.iter().any(|x| matches!(x, Action::RestartIce { .. } | Action::OpenLink { .. })),
+        "{acts:?}"
+    );
 }
 
 #[test]
@@ -348,7 +357,8 @@ fn an_offer_from_a_new_peer_connection_replaces_our_link() {
     c.handle_server(t, welcome("m", &["a"], false));
     drain(&mut c);
     let a = PeerId::from("a");
-    let sdp = |session: &str, version: u32| format!("v=0\r\no=- {session} {version} IN IP4 0.0.0.0\r\ns=-\r\n");
+    let sdp =
+        |session: &str, version: u32| format!("v=0\r\no=- {session} {version} IN IP4 0.0.0.0\r\ns=-\r\n");
     // Our offer is answered by a's peer connection (session 111).
     c.handle_server(t, ServerMessage::Answer { from: a.clone(), sdp: sdp("111", 1) });
     drain(&mut c);
