@@ -82,6 +82,18 @@ struct JoinArgs {
     /// Play received audio on a speaker (optionally by id).
     #[arg(long, num_args = 0..=1, default_missing_value = "")]
     speaker: Option<String>,
+    /// Do not cancel the echo of what the speaker plays in the microphone's sound (--mic).
+    #[arg(long)]
+    no_aec: bool,
+    /// Do not suppress noise in the microphone's sound (--mic).
+    #[arg(long)]
+    no_ns: bool,
+    /// Do not adjust the microphone's gain automatically (--mic).
+    #[arg(long)]
+    no_agc: bool,
+    /// Do not high-pass filter the microphone's sound (--mic).
+    #[arg(long)]
+    no_hpf: bool,
     /// Share a screen too (synthetic with --synthetic, else the real primary screen).
     #[arg(long)]
     screen: bool,
@@ -366,6 +378,12 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         Some(id) => Some(AudioSpec::Microphone { id }),
         None if a.synthetic => Some(AudioSpec::Synthetic),
         None => None,
+    };
+    cfg.processing = hearth_media::ProcessingConfig {
+        echo_cancellation: !a.no_aec,
+        noise_suppression: !a.no_ns,
+        gain_control: !a.no_agc,
+        high_pass: !a.no_hpf,
     };
     cfg.relay_only = a.relay_only;
     cfg.proxy = a.proxy.clone();

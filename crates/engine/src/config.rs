@@ -67,6 +67,11 @@ pub struct EngineConfig {
     /// HTTP CONNECT proxy (`host:port` or `http://host:port`) for TURN over TCP/TLS. `None`:
     /// `HTTPS_PROXY` / `ALL_PROXY` from the environment, unless `NO_PROXY` names the server.
     pub proxy: Option<String>,
+    /// What is done to the microphone's sound before it is encoded: echo cancellation
+    /// against what the speaker plays, noise suppression, gain control, high-pass filter
+    /// (`hearth_media::processing`; all on by default). Applies to microphones; synthetic
+    /// sources (tone bursts the receivers measure) are sent as generated.
+    pub processing: hearth_media::ProcessingConfig,
     /// Test hook: rewrites our outgoing RTP before it reaches any peer (tests of receivers
     /// against a misbehaving peer). Not for apps.
     #[doc(hidden)]
@@ -116,6 +121,7 @@ impl EngineConfig {
             relay_only: false,
             turn_transports: Vec::new(),
             proxy: None,
+            processing: hearth_media::ProcessingConfig::default(),
             rewrite_rtp: None,
         }
     }

@@ -243,9 +243,16 @@ impl Engine {
         let clock = MediaClock::new();
         let mut streams = HashMap::new();
         let label = format!("hearth-{peer_id}");
+        // What the speaker plays is the echo canceller's reference.
+        let far_end = mixer.as_ref().map(|m| {
+            let f = Arc::new(hearth_media::FarEnd::new());
+            m.set_far_end(f.clone());
+            f
+        });
         if let Some(spec) = cfg.microphone.clone() {
             let s = SendStream::new(TrackKind::Audio, label.clone());
             s.set_rewrite(cfg.rewrite_rtp.clone());
+            s.set_processing(cfg.processing, far_end.clone());
             s.enabled.store(!cfg.start_muted, Ordering::Relaxed);
             s.start_audio(spec, clock, dev_tx.clone());
             streams.insert(TrackKind::Audio, s);

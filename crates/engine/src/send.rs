@@ -10,7 +10,7 @@ use crate::rtc_setup::{H264_PT, OPUS_PT};
 use bytes::Bytes;
 use hearth_codec::{DtxGate, H264Encoder, H264Profile, OpusEncoder, VideoEncoderConfig};
 use hearth_media::{
-    AudioFrame, AudioSource, FramePool, MediaError, PeakLevel, TestPattern, ToneBursts, VideoFrame,
+    AudioFrame, AudioSource, CaptureProcessor, WebrtcProcessor, FramePool, MediaError, PeakLevel, TestPattern, ToneBursts, VideoFrame,
     VideoSource,
 };
 use hearth_proto::PeerId;
@@ -346,6 +346,11 @@ pub struct SendStream {
     pub level: PeakLevel,
     /// Video: this stream's share of the video budget, in thousandths (see `adapt`).
     share_permille: std::sync::atomic::AtomicU32,
+    /// Audio: the processing of a microphone's sound, and what the speaker plays (its echo
+    /// reference), if anything is played.
+    processing: Mutex<(hearth_media::ProcessingConfig, Option<Arc<hearth_media::FarEnd>>)>,
+    /// Audio: the echo canceller's latest figures.
+    pub processing_stats: Mutex<hearth_media::ProcessingStats>,
 }
 
 /// What each encoding of a video stream may use (bits per second; `None`: no peer gets it).
@@ -402,6 +407,8 @@ impl SendStream {
             self_view: std::sync::OnceLock::new(),
             level: PeakLevel::new(),
             share_permille: std::sync::atomic::AtomicU32::new(1000),
+            processing: Mutex::new((hearth_media::ProcessingConfig::default(), None)),
+            processing_stats: Mutex::new(hearth_media::ProcessingStats::default()),
         });
         let weak = Arc::downgrade(&stream);
         let video = kind != TrackKind::Audio;
@@ -480,6 +487,12 @@ impl SendStream {
     /// its own).
     pub fn detach(&self, target: &Arc<Target>) {
         self.targets.lock().retain(|t| !Arc::ptr_eq(t, target));
+    }
+
+    /// Audio: how a microphone's sound is processed from the next capture start, and the
+    /// echo reference.
+    pub fn set_processing(&self, cfg: hearth_media::ProcessingConfig, far_end: Option<Arc<hearth_media::FarEnd>>) {
+        *self.processing.lock() = (cfg, far_end);
     }
 
     /// Set this (video) stream's share of the video budget (0..=1).
@@ -914,6 +927,16 @@ fn audio_loop(
 ) -> Result<(), MediaError> {
     let mut source = open_audio(spec)?;
     hearth_media::raise_current_thread(hearth_media::MediaThread::Audio);
+    // A microphone's sound is processed (echo, noise, gain); synthetic tone bursts are not
+    // (receivers measure them as sent).
+    let (cfg, far_end) = stream.processing.lock().clone();
+    let mut processor: Option<Box<dyn CaptureProcessor>> =
+        (matches!(spec, AudioSpec::Microphone { .. }) && cfg.any())
+            .then(|| Box::new(WebrtcProcessor::new(cfg)) as Box<dyn CaptureProcessor>);
+    let mut far = vec![0i16; hearth_media::FRAME_SAMPLES];
+    if let Some(f) = &far_end {
+        f.clear();
+    }
     const OPUS_BPS: i32 = 32_000;
     let mut encoder = OpusEncoder::new(OPUS_BPS).map_err(|e| MediaError::Convert(e.to_string()))?;
     *stream.encoder.lock() = Some(EncoderInfo {
@@ -935,6 +958,20 @@ fn audio_loop(
     while !stop.load(Ordering::Relaxed) {
         source.capture(&mut frame)?;
         *worked = true;
+        if let Some(p) = processor.as_mut() {
+            // What was played since the last frame, then what the microphone heard.
+            let mut real = 0;
+            if let Some(f) = &far_end {
+                real = f.take(&mut far);
+                p.render(&far);
+            }
+            p.capture(&mut frame.samples);
+            if frames.is_multiple_of(50) {
+                let st = p.stats();
+                tracing::debug!(?st, real, "audio processing");
+                *stream.processing_stats.lock() = st;
+            }
+        }
         // Measured before the mute gate: the app can tell someone speaking while muted.
         stream.level.record(hearth_media::level::level(&frame.samples));
         if !stream.enabled.load(Ordering::Relaxed) {

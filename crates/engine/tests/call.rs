@@ -420,6 +420,50 @@ async fn microphone_capture_through_pulseaudio_reaches_the_peer() {
     drop(pa);
 }
 
+/// Ada plays Bob's sound on the null sink and her microphone is its monitor: a perfect echo
+/// path. Bob's tone bursts come back to him in Ada's stream unless Ada cancels the echo.
+/// Returns the bursts Bob detected in Ada's stream over 6 s, after 4 s to converge.
+async fn echo_bursts_heard_back(server: &Server, processing: hearth_media::ProcessingConfig) -> u64 {
+    let a = Peer::join_with(server, "ada", |mut c| {
+        c.microphone = Some(AudioSpec::Microphone { id: Some("pulseaudio:vsink.monitor".into()) });
+        c.speaker = Some(Some("pulseaudio:vsink".into()));
+        c.processing = processing;
+        c
+    })
+    .await;
+    let b = Peer::join(server, "bob").await;
+    all_connected(&[&a, &b]).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = b.from("ada").await.map_or(0, |s| s.audio.markers);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = b.from("ada").await.map_or(0, |s| s.audio.markers);
+    assert!(!a.saw(|e| matches!(e, EngineEvent::DeviceError { .. })), "{:?}", a.log.lock().unwrap());
+    a.engine.leave().await;
+    b.engine.leave().await;
+    after - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processed_microphone_runs_in_a_call_with_a_real_echo_path() {
+    let pa = hearth_testkit::PulseAudio::start().expect("pulseaudio");
+    let server = Server::start(hearth_signal::Config::default()).await.unwrap();
+    // Processing off: Bob hears himself (30 bursts in 6 s are sent).
+    let off = echo_bursts_heard_back(&server, hearth_media::ProcessingConfig::OFF).await;
+    // Echo cancellation alone (noise suppression would take tones down too).
+    let aec = hearth_media::ProcessingConfig { echo_cancellation: true, ..hearth_media::ProcessingConfig::OFF };
+    let on = echo_bursts_heard_back(&server, aec).await;
+    println!("bursts heard back in 6 s: {off} without echo cancellation, {on} with");
+    assert!(off >= 15, "the echo path works: {off} bursts came back without echo cancellation");
+    // Not asserted: that fewer come back with it. Sparse pure tones are the hardest signal for
+    // an echo canceller (speech-like sound loses 58 dB of echo in hearth_media::processing's
+    // tests, these tone bursts 11-44 dB there); in this call 7-17 of 21-24 came back in four
+    // runs alone, and as many as without in one run under the whole suite's load. What is
+    // checked here: the processed microphone path runs in a real call (no device error, see
+    // `echo_bursts_heard_back`) with the far end fed from the speaker's mixer.
+    let _ = on;
+    drop(pa);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_refusals_and_a_dead_server_are_clear_errors() {
     // Nobody listens on this port.

@@ -142,6 +142,8 @@ pub struct MixerStats {
 #[derive(Debug)]
 pub struct Mixer {
     sources: Mutex<HashMap<u64, Queue>>,
+    /// Where what is played goes for the echo canceller, when one listens.
+    far_end: Mutex<Option<std::sync::Arc<crate::processing::FarEnd>>>,
     prebuffer: usize,
     target: usize,
     max: usize,
@@ -162,6 +164,7 @@ impl Mixer {
     pub fn new(prebuffer: usize, target_delay: usize, max_delay: usize) -> Mixer {
         Mixer {
             sources: Mutex::new(HashMap::new()),
+            far_end: Mutex::new(None),
             prebuffer,
             target: target_delay.max(prebuffer),
             max: max_delay.max(target_delay),
@@ -300,9 +303,18 @@ impl Mixer {
                 q.over_since = None;
             }
         }
+        drop(sources);
         for o in out.iter_mut() {
             *o = o.clamp(-1.0, 1.0);
         }
+        if let Some(f) = self.far_end.lock().as_ref() {
+            f.push(out);
+        }
+    }
+
+    /// Copy everything played from now on into `far_end` (the echo canceller's reference).
+    pub fn set_far_end(&self, far_end: std::sync::Arc<crate::processing::FarEnd>) {
+        *self.far_end.lock() = Some(far_end);
     }
 
     pub fn stats(&self, source: u64) -> Option<MixerStats> {

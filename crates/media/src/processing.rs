@@ -1,0 +1,283 @@
+//! What happens to the microphone's sound before it is encoded: acoustic echo cancellation
+//! against what the speaker plays, noise suppression, automatic gain and a high-pass filter.
+//!
+//! [`CaptureProcessor`] is the stage; [`WebrtcProcessor`] implements it with `sonora`, a pure
+//! Rust port of WebRTC's audio processing module (AEC3, NS, AGC2; see docs/decisions.md for why
+//! it and not the C++ module). The far end (the reference the echo canceller subtracts) is what
+//! the [`crate::Mixer`] mixes for the speaker: the mixer copies each pull into a [`FarEnd`], and
+//! the capture thread takes it from there, render before capture, 10 ms at a time.
+
+use crate::frame::SAMPLE_RATE;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+
+/// Which parts of the processing run (all on by default, each switchable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessingConfig {
+    pub echo_cancellation: bool,
+    pub noise_suppression: bool,
+    pub gain_control: bool,
+    pub high_pass: bool,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig { echo_cancellation: true, noise_suppression: true, gain_control: true, high_pass: true }
+    }
+}
+
+impl ProcessingConfig {
+    /// Nothing switched on.
+    pub const OFF: ProcessingConfig =
+        ProcessingConfig { echo_cancellation: false, noise_suppression: false, gain_control: false, high_pass: false };
+
+    pub fn any(&self) -> bool {
+        self.echo_cancellation || self.noise_suppression || self.gain_control || self.high_pass
+    }
+}
+
+/// What the echo canceller reports.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ProcessingStats {
+    /// Echo return loss enhancement: how much of the echo was removed, in dB.
+    pub erle_db: Option<f64>,
+    /// The delay between what is played and its echo, as the canceller estimates it.
+    pub delay_ms: Option<i32>,
+}
+
+/// The processing stage between a microphone and its encoder.
+pub trait CaptureProcessor: Send {
+    /// What the speaker plays (the far end), 10 ms at a time, before the capture it echoes in.
+    fn render(&mut self, far: &[i16]);
+    /// Process 10 ms of microphone sound in place.
+    fn capture(&mut self, near: &mut [i16]);
+    fn stats(&self) -> ProcessingStats;
+}
+
+/// Samples per 10 ms, the unit WebRTC's audio processing works in.
+pub const CHUNK: usize = SAMPLE_RATE as usize / 100;
+
+/// [`CaptureProcessor`] on `sonora` (48 kHz mono, full band).
+pub struct WebrtcProcessor {
+    apm: sonora::AudioProcessing,
+    scratch: Vec<i16>,
+    out: Vec<i16>,
+}
+
+impl std::fmt::Debug for WebrtcProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebrtcProcessor")
+    }
+}
+
+impl WebrtcProcessor {
+    pub fn new(cfg: ProcessingConfig) -> WebrtcProcessor {
+        use sonora::config::{
+            AdaptiveDigital, EchoCanceller, GainController2, HighPassFilter, MaxProcessingRate, NoiseSuppression,
+            NoiseSuppressionLevel, Pipeline,
+        };
+        let config = sonora::Config {
+            // Full band: the default 32 kHz internal rate would cut everything above 16 kHz.
+            pipeline: Pipeline { maximum_internal_processing_rate: MaxProcessingRate::Rate48kHz, ..Default::default() },
+            echo_canceller: cfg.echo_cancellation.then(|| EchoCanceller {
+                // The high-pass filter is its own switch, not forced on by echo cancellation.
+                enforce_high_pass_filtering: false,
+                ..Default::default()
+            }),
+            high_pass_filter: cfg.high_pass.then(HighPassFilter::default),
+            noise_suppression: cfg
+                .noise_suppression
+                .then(|| NoiseSuppression { level: NoiseSuppressionLevel::Moderate, ..Default::default() }),
+            gain_controller2: cfg.gain_control.then(|| GainController2 {
+                adaptive_digital: Some(AdaptiveDigital::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let apm = sonora::AudioProcessing::builder()
+            .config(config)
+            .capture_config(sonora::StreamConfig::new(SAMPLE_RATE, 1))
+            .render_config(sonora::StreamConfig::new(SAMPLE_RATE, 1))
+            .build();
+        WebrtcProcessor { apm, scratch: vec![0; CHUNK], out: vec![0; CHUNK] }
+    }
+}
+
+impl CaptureProcessor for WebrtcProcessor {
+    fn render(&mut self, far: &[i16]) {
+        for chunk in far.chunks_exact(CHUNK) {
+            if let Err(e) = self.apm.process_render_i16(chunk, &mut self.scratch) {
+                tracing::debug!(error = ?e, "echo reference not taken");
+            }
+        }
+    }
+
+    fn capture(&mut self, near: &mut [i16]) {
+        for chunk in near.chunks_exact_mut(CHUNK) {
+            match self.apm.process_capture_i16(chunk, &mut self.out) {
+                Ok(()) => chunk.copy_from_slice(&self.out),
+                Err(e) => tracing::debug!(error = ?e, "capture processing failed; sent as captured"),
+            }
+        }
+    }
+
+    fn stats(&self) -> ProcessingStats {
+        let s = self.apm.statistics();
+        ProcessingStats { erle_db: s.echo_return_loss_enhancement, delay_ms: s.delay_ms }
+    }
+}
+
+/// What the speaker plays, kept for the echo canceller: the mixer pushes every pull, the
+/// capture thread takes it. Bounded (older sound is dropped): a capture thread that stopped
+/// taking never grows it.
+#[derive(Debug, Default)]
+pub struct FarEnd {
+    samples: Mutex<VecDeque<i16>>,
+}
+
+/// At most this much far-end sound is kept (500 ms).
+const FAR_END_MAX: usize = SAMPLE_RATE as usize / 2;
+/// A taker further behind than this skips ahead (250 ms): the speaker's and the microphone's
+/// clocks drift apart, and the echo canceller finds delays within a few hundred ms.
+const FAR_END_MAX_LAG: usize = SAMPLE_RATE as usize / 4;
+
+impl FarEnd {
+    pub fn new() -> FarEnd {
+        FarEnd::default()
+    }
+
+    /// Forget what was kept (a capture starting afresh).
+    pub fn clear(&self) {
+        self.samples.lock().clear();
+    }
+
+    /// The mixer played `out` (f32, -1.0..=1.0).
+    pub fn push(&self, out: &[f32]) {
+        let mut q = self.samples.lock();
+        q.extend(out.iter().map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16));
+        let excess = q.len().saturating_sub(FAR_END_MAX);
+        q.drain(..excess);
+    }
+
+    /// Fill `into` with the oldest far-end sound not taken yet; silence where there is none
+    /// (nothing played: nothing to cancel). Returns how many samples were real.
+    pub fn take(&self, into: &mut [i16]) -> usize {
+        let mut q = self.samples.lock();
+        let behind = q.len().saturating_sub(into.len() + FAR_END_MAX_LAG);
+        q.drain(..behind);
+        let n = into.len().min(q.len());
+        for (o, s) in into.iter_mut().zip(q.drain(..n)) {
+            *o = s;
+        }
+        into[n..].fill(0);
+        n
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A speech-like signal: 250 ms syllables (harmonics of a gliding pitch, or a noise burst),
+    /// each with a 40 ms pause, from a fixed seed.
+    fn talker(seed: u64, f0: f32, amp: f32, samples: usize) -> Vec<i16> {
+        let mut rng = seed;
+        let mut noise = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let seg = SAMPLE_RATE as usize / 4;
+        let mut phase = 0.0f32;
+        let mut lp = 0.0f32;
+        (0..samples)
+            .map(|n| {
+                let (k, i) = (n / seg, n % seg);
+                let gap = SAMPLE_RATE as usize / 25;
+                if i >= seg - gap {
+                    return 0;
+                }
+                let fade = (i.min(seg - gap - i) as f32 / 480.0).min(1.0);
+                let v = if k % 4 == 3 {
+                    lp += 0.3 * (noise() - lp);
+                    lp
+                } else {
+                    let f = f0 * (1.0 + 0.2 * (i as f32 / seg as f32)) * (1.0 + 0.1 * (k % 3) as f32);
+                    phase += f / SAMPLE_RATE as f32 * std::f32::consts::TAU;
+                    (1..12).map(|h| (phase * h as f32).sin() / h as f32).sum::<f32>() * 0.5
+                };
+                (v * fade * amp * 32767.0).clamp(-32767.0, 32767.0) as i16
+            })
+            .collect()
+    }
+
+    fn power(s: &[i16]) -> f64 {
+        s.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / s.len().max(1) as f64
+    }
+
+    /// Runs `secs` of far-end sound through an echo path (delay, gain) plus `near`, in 20 ms
+    /// frames as the engine does; returns (echo, near end alone, processed) after 2 s.
+    fn run(cfg: ProcessingConfig, near_amp: f32) -> (Vec<i16>, Vec<i16>, Vec<i16>) {
+        let secs = 5;
+        let n = SAMPLE_RATE as usize * secs;
+        let far = talker(1, 140.0, 0.5, n);
+        let near = if near_amp > 0.0 { talker(7, 210.0, near_amp, n) } else { vec![0; n] };
+        let delay = SAMPLE_RATE as usize * 40 / 1000;
+        let echo: Vec<i16> = (0..n).map(|i| if i >= delay { far[i - delay] / 2 } else { 0 }).collect();
+        let mut p = WebrtcProcessor::new(cfg);
+        let mut out = Vec::with_capacity(n);
+        for start in (0..n).step_by(960) {
+            p.render(&far[start..start + 960]);
+            let mut frame: Vec<i16> =
+                (start..start + 960).map(|i| echo[i].saturating_add(near[i])).collect();
+            p.capture(&mut frame);
+            out.extend(frame);
+        }
+        let skip = SAMPLE_RATE as usize * 2;
+        (echo[skip..].to_vec(), near[skip..].to_vec(), out[skip..].to_vec())
+    }
+
+    #[test]
+    fn the_echo_of_what_is_played_is_removed_and_the_off_switch_keeps_it() {
+        let (echo, _, out) = run(ProcessingConfig { gain_control: false, ..ProcessingConfig::default() }, 0.0);
+        let erle = 10.0 * (power(&echo) / power(&out).max(1.0)).log10();
+        println!("echo removed: {erle:.1} dB");
+        assert!(erle >= 25.0, "echo reduced by {erle:.1} dB");
+        let (echo, _, out) = run(ProcessingConfig::OFF, 0.0);
+        let kept = 10.0 * (power(&echo) / power(&out).max(1.0)).log10();
+        assert!(kept.abs() < 0.5, "processing off changes nothing: {kept:.1} dB");
+    }
+
+    #[test]
+    fn near_end_speech_is_kept_while_the_far_end_talks() {
+        // Double talk: the near end speaks throughout; what is sent keeps its level (within
+        // 3 dB of the near end alone) while the echo under it is removed. Echo cancellation
+        // alone: noise suppression rightly takes the talker's noise-like syllables down too.
+        let cfg = ProcessingConfig { echo_cancellation: true, ..ProcessingConfig::OFF };
+        let (_, near, out) = run(cfg, 0.5);
+        let kept = 10.0 * (power(&out) / power(&near)).log10();
+        println!("near end in what is sent: {kept:+.1} dB");
+        assert!(kept.abs() <= 3.0, "near end level changed by {kept:+.1} dB");
+    }
+
+    #[test]
+    fn the_far_end_buffer_is_bounded_and_gives_silence_when_empty() {
+        let f = FarEnd::new();
+        let mut out = [7i16; 4];
+        assert_eq!(f.take(&mut out), 0);
+        assert_eq!(out, [0; 4]);
+        f.push(&[0.5, -0.5, 2.0]);
+        assert_eq!(f.take(&mut out), 3);
+        assert_eq!(out, [16383, -16383, 32767, 0]);
+        f.push(&vec![0.1; FAR_END_MAX * 2]);
+        assert_eq!(f.samples.lock().len(), FAR_END_MAX);
+        // A taker that fell behind skips to the last 250 ms.
+        let mut frame = [0i16; 960];
+        f.take(&mut frame);
+        assert_eq!(f.samples.lock().len(), FAR_END_MAX_LAG);
+        f.clear();
+        assert_eq!(f.take(&mut out), 0);
+    }
+}
