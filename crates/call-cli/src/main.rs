@@ -453,7 +453,12 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
                     sending: sending
                         .iter()
                         .filter(|e| e.kind != TrackKind::Audio)
-                        .map(|e| SendingNow { kind: e.kind, width: e.width, height: e.height, bitrate_kbps: e.bitrate_kbps })
+                        .map(|e| SendingNow {
+                            kind: e.kind,
+                            width: e.width,
+                            height: e.height,
+                            bitrate_kbps: e.bitrate_kbps,
+                        })
                         .collect(),
                     peers: stats
                         .iter()

@@ -186,7 +186,8 @@ impl Engine {
         let peer_id = w.peer_id.clone();
         let udp_bind = cfg.udp_bind.clone().unwrap_or_else(|| default_udp_bind(&url));
         let proxy = crate::turn_paths::proxy_for(cfg.proxy.as_deref(), &url);
-        let (ice_servers, turn_paths) = crate::turn_paths::prepare(&w.ice_servers, proxy.as_deref(), &cfg.turn_transports).await;
+        let (ice_servers, turn_paths) =
+            crate::turn_paths::prepare(&w.ice_servers, proxy.as_deref(), &cfg.turn_transports).await;
         let settings = RtcSettings {
             udp_bind,
             ice_servers,

@@ -10,8 +10,8 @@ use crate::rtc_setup::{H264_PT, OPUS_PT};
 use bytes::Bytes;
 use hearth_codec::{DtxGate, H264Encoder, H264Profile, OpusEncoder, VideoEncoderConfig};
 use hearth_media::{
-    AudioFrame, AudioSource, CaptureProcessor, WebrtcProcessor, FramePool, MediaError, PeakLevel, TestPattern, ToneBursts, VideoFrame,
-    VideoSource,
+    AudioFrame, AudioSource, CaptureProcessor, FramePool, MediaError, PeakLevel, TestPattern, ToneBursts,
+    VideoFrame, VideoSource, WebrtcProcessor,
 };
 use hearth_proto::PeerId;
 use parking_lot::Mutex;
@@ -491,7 +491,11 @@ impl SendStream {
 
     /// Audio: how a microphone's sound is processed from the next capture start, and the
     /// echo reference.
-    pub fn set_processing(&self, cfg: hearth_media::ProcessingConfig, far_end: Option<Arc<hearth_media::FarEnd>>) {
+    pub fn set_processing(
+        &self,
+        cfg: hearth_media::ProcessingConfig,
+        far_end: Option<Arc<hearth_media::FarEnd>>,
+    ) {
         *self.processing.lock() = (cfg, far_end);
     }
 
@@ -698,23 +702,14 @@ fn video_loop(
     hearth_media::raise_current_thread(hearth_media::MediaThread::Video);
     // The source's own size (what adaptation scales down from).
     let info = source.info();
-    let mut encoder: Option<(H264Encoder, (u32, u32))> = None;
     let mut frame = VideoFrame::new(info.width, info.height);
-    let mut packetizer = new_packetizer(
-        Instant::now(),
-        1200,
-        H264_PT,
-        stream.ssrc,
-        Box::new(H264Payloader::default()),
-        stream.sequencer.clone_to(),
-        90_000,
-    );
+    let mut main = LayerEncoder::new(stream, MAIN_LAYER, stream.sequencer.clone_to(), &info);
     let mut shown = FramePool::new(DisplayFrame::MAX_IN_FLIGHT + 2);
-    let mut last_keyframe: Option<Instant> = None;
     let mut adapter: Option<(VideoAdapter, (u32, u32))> = None;
     let mut source_size = (info.width, info.height);
-    // The low layer, while some peer gets it (see `adapt::split_layers`).
-    let mut low: Option<LowLayer> = None;
+    // The low layer, while some peer gets it (see `adapt::split_layers`): its own adapter
+    // (size and rate follow those peers' estimates, up to the main encoding's size).
+    let mut low: Option<(VideoAdapter, LayerEncoder)> = None;
     while !stop.load(Ordering::Relaxed) {
         source.capture(&mut frame)?;
         *worked = true;
@@ -740,77 +735,22 @@ fn video_loop(
         }
         // Scaled when larger than wanted (a source that resized itself is right from the next
         // frame on; a smaller frame is never scaled up).
-        let scaled;
-        let input = if frame.width > size.0 || frame.height > size.1 {
-            scaled = hearth_media::scale::scale_i420(&frame, size.0, size.1);
-            &scaled
-        } else {
-            &frame
-        };
-        let dims = (input.width, input.height);
-        if encoder.as_ref().is_none_or(|(_, d)| *d != dims) {
-            let mut cfg = VideoEncoderConfig::for_source(dims.0, dims.1, info.fps, info.kind);
-            cfg.bitrate_bps = want.bitrate_bps;
-            encoder = Some((H264Encoder::new(cfg).map_err(|e| MediaError::Convert(e.to_string()))?, dims));
-            *stream.encoder.lock() = Some(EncoderInfo {
-                kind: stream.kind,
-                codec: "H.264",
-                profile: None,
-                width: dims.0,
-                height: dims.1,
-                fps: f64::from(info.fps),
-                bitrate_kbps: f64::from(cfg.bitrate_bps) / 1000.0,
-            });
-        } else if let Some((enc, _)) = encoder.as_mut()
-            && enc.config().bitrate_bps != want.bitrate_bps
-        {
-            match enc.set_target_bitrate(want.bitrate_bps) {
-                Ok(()) => {
-                    if let Some(info) = stream.encoder.lock().as_mut() {
-                        info.bitrate_kbps = f64::from(enc.config().bitrate_bps) / 1000.0;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot change the video bitrate"),
-            }
-        }
-        let Some((enc, _)) = encoder.as_mut() else { continue };
-        // Keyframe requests (PLI/FIR from every peer, new peers, slow peers) are served at most
-        // once per KEYFRAME_MIN_INTERVAL; one arriving sooner waits (it is kept, not lost).
-        let spaced = last_keyframe.is_none_or(|t: Instant| t.elapsed() >= KEYFRAME_MIN_INTERVAL);
-        if spaced && stream.keyframe_wanted.swap(false, Ordering::Relaxed) {
-            enc.request_keyframe();
-        }
-        let au = match enc.encode(input) {
-            Ok(Some(au)) => au,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "encoding failed; skipping a frame");
-                continue;
-            }
-        };
-        if au.keyframe {
-            last_keyframe = Some(Instant::now());
-        }
-        if au.keyframe
-            && let Some(info) = stream.encoder.lock().as_mut()
-            && info.profile.is_none()
-        {
-            info.profile = H264Profile::of(&au.data).map(|p| p.name());
-        }
+        let input = scaled_to(&frame, size);
+        let input = input.as_ref().unwrap_or(&frame);
         let ts = clock.rtp_ts(input.capture_us, 90_000);
-        match packetizer.packetize(Instant::now(), &Bytes::from(au.data), 0) {
-            Ok(mut packets) => {
-                for p in &mut packets {
-                    p.header.timestamp = ts;
-                }
-                stream.send_layer(packets, au.keyframe, MAIN_LAYER);
-            }
-            Err(e) => tracing::warn!(error = %e, "packetizing failed; skipping a frame"),
-        }
+        main.send(stream, input, want.bitrate_bps, ts)?;
         match budgets.low {
             Some(budget) => {
-                let layer = low.get_or_insert_with(|| LowLayer::new(stream, full, &info));
-                layer.send(stream, input, budget, ts);
+                let (adapter, layer) = low.get_or_insert_with(|| {
+                    let adapter = VideoAdapter::new(full.0, full.1, info.fps, info.kind);
+                    (adapter, LayerEncoder::new(stream, LOW_LAYER, Box::new(new_random_sequencer()), &info))
+                });
+                let want = adapter.update(Some(budget), Instant::now());
+                let smaller = scaled_to(input, (want.width, want.height));
+                if let Err(e) = layer.send(stream, smaller.as_ref().unwrap_or(input), want.bitrate_bps, ts) {
+                    tracing::warn!(error = %e, "low-layer encoding failed");
+                    low = None;
+                }
             }
             // Nobody gets it: no second encoder running.
             None => low = None,
@@ -819,11 +759,24 @@ fn video_loop(
     Ok(())
 }
 
-/// The second encoding of a video stream, for peers whose path carries much less than the
-/// best peers' (see `adapt::split_layers`): its own adapter (size and rate follow those peers'
-/// estimates, up to the main encoding's size), encoder and packetizer, from the same frames.
-struct LowLayer {
-    adapter: VideoAdapter,
+/// `frame` scaled down to fit `size`, or `None` when it already fits (never scaled up). A
+/// stamped (synthetic) frame keeps its stamp readable at the smaller size.
+fn scaled_to(frame: &VideoFrame, size: (u32, u32)) -> Option<VideoFrame> {
+    if frame.width <= size.0 && frame.height <= size.1 {
+        return None;
+    }
+    let mut scaled = hearth_media::scale::scale_i420(frame, size.0, size.1);
+    if let Some(stamp) = hearth_media::marker::read_stamp(&frame.view()) {
+        hearth_media::marker::write_stamp(&mut scaled, stamp);
+    }
+    Some(scaled)
+}
+
+/// One encoding of a video stream (the main one or the low layer): its encoder (made again
+/// when the size changes, its bitrate changed on the fly), packetizer and keyframe spacing.
+/// The main layer's settings are what `SendStream::encoder_info` reports.
+struct LayerEncoder {
+    layer: u8,
     encoder: Option<(H264Encoder, (u32, u32))>,
     packetizer: Box<dyn Packetizer + Send>,
     fps: f32,
@@ -831,18 +784,24 @@ struct LowLayer {
     last_keyframe: Option<Instant>,
 }
 
-impl LowLayer {
-    fn new(stream: &SendStream, full: (u32, u32), info: &hearth_media::SourceInfo) -> LowLayer {
-        LowLayer {
-            adapter: VideoAdapter::new(full.0, full.1, info.fps, info.kind),
+impl LayerEncoder {
+    fn new(
+        stream: &SendStream,
+        layer: u8,
+        sequencer: Box<dyn Sequencer>,
+        info: &hearth_media::SourceInfo,
+    ) -> LayerEncoder {
+        let payloader = Box::new(H264Payloader::default());
+        LayerEncoder {
+            layer,
             encoder: None,
             packetizer: Box::new(new_packetizer(
                 Instant::now(),
                 1200,
                 H264_PT,
                 stream.ssrc,
-                Box::new(H264Payloader::default()),
-                Box::new(new_random_sequencer()),
+                payloader,
+                sequencer,
                 90_000,
             )),
             fps: info.fps,
@@ -851,63 +810,81 @@ impl LowLayer {
         }
     }
 
-    /// Encode `input` (the main encoding's frame) for the low layer within `budget` and send it.
-    fn send(&mut self, stream: &SendStream, input: &VideoFrame, budget: f64, ts: u32) {
-        let want = self.adapter.update(Some(budget), Instant::now());
-        let scaled;
-        let frame = if want.width < input.width || want.height < input.height {
-            let mut f = hearth_media::scale::scale_i420(input, want.width, want.height);
-            // A stamped (synthetic) frame keeps its stamp readable at the smaller size.
-            if let Some(stamp) = hearth_media::marker::read_stamp(&input.view()) {
-                hearth_media::marker::write_stamp(&mut f, stamp);
-            }
-            scaled = f;
-            &scaled
-        } else {
-            input
-        };
+    /// Encode `frame` at `bitrate_bps` and send it as this layer's packets, stamped `ts`.
+    fn send(
+        &mut self,
+        stream: &SendStream,
+        frame: &VideoFrame,
+        bitrate_bps: u32,
+        ts: u32,
+    ) -> Result<(), MediaError> {
+        let main = self.layer == MAIN_LAYER;
         let dims = (frame.width, frame.height);
         if self.encoder.as_ref().is_none_or(|(_, d)| *d != dims) {
             let mut cfg = VideoEncoderConfig::for_source(dims.0, dims.1, self.fps, self.kind);
-            cfg.bitrate_bps = want.bitrate_bps;
-            match H264Encoder::new(cfg) {
-                Ok(e) => self.encoder = Some((e, dims)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot start the low-layer encoder");
-                    return;
-                }
+            cfg.bitrate_bps = bitrate_bps;
+            self.encoder =
+                Some((H264Encoder::new(cfg).map_err(|e| MediaError::Convert(e.to_string()))?, dims));
+            if main {
+                *stream.encoder.lock() = Some(EncoderInfo {
+                    kind: stream.kind,
+                    codec: "H.264",
+                    profile: None,
+                    width: dims.0,
+                    height: dims.1,
+                    fps: f64::from(self.fps),
+                    bitrate_kbps: f64::from(cfg.bitrate_bps) / 1000.0,
+                });
             }
         } else if let Some((enc, _)) = self.encoder.as_mut()
-            && enc.config().bitrate_bps != want.bitrate_bps
-            && let Err(e) = enc.set_target_bitrate(want.bitrate_bps)
+            && enc.config().bitrate_bps != bitrate_bps
         {
-            tracing::warn!(error = %e, "cannot change the low layer's bitrate");
+            match enc.set_target_bitrate(bitrate_bps) {
+                Ok(()) if main => {
+                    if let Some(info) = stream.encoder.lock().as_mut() {
+                        info.bitrate_kbps = f64::from(enc.config().bitrate_bps) / 1000.0;
+                    }
+                }
+                Ok(()) => {}
+                Err(e) => tracing::warn!(error = %e, layer = self.layer, "cannot change the video bitrate"),
+            }
         }
-        let Some((enc, _)) = self.encoder.as_mut() else { return };
+        let Some((enc, _)) = self.encoder.as_mut() else { return Ok(()) };
+        // Keyframe requests (PLI/FIR from every peer, new peers, slow peers, a peer moved to
+        // this layer) are served at most once per KEYFRAME_MIN_INTERVAL; one arriving sooner
+        // waits (it is kept, not lost).
+        let wanted = if main { &stream.keyframe_wanted } else { &stream.low_keyframe_wanted };
         let spaced = self.last_keyframe.is_none_or(|t| t.elapsed() >= KEYFRAME_MIN_INTERVAL);
-        if spaced && stream.low_keyframe_wanted.swap(false, Ordering::Relaxed) {
+        if spaced && wanted.swap(false, Ordering::Relaxed) {
             enc.request_keyframe();
         }
         let au = match enc.encode(frame) {
             Ok(Some(au)) => au,
-            Ok(None) => return,
+            Ok(None) => return Ok(()),
             Err(e) => {
-                tracing::warn!(error = %e, "low-layer encoding failed; skipping a frame");
-                return;
+                tracing::warn!(error = %e, layer = self.layer, "encoding failed; skipping a frame");
+                return Ok(());
             }
         };
         if au.keyframe {
             self.last_keyframe = Some(Instant::now());
+            if main
+                && let Some(info) = stream.encoder.lock().as_mut()
+                && info.profile.is_none()
+            {
+                info.profile = H264Profile::of(&au.data).map(|p| p.name());
+            }
         }
         match self.packetizer.packetize(Instant::now(), &Bytes::from(au.data), 0) {
             Ok(mut packets) => {
                 for p in &mut packets {
                     p.header.timestamp = ts;
                 }
-                stream.send_layer(packets, au.keyframe, LOW_LAYER);
+                stream.send_layer(packets, au.keyframe, self.layer);
             }
             Err(e) => tracing::warn!(error = %e, "packetizing failed; skipping a frame"),
         }
+        Ok(())
     }
 }
 
@@ -930,9 +907,9 @@ fn audio_loop(
     // A microphone's sound is processed (echo, noise, gain); synthetic tone bursts are not
     // (receivers measure them as sent).
     let (cfg, far_end) = stream.processing.lock().clone();
-    let mut processor: Option<Box<dyn CaptureProcessor>> =
-        (matches!(spec, AudioSpec::Microphone { .. }) && cfg.any())
-            .then(|| Box::new(WebrtcProcessor::new(cfg)) as Box<dyn CaptureProcessor>);
+    let mut processor: Option<Box<dyn CaptureProcessor>> = (matches!(spec, AudioSpec::Microphone { .. })
+        && cfg.any())
+    .then(|| Box::new(WebrtcProcessor::new(cfg)) as Box<dyn CaptureProcessor>);
     let mut far = vec![0i16; hearth_media::FRAME_SAMPLES];
     if let Some(f) = &far_end {
         f.clear();

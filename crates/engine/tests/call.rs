@@ -450,7 +450,8 @@ async fn a_processed_microphone_runs_in_a_call_with_a_real_echo_path() {
     // Processing off: Bob hears himself (30 bursts in 6 s are sent).
     let off = echo_bursts_heard_back(&server, hearth_media::ProcessingConfig::OFF).await;
     // Echo cancellation alone (noise suppression would take tones down too).
-    let aec = hearth_media::ProcessingConfig { echo_cancellation: true, ..hearth_media::ProcessingConfig::OFF };
+    let aec =
+        hearth_media::ProcessingConfig { echo_cancellation: true, ..hearth_media::ProcessingConfig::OFF };
     let on = echo_bursts_heard_back(&server, aec).await;
     println!("bursts heard back in 6 s: {off} without echo cancellation, {on} with");
     assert!(off >= 15, "the echo path works: {off} bursts came back without echo cancellation");

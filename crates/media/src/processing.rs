@@ -22,14 +22,23 @@ pub struct ProcessingConfig {
 
 impl Default for ProcessingConfig {
     fn default() -> Self {
-        ProcessingConfig { echo_cancellation: true, noise_suppression: true, gain_control: true, high_pass: true }
+        ProcessingConfig {
+            echo_cancellation: true,
+            noise_suppression: true,
+            gain_control: true,
+            high_pass: true,
+        }
     }
 }
 
 impl ProcessingConfig {
     /// Nothing switched on.
-    pub const OFF: ProcessingConfig =
-        ProcessingConfig { echo_cancellation: false, noise_suppression: false, gain_control: false, high_pass: false };
+    pub const OFF: ProcessingConfig = ProcessingConfig {
+        echo_cancellation: false,
+        noise_suppression: false,
+        gain_control: false,
+        high_pass: false,
+    };
 
     pub fn any(&self) -> bool {
         self.echo_cancellation || self.noise_suppression || self.gain_control || self.high_pass
@@ -73,12 +82,15 @@ impl std::fmt::Debug for WebrtcProcessor {
 impl WebrtcProcessor {
     pub fn new(cfg: ProcessingConfig) -> WebrtcProcessor {
         use sonora::config::{
-            AdaptiveDigital, EchoCanceller, GainController2, HighPassFilter, MaxProcessingRate, NoiseSuppression,
-            NoiseSuppressionLevel, Pipeline,
+            AdaptiveDigital, EchoCanceller, GainController2, HighPassFilter, MaxProcessingRate,
+            NoiseSuppression, NoiseSuppressionLevel, Pipeline,
         };
         let config = sonora::Config {
             // Full band: the default 32 kHz internal rate would cut everything above 16 kHz.
-            pipeline: Pipeline { maximum_internal_processing_rate: MaxProcessingRate::Rate48kHz, ..Default::default() },
+            pipeline: Pipeline {
+                maximum_internal_processing_rate: MaxProcessingRate::Rate48kHz,
+                ..Default::default()
+            },
             echo_canceller: cfg.echo_cancellation.then(|| EchoCanceller {
                 // The high-pass filter is its own switch, not forced on by echo cancellation.
                 enforce_high_pass_filtering: false,
@@ -230,8 +242,7 @@ mod tests {
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(960) {
             p.render(&far[start..start + 960]);
-            let mut frame: Vec<i16> =
-                (start..start + 960).map(|i| echo[i].saturating_add(near[i])).collect();
+            let mut frame: Vec<i16> = (start..start + 960).map(|i| echo[i].saturating_add(near[i])).collect();
             p.capture(&mut frame);
             out.extend(frame);
         }
@@ -241,7 +252,8 @@ mod tests {
 
     #[test]
     fn the_echo_of_what_is_played_is_removed_and_the_off_switch_keeps_it() {
-        let (echo, _, out) = run(ProcessingConfig { gain_control: false, ..ProcessingConfig::default() }, 0.0);
+        let (echo, _, out) =
+            run(ProcessingConfig { gain_control: false, ..ProcessingConfig::default() }, 0.0);
         let erle = 10.0 * (power(&echo) / power(&out).max(1.0)).log10();
         println!("echo removed: {erle:.1} dB");
         assert!(erle >= 25.0, "echo reduced by {erle:.1} dB");
