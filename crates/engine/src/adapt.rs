@@ -344,9 +344,9 @@ pub fn split_layers(estimates: &[f64], low_now: &[bool], may_change: &[bool]) ->
 }
 
 /// The loss Opus plans its in-band FEC for, from what receivers report (RTCP fraction lost,
-/// the worst peer's, about once a second): rises at once to a new worst, falls back slowly
-/// (a tenth of the way per report) so one quiet second does not drop the protection, never below
-/// the encoder's default, at most 30%.
+/// the worst peer's last report, looked at once a second): rises at once to a new worst, falls
+/// back slowly (a tenth of the way per update) so one quiet second does not drop the
+/// protection, never below the encoder's default, at most 30%.
 #[derive(Debug, Clone)]
 pub struct OpusLoss {
     perc: f64,

@@ -325,12 +325,15 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
             send_pli(&track, ssrc, &mut last_pli, &ctx.acc).await;
         }
         let delay = playout.delay(now);
-        ctx.acc.lock().stats.playout_delay_ms = delay.as_secs_f64() * 1000.0;
+        {
+            let mut acc = ctx.acc.lock();
+            acc.stats.playout_delay_ms = delay.as_secs_f64() * 1000.0;
+            acc.stats.packets_late = rx.reorder_stats().late;
+        }
         // Audio waits for video only where video is shown (lip sync); headless, it need not.
         if ctx.kind == TrackKind::Camera && ctx.frames.is_some() {
             ctx.video_delay_us.store(delay.as_micros() as u64, Ordering::Relaxed);
         }
-        ctx.acc.lock().stats.packets_late = rx.reorder_stats().late;
         // Ask for what is missing (again, once the last request is a round trip old).
         let ask = nacks.poll(&rx.missing(NACK_MAX_LIST), Instant::now(), rtt);
         if !ask.is_empty() {

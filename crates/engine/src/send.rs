@@ -349,8 +349,6 @@ pub struct SendStream {
     /// Audio: the processing of a microphone's sound, and what the speaker plays (its echo
     /// reference), if anything is played.
     processing: Mutex<(hearth_media::ProcessingConfig, Option<Arc<hearth_media::FarEnd>>)>,
-    /// Audio: the echo canceller's latest figures.
-    pub processing_stats: Mutex<hearth_media::ProcessingStats>,
 }
 
 /// What each encoding of a video stream may use (bits per second; `None`: no peer gets it).
@@ -408,7 +406,6 @@ impl SendStream {
             level: PeakLevel::new(),
             share_permille: std::sync::atomic::AtomicU32::new(1000),
             processing: Mutex::new((hearth_media::ProcessingConfig::default(), None)),
-            processing_stats: Mutex::new(hearth_media::ProcessingStats::default()),
         });
         let weak = Arc::downgrade(&stream);
         let video = kind != TrackKind::Audio;
@@ -932,6 +929,7 @@ fn audio_loop(
     let mut loss = crate::adapt::OpusLoss::default();
     let mut loss_perc = OpusEncoder::DEFAULT_LOSS_PERC;
     let mut frames = 0u64;
+    let mut processed = 0u64;
     while !stop.load(Ordering::Relaxed) {
         source.capture(&mut frame)?;
         *worked = true;
@@ -943,10 +941,9 @@ fn audio_loop(
                 p.render(&far);
             }
             p.capture(&mut frame.samples);
-            if frames.is_multiple_of(50) {
-                let st = p.stats();
-                tracing::debug!(?st, real, "audio processing");
-                *stream.processing_stats.lock() = st;
+            processed += 1;
+            if processed.is_multiple_of(50) {
+                tracing::debug!(stats = ?p.stats(), real, "audio processing");
             }
         }
         // Measured before the mute gate: the app can tell someone speaking while muted.
