@@ -36,7 +36,8 @@ if ! command -v cargo >/dev/null; then
 fi
 
 # The web UI's build tools (Vite, TypeScript) from npm, into client-desktop/ui/node_modules.
-if [ -f client-desktop/ui/package.json ] && [ ! -x client-desktop/ui/node_modules/.bin/vite ]; then
+# (@tauri-apps/cli, the bundler installers/build-linux.sh drives, comes with them.)
+if [ -f client-desktop/ui/package.json ] && { [ ! -x client-desktop/ui/node_modules/.bin/vite ] || [ ! -x client-desktop/ui/node_modules/.bin/tauri ]; }; then
   echo "setup: npm ci (client-desktop/ui)"
   (cd client-desktop/ui && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -16,6 +16,12 @@ if [ "$ui_status" -ne 0 ]; then cat /tmp/hearth-ui-tests.log; echo "web UI unit 
 # hearth-call, hearth-signal and hearth-netem: binaries of other packages, which cargo builds
 # for their own package's tests only.
 cargo build --quiet -p hearth-call -p hearth-signal -p hearth-netem
+# The Linux packages (release build, Tauri bundler, dpkg-deb) for the package test, which
+# installs them with apt, runs them and purges them (client-desktop/tests/packages.rs).
+pkg_status=0
+installers/build-linux.sh --skip-setup >/tmp/hearth-packages.log 2>&1 || pkg_status=$?
+if [ "$pkg_status" -ne 0 ]; then tail -n 40 /tmp/hearth-packages.log; echo "installers/build-linux.sh FAILED"; fi
+grep -E '^  hearth' /tmp/hearth-packages.log || true
 # Doc tests first (nextest does not run them), so the last line is the runner's summary.
 cargo test --workspace --doc --quiet 2>&1 | tail -n 3
 
@@ -26,4 +32,5 @@ else
   cargo test --workspace --no-fail-fast || status=$?
 fi
 [ "$ui_status" -eq 0 ] || status=1
+[ "$pkg_status" -eq 0 ] || status=1
 exit "$status"

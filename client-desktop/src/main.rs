@@ -228,6 +228,20 @@ fn main() {
         }
     };
     tauri_app.run(|handle, event| {
+        // macOS hands `hearth://` links to a running app as an Apple event, not as an argument
+        // (Linux and Windows start `hearth <link>`); the join screen takes it when it opens.
+        // Not built or tested here (Linux only; see docs/decisions.md, "Packages").
+        #[cfg(target_os = "macos")]
+        if let tauri::RunEvent::Opened { urls } = &event
+            && let Some(app) = handle.try_state::<App>()
+        {
+            for url in urls {
+                match hearth_app::invite::parse(url.as_str()) {
+                    Ok(invite) => app.set_pending_invite(invite),
+                    Err(e) => tracing::warn!("ignoring the link {url}: {e}"),
+                }
+            }
+        }
         if let tauri::RunEvent::ExitRequested { .. } = event {
             if let Some(app) = handle.try_state::<App>() {
                 let app = app.inner().clone();
