@@ -29,6 +29,7 @@ fn synthetic_join(name: &str, room: &str, server: &str) -> JoinRequest {
         speaker: Some(SYNTHETIC_DEVICE.into()),
         camera_on: true,
         mic_on: true,
+        audio: Default::default(),
     }
 }
 

@@ -82,7 +82,10 @@ impl Drop for Purge {
 
 async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
+    let mut s = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
     let mut text = String::new();
     tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut text)).await.ok()?.ok()?;
@@ -93,7 +96,8 @@ async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 
 /// The unit's `ExecStart=` command line, split into words (it has no quoting).
 fn exec_start(unit: &str) -> Vec<String> {
-    let line = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("the unit has an ExecStart= line");
+    let line =
+        unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("the unit has an ExecStart= line");
     line.split_whitespace().map(str::to_string).collect()
 }
 
@@ -132,7 +136,11 @@ async fn linux_packages_install_run_and_remove() {
     for p in [&app_deb, &server_deb, &rpm] {
         let size = std::fs::metadata(p).unwrap().len();
         println!("package {}: {:.1} MB", p.file_name().unwrap().to_string_lossy(), size as f64 / 1e6);
-        assert!(p.file_name().unwrap().to_string_lossy().contains(version), "{} is version {version}", p.display());
+        assert!(
+            p.file_name().unwrap().to_string_lossy().contains(version),
+            "{} is version {version}",
+            p.display()
+        );
     }
     let app_size = std::fs::metadata(&app_deb).unwrap().len();
     assert!(app_size < APP_DEB_LIMIT, "the app's .deb is {app_size} bytes, over {APP_DEB_LIMIT}");
@@ -156,13 +164,20 @@ async fn linux_packages_install_run_and_remove() {
     let v = sh(Command::new("/usr/bin/hearth").arg("--version"));
     assert_eq!(v.trim(), format!("hearth {version}"), "hearth --version");
     let files = sh(Command::new("dpkg").args(["-L", "hearth"]));
-    let desktop = files.lines().find(|l| l.ends_with(".desktop")).expect("the package installs a desktop entry");
+    let desktop =
+        files.lines().find(|l| l.ends_with(".desktop")).expect("the package installs a desktop entry");
     let entry = std::fs::read_to_string(desktop).unwrap();
     println!("{desktop}:\n{entry}");
     assert!(entry.contains("x-scheme-handler/hearth"), "the desktop entry opens hearth:// links:\n{entry}");
     let exec = entry.lines().find(|l| l.starts_with("Exec=")).unwrap();
-    assert!(exec.starts_with("Exec=hearth") && exec.contains("%U"), "the launcher passes the link on: {exec}");
-    assert!(files.lines().any(|l| l.contains("/icons/hicolor/") && l.ends_with(".png")), "icons installed:\n{files}");
+    assert!(
+        exec.starts_with("Exec=hearth") && exec.contains("%U"),
+        "the launcher passes the link on: {exec}"
+    );
+    assert!(
+        files.lines().any(|l| l.contains("/icons/hicolor/") && l.ends_with(".png")),
+        "icons installed:\n{files}"
+    );
 
     let desk = Desk::start("linux_packages");
     let config = desk.art.path("config");
@@ -175,8 +190,12 @@ async fn linux_packages_install_run_and_remove() {
     desk.art.write("self-test.stdout", &out);
     desk.art.write("self-test.stderr", &err);
     println!("{out}");
-    let status = status.unwrap_or_else(|| panic!("the installed hearth --self-test did not end in 90 s\n{out}\n{err}"));
-    assert!(status.success() && out.contains("self-test passed"), "installed hearth --self-test: {status}\n{out}\n{err}");
+    let status = status
+        .unwrap_or_else(|| panic!("the installed hearth --self-test did not end in 90 s\n{out}\n{err}"));
+    assert!(
+        status.success() && out.contains("self-test passed"),
+        "installed hearth --self-test: {status}\n{out}\n{err}"
+    );
 
     // ---- the server ----
     sh(&mut apt(&["install", server_deb.to_str().unwrap()]));
@@ -185,16 +204,22 @@ async fn linux_packages_install_run_and_remove() {
     assert_eq!(v.trim(), format!("hearth-signal {version}"), "hearth-signal --version");
     let unit_path = Path::new("/lib/systemd/system/hearth-signal.service");
     let unit = std::fs::read_to_string(unit_path).expect("the unit is installed");
-    for hardening in ["DynamicUser=yes", "ProtectSystem=strict", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes"]
-    {
+    for hardening in [
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "NoNewPrivileges=yes",
+    ] {
         assert!(unit.contains(hardening), "the unit has {hardening}");
     }
     let conf = std::fs::read_to_string("/etc/hearth/signal.toml").expect("the config is installed");
     assert!(conf.contains("listen = \"127.0.0.1:7878\""), "the packaged config listens on loopback");
     if Path::new("/usr/bin/systemd-analyze").exists() {
         // Checks the unit's syntax and that its ExecStart binary exists.
-        let out = Command::new("systemd-analyze").args(["verify", unit_path.to_str().unwrap()]).output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out =
+            Command::new("systemd-analyze").args(["verify", unit_path.to_str().unwrap()]).output().unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "systemd-analyze verify: {text}");
     }
 
@@ -259,7 +284,8 @@ async fn linux_packages_install_run_and_remove() {
     assert_eq!(status, 200);
     assert!(metrics.contains("hearth_joins_total{kind=\"fresh\"} 2"), "two fresh joins counted:\n{metrics}");
     let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string("/usr/share/doc/hearth-signal/grafana-dashboard.json").expect("the dashboard is installed"),
+        &std::fs::read_to_string("/usr/share/doc/hearth-signal/grafana-dashboard.json")
+            .expect("the dashboard is installed"),
     )
     .expect("the dashboard is JSON");
     // Families with labels appear once something was counted; these stay empty in a clean call.
@@ -277,7 +303,8 @@ async fn linux_packages_install_run_and_remove() {
     assert!(names.len() >= 15, "the dashboard plots the server's metrics: {names:?}");
     for name in names {
         let base = name.trim_end_matches("_bucket");
-        let exported = metrics.lines().any(|l| l.starts_with(&name) || l.starts_with(&format!("# TYPE {base} ")));
+        let exported =
+            metrics.lines().any(|l| l.starts_with(&name) || l.starts_with(&format!("# TYPE {base} ")));
         assert!(
             exported || counted_on_trouble.contains(&name.as_str()),
             "the dashboard's {name} is in /metrics:\n{metrics}"
@@ -306,7 +333,13 @@ async fn linux_packages_install_run_and_remove() {
     for p in ["hearth", "hearth-signal"] {
         assert!(!installed(p), "{p} is gone");
     }
-    for f in ["/usr/bin/hearth", "/usr/bin/hearth-signal", "/lib/systemd/system/hearth-signal.service", "/etc/hearth", desktop] {
+    for f in [
+        "/usr/bin/hearth",
+        "/usr/bin/hearth-signal",
+        "/lib/systemd/system/hearth-signal.service",
+        "/etc/hearth",
+        desktop,
+    ] {
         assert!(!Path::new(f).exists(), "{f} is removed with the packages");
     }
 }

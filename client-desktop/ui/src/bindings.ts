@@ -17,7 +17,25 @@ camera: string | null, microphone: string | null, speaker: string | null,
 /**
  * Join with the camera on / the microphone on.
  */
-camera_on: boolean, mic_on: boolean, };
+camera_on: boolean, mic_on: boolean, 
+/**
+ * Sound processing on the microphone.
+ */
+audio: AudioProcessing, };
+
+export type AudioProcessing = { 
+/**
+ * Remove the sound of the other people coming back from your speakers.
+ */
+echo_cancellation: boolean, 
+/**
+ * Remove steady background noise (fans, traffic, hum).
+ */
+noise_suppression: boolean, 
+/**
+ * Keep your voice at an even level.
+ */
+gain_control: boolean, };
 
 export type Device = { id: string, name: string, is_default: boolean, };
 
@@ -31,7 +49,11 @@ export type JoinRequest = { name: string, room: string,
 /**
  * Empty: the embedded local server.
  */
-server: string, password: string | null, camera: string | null, microphone: string | null, speaker: string | null, camera_on: boolean, mic_on: boolean, };
+server: string, password: string | null, camera: string | null, microphone: string | null, speaker: string | null, camera_on: boolean, mic_on: boolean, 
+/**
+ * Absent: all on.
+ */
+audio: AudioProcessing, };
 
 export type FrameServerInfo = { 
 /**

@@ -28,6 +28,40 @@ pub struct Settings {
     /// Join with the camera on / the microphone on.
     pub camera_on: bool,
     pub mic_on: bool,
+    /// Sound processing on the microphone.
+    pub audio: AudioProcessing,
+}
+
+/// Processing of the microphone's sound before it is sent, each part switchable (all on by
+/// default, as browsers do). Taken at join: a change applies from the next call. The high-pass
+/// filter (rumble below 80 Hz) is always on in the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(default)]
+pub struct AudioProcessing {
+    /// Remove the sound of the other people coming back from your speakers.
+    pub echo_cancellation: bool,
+    /// Remove steady background noise (fans, traffic, hum).
+    pub noise_suppression: bool,
+    /// Keep your voice at an even level.
+    pub gain_control: bool,
+}
+
+impl Default for AudioProcessing {
+    fn default() -> Self {
+        AudioProcessing { echo_cancellation: true, noise_suppression: true, gain_control: true }
+    }
+}
+
+impl AudioProcessing {
+    /// The engine's settings for these switches.
+    pub fn engine_config(self) -> hearth_media::ProcessingConfig {
+        hearth_media::ProcessingConfig {
+            echo_cancellation: self.echo_cancellation,
+            noise_suppression: self.noise_suppression,
+            gain_control: self.gain_control,
+            high_pass: true,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -41,6 +75,7 @@ impl Default for Settings {
             speaker: None,
             camera_on: true,
             mic_on: true,
+            audio: AudioProcessing::default(),
         }
     }
 }
@@ -80,6 +115,9 @@ pub struct JoinRequest {
     pub speaker: Option<String>,
     pub camera_on: bool,
     pub mic_on: bool,
+    /// Absent: all on.
+    #[serde(default)]
+    pub audio: AudioProcessing,
 }
 
 /// Where the page gets video: a loopback WebSocket (see `frames`). Connect to
@@ -342,7 +380,7 @@ pub fn typescript_bindings() -> String {
         )*};
     }
     decl!(
-        Settings, Device, Devices, JoinRequest, FrameServerInfo, ErrorKind, UiError, Phase, LinkUi,
+        Settings, AudioProcessing, Device, Devices, JoinRequest, FrameServerInfo, ErrorKind, UiError, Phase, LinkUi,
         QualityView, PeerView, MeView, Notice, View, ChatEntry, UiEvent, Invite, TilePaint, AppInfo
     );
     out.push_str(&format!("export const SYNTHETIC_DEVICE = {SYNTHETIC_DEVICE:?};\n"));

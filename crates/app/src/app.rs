@@ -437,6 +437,7 @@ impl App {
             speaker: req.speaker.clone(),
             camera_on: req.camera_on,
             mic_on: req.mic_on,
+            audio: req.audio,
         });
         self.inner.diag.lock().clear_call();
         self.update(|s| {
@@ -487,6 +488,7 @@ impl App {
         }
         cfg.start_camera_off = !req.camera_on;
         cfg.start_muted = !req.mic_on;
+        cfg.processing = req.audio.engine_config();
         cfg.deliver_frames = true;
         let (engine, events) = match Engine::start(cfg).await {
             Ok(x) => x,

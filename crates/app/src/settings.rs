@@ -33,7 +33,10 @@ impl SettingsStore {
         match serde_json::from_str::<Settings>(&text) {
             Ok(s) => sanitize(s),
             Err(e) => {
-                tracing::warn!("settings file {} is not valid ({e}); starting from defaults", self.path.display());
+                tracing::warn!(
+                    "settings file {} is not valid ({e}); starting from defaults",
+                    self.path.display()
+                );
                 let _ = std::fs::rename(&self.path, self.path.with_extension("json.bad"));
                 Settings::default()
             }
@@ -76,7 +79,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hearth-settings-{}", std::process::id()));
         let store = SettingsStore::new(&dir);
         assert_eq!(store.load(), Settings::default());
-        let s = Settings { name: "Ada".into(), room: "standup".into(), camera_on: false, ..Settings::default() };
+        let s =
+            Settings { name: "Ada".into(), room: "standup".into(), camera_on: false, ..Settings::default() };
         store.save(&s).unwrap();
         assert_eq!(store.load(), s);
         std::fs::write(store.path(), "{not json").unwrap();
@@ -86,6 +90,37 @@ mod tests {
         std::fs::write(store.path(), r#"{"name":"Bo","future":1}"#).unwrap();
         assert_eq!(store.load().name, "Bo");
         assert!(store.load().mic_on);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn sound_switches_are_kept_default_on_and_reach_the_engine() {
+        use crate::api::AudioProcessing;
+        let dir = std::env::temp_dir().join(format!("hearth-settings-audio-{}", std::process::id()));
+        let store = SettingsStore::new(&dir);
+        // Settings saved before the switches existed: all on.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(store.path(), r#"{"name":"Bo"}"#).unwrap();
+        assert_eq!(store.load().audio, AudioProcessing::default());
+        let audio =
+            AudioProcessing { echo_cancellation: false, noise_suppression: true, gain_control: false };
+        store.save(&Settings { audio, ..Settings::default() }).unwrap();
+        assert_eq!(store.load().audio, audio);
+        // One switch missing from the file: that one on, the others as saved.
+        std::fs::write(store.path(), r#"{"audio":{"echo_cancellation":false}}"#).unwrap();
+        let loaded = store.load().audio;
+        assert!(!loaded.echo_cancellation && loaded.noise_suppression && loaded.gain_control);
+        let engine = audio.engine_config();
+        assert!(
+            !engine.echo_cancellation && engine.noise_suppression && !engine.gain_control && engine.high_pass
+        );
+        assert_eq!(AudioProcessing::default().engine_config(), hearth_media::ProcessingConfig::default());
+        // A join request from an older page (no `audio`): all on.
+        let req: crate::api::JoinRequest = serde_json::from_str(
+            r#"{"name":"a","room":"r","server":"","password":null,"camera":null,"microphone":null,"speaker":null,"camera_on":true,"mic_on":true}"#,
+        )
+        .unwrap();
+        assert_eq!(req.audio, AudioProcessing::default());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -40,6 +40,7 @@ fn req(name: &str, room: &str, server: &str) -> JoinRequest {
         speaker: Some(SYNTHETIC_DEVICE.into()),
         camera_on: true,
         mic_on: true,
+        audio: Default::default(),
     }
 }
 

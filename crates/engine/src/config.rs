@@ -25,6 +25,9 @@ pub enum AudioSpec {
     Synthetic,
     /// A microphone (`None`: the system default).
     Microphone { id: Option<String> },
+    /// A speech-like synthetic talker ([`hearth_media::SpeechLike`]; the seed picks the
+    /// pitch): a far end for measuring echo cancellation and noise suppression. Not processed.
+    Speech { seed: u64 },
 }
 
 /// Everything an engine needs to join a call.

@@ -889,6 +889,9 @@ pub(crate) fn open_audio(spec: &AudioSpec) -> Result<Box<dyn AudioSource>, Media
     Ok(match spec {
         AudioSpec::Synthetic => Box::new(ToneBursts::new()),
         AudioSpec::Microphone { id } => Box::new(hearth_media::Microphone::open(id.as_deref())?),
+        AudioSpec::Speech { seed } => {
+            Box::new(hearth_media::SpeechSource::new(*seed, 120.0 + (*seed % 5) as f32 * 20.0, 0.5))
+        }
     })
 }
 

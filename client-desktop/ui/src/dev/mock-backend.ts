@@ -39,6 +39,7 @@ export function installMockBackend(): void {
     speaker: null,
     camera_on: true,
     mic_on: true,
+    audio: { echo_cancellation: true, noise_suppression: true, gain_control: true },
   };
   const devices: Devices = {
     cameras: [

@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { RefObject } from 'preact';
 import { api, asUiError, signalReady } from '../api';
-import type { AppInfo, Devices, JoinRequest, Settings, UiError, View } from '../bindings';
+import type { AppInfo, AudioProcessing, Devices, JoinRequest, Settings, UiError, View } from '../bindings';
 import { ErrorCard } from '../components/ErrorCard';
 import { CameraIcon, MicIcon, RefreshIcon, SpeakerIcon } from '../components/icons';
 import { Video } from '../components/Video';
@@ -25,7 +25,17 @@ interface Form {
   speaker: string | null;
   camera_on: boolean;
   mic_on: boolean;
+  audio: AudioProcessing;
 }
+
+const AUDIO_DEFAULT: AudioProcessing = { echo_cancellation: true, noise_suppression: true, gain_control: true };
+
+/** The sound-processing switches, in the order shown. */
+const AUDIO_SWITCHES: { key: keyof AudioProcessing; label: string; hint: string; testid: string }[] = [
+  { key: 'echo_cancellation', label: 'Echo cancellation', hint: 'Others do not hear themselves through your speakers.', testid: 'aec' },
+  { key: 'noise_suppression', label: 'Noise suppression', hint: 'Steady background noise (fans, traffic) is removed.', testid: 'ns' },
+  { key: 'gain_control', label: 'Automatic gain', hint: 'Your voice is kept at an even level.', testid: 'agc' },
+];
 
 const NO_DEVICES: Devices = { cameras: [], microphones: [], speakers: [], screens: [], problems: [] };
 
@@ -50,6 +60,7 @@ function toSettings(f: Form): Settings {
     speaker: f.speaker,
     camera_on: f.camera_on,
     mic_on: f.mic_on,
+    audio: f.audio,
   };
 }
 
@@ -105,6 +116,7 @@ export function PreJoin({ view, info }: { view: View; info: AppInfo | null }) {
         speaker: pickDevice(devs.speakers, settings?.speaker ?? null),
         camera_on: settings?.camera_on ?? true,
         mic_on: settings?.mic_on ?? true,
+        audio: { ...AUDIO_DEFAULT, ...(settings?.audio ?? {}) },
       });
     });
     return () => {
@@ -389,6 +401,20 @@ export function PreJoin({ view, info }: { view: View; info: AppInfo | null }) {
                 <SpeakerTest speaker={form.speaker} />
               </div>
             </div>
+            <fieldset class="sound-processing" data-testid="sound-processing">
+              <legend>Sound (applies when you join)</legend>
+              {AUDIO_SWITCHES.map((s) => (
+                <label class="check" key={s.key} title={s.hint}>
+                  <input
+                    type="checkbox"
+                    data-testid={s.testid}
+                    checked={form.audio[s.key]}
+                    onChange={(e) => update({ audio: { ...form.audio, [s.key]: e.currentTarget.checked } })}
+                  />
+                  <span>{s.label}</span>
+                </label>
+              ))}
+            </fieldset>
             <div class="device-tools">
               <button type="button" class="link-button" onClick={() => void refreshDevices()} data-testid="refresh-devices">
                 <RefreshIcon /> Refresh devices
