@@ -63,7 +63,7 @@ cp "$app_rpm" "$out/hearth-${version}-1.$(uname -m).rpm"
 # ---- the server: hearth-signal .deb (dpkg-deb; see docs/decisions.md) ----
 pkg="$work/hearth-signal"
 install -D -m 0755 "$bin/hearth-signal" "$pkg/usr/bin/hearth-signal"
-install -D -m 0644 installers/server/hearth-signal.service "$pkg/lib/systemd/system/hearth-signal.service"
+install -D -m 0644 installers/server/hearth-signal.service "$pkg/usr/lib/systemd/system/hearth-signal.service"
 install -D -m 0644 installers/server/signal.toml "$pkg/etc/hearth/signal.toml"
 install -D -m 0644 signal-server/hearth-signal.example.toml "$pkg/usr/share/doc/hearth-signal/hearth-signal.example.toml"
 install -D -m 0644 installers/server/grafana-dashboard.json "$pkg/usr/share/doc/hearth-signal/grafana-dashboard.json"

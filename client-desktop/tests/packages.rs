@@ -136,11 +136,10 @@ async fn linux_packages_install_run_and_remove() {
     for p in [&app_deb, &server_deb, &rpm] {
         let size = std::fs::metadata(p).unwrap().len();
         println!("package {}: {:.1} MB", p.file_name().unwrap().to_string_lossy(), size as f64 / 1e6);
-        assert!(
-            p.file_name().unwrap().to_string_lossy().contains(version),
-            "{} is version {version}",
-            p.display()
-        );
+    }
+    for deb in [&app_deb, &server_deb] {
+        let v = sh(Command::new("dpkg-deb").arg("--field").arg(deb).arg("Version"));
+        assert_eq!(v.trim(), version, "{} is version {version} (the workspace's)", deb.display());
     }
     let app_size = std::fs::metadata(&app_deb).unwrap().len();
     assert!(app_size < APP_DEB_LIMIT, "the app's .deb is {app_size} bytes, over {APP_DEB_LIMIT}");
@@ -202,7 +201,7 @@ async fn linux_packages_install_run_and_remove() {
     assert!(installed("hearth-signal"), "dpkg says hearth-signal is installed");
     let v = sh(Command::new("/usr/bin/hearth-signal").arg("--version"));
     assert_eq!(v.trim(), format!("hearth-signal {version}"), "hearth-signal --version");
-    let unit_path = Path::new("/lib/systemd/system/hearth-signal.service");
+    let unit_path = Path::new("/usr/lib/systemd/system/hearth-signal.service");
     let unit = std::fs::read_to_string(unit_path).expect("the unit is installed");
     for hardening in [
         "DynamicUser=yes",
@@ -303,8 +302,11 @@ async fn linux_packages_install_run_and_remove() {
     assert!(names.len() >= 15, "the dashboard plots the server's metrics: {names:?}");
     for name in names {
         let base = name.trim_end_matches("_bucket");
-        let exported =
-            metrics.lines().any(|l| l.starts_with(&name) || l.starts_with(&format!("# TYPE {base} ")));
+        // A sample of exactly this name (`name{labels} v` or `name v`), or its family's TYPE line.
+        let exported = metrics.lines().any(|l| {
+            l.strip_prefix(name.as_str()).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                || l.starts_with(&format!("# TYPE {base} "))
+        });
         assert!(
             exported || counted_on_trouble.contains(&name.as_str()),
             "the dashboard's {name} is in /metrics:\n{metrics}"
@@ -336,7 +338,7 @@ async fn linux_packages_install_run_and_remove() {
     for f in [
         "/usr/bin/hearth",
         "/usr/bin/hearth-signal",
-        "/lib/systemd/system/hearth-signal.service",
+        "/usr/lib/systemd/system/hearth-signal.service",
         "/etc/hearth",
         desktop,
     ] {
