@@ -48,8 +48,23 @@ async fn call_with_peers() {
     let room = "standup";
     let app = App::launch(&desk.art, Launch::new("app", "Desk", room, &url)).await;
     app.shot("prejoin").await;
+    // The sound switches: all on at first; echo cancellation switched off here is what the
+    // join takes (and saves with the settings).
+    let checked = app
+        .js("return ['aec','ns','agc'].map(id => document.querySelector(`[data-testid=${id}]`).checked)")
+        .await
+        .unwrap();
+    assert_eq!(checked, json!([true, true, true]), "sound switches start on");
+    app.click("aec").await;
     app.join_call().await;
     app.shot("alone").await;
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(app.config_dir.join("settings.json")).unwrap()).unwrap();
+    assert_eq!(
+        saved["audio"],
+        json!({"echo_cancellation": false, "noise_suppression": true, "gain_control": true}),
+        "the join took the switches: {saved}"
+    );
 
     // Both peers count from the moment both of the others (the app and each other) connected.
     let a = Peer::start(&desk.art, &url, room, "Alice", &[
