@@ -104,15 +104,7 @@ fn main() {
     println!();
     println!("the far end's first 2 s (energy mean of each 0.5 s, dBFS), i.e. how fast the echo goes:");
     for (name, rec) in &recordings {
-        let far = rec.phase(Phase::Far);
-        let w: Vec<String> = (0..4)
-            .map(|k| {
-                let t = k as f64 * 0.5;
-                echo::energy_mean(far.iter().filter(|(s, _)| *s >= t && *s < t + 0.5).map(|(_, d)| *d))
-            })
-            .map(|d| format!("{d:6.1}"))
-            .collect();
-        println!("{name:<18} {}", w.join(" "));
+        println!("{name:<18} {}", half_seconds(rec.phase(Phase::Far), 4));
     }
     println!(
         "(echo: far end alone, from 3 s; ERLE vs off; converged: the echo stays min(25, ERLE-3) dB under off's, \
@@ -131,15 +123,8 @@ fn main() {
             let server = hearth_testkit::Server::start(hearth_signal::Config::default()).await.unwrap();
             echo::run(&pa, &server.url(), &format!("early-{i}"), cfg, ECHO_PATH_DB, EARLY).await
         });
-        let dt = rec.phase(Phase::DoubleTalk);
-        let w: Vec<String> = (0..6)
-            .map(|k| {
-                let t = k as f64 * 0.5;
-                echo::energy_mean(dt.iter().filter(|(s, _)| *s >= t && *s < t + 0.5).map(|(_, d)| *d))
-            })
-            .map(|d| format!("{d:6.1}"))
-            .collect();
-        println!("{name:<18} {}   near alone {:6.1}", w.join(" "), rec.mean_db(Phase::Near, 1.0));
+        let dt = half_seconds(rec.phase(Phase::DoubleTalk), 6);
+        println!("{name:<18} {dt}   near alone {:6.1}", rec.mean_db(Phase::Near, 1.0));
     }
 
     // The stage's own cost, outside a call: 20 s of double talk, 10 ms at a time as sonora works.
@@ -160,4 +145,16 @@ fn main() {
             per_10ms_us / 100.0
         );
     }
+}
+
+/// The energy mean of each of a phase's first `n` half seconds, printed side by side.
+fn half_seconds(phase: &[(f64, f64)], n: usize) -> String {
+    (0..n)
+        .map(|k| {
+            let t = k as f64 * 0.5;
+            let d = echo::energy_mean(phase.iter().filter(|(s, _)| *s >= t && *s < t + 0.5).map(|(_, d)| *d));
+            format!("{d:6.1}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

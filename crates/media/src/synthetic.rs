@@ -175,11 +175,38 @@ impl VideoSource for TestPattern {
 /// Frames a late reader can still catch up on (like a sound card's capture buffer).
 const DEVICE_BUFFER_FRAMES: u64 = 10;
 
+/// When a synthetic microphone's next 20 ms frame is due, as a device delivers them.
+#[derive(Debug, Default)]
+struct FrameClock {
+    next_start_us: Option<u64>,
+}
+
+impl FrameClock {
+    /// Waits until the next frame's last sample is due; returns the frame's start (µs). Frames
+    /// cover aligned 20 ms windows of the wall clock. A reader that comes late gets the frames
+    /// it missed, as a device's buffer holds them (~200 ms); later than that the buffer has
+    /// overrun and the source resyncs, skipping what was lost.
+    fn wait(&mut self) -> u64 {
+        let now = now_us();
+        let start = match self.next_start_us {
+            Some(s) if s + DEVICE_BUFFER_FRAMES * FRAME_US >= now => s,
+            _ => (now / FRAME_US) * FRAME_US, // first frame, or overrun: resync
+        };
+        let due = start + FRAME_US;
+        let now = now_us();
+        if due > now {
+            std::thread::sleep(Duration::from_micros(due - now));
+        }
+        self.next_start_us = Some(due);
+        start
+    }
+}
+
 /// Audio with wall-clock tone bursts (see [`crate::marker`]). Frames are emitted when their last
 /// sample is due, like a device delivers them.
 #[derive(Debug, Default)]
 pub struct ToneBursts {
-    next_start_us: Option<u64>,
+    clock: FrameClock,
 }
 
 impl ToneBursts {
@@ -194,23 +221,10 @@ impl AudioSource for ToneBursts {
     }
 
     fn capture(&mut self, frame: &mut AudioFrame) -> Result<(), MediaError> {
-        let now = now_us();
-        // Frames cover aligned 20 ms windows of the wall clock. A reader that comes late gets
-        // the frames it missed, as a device's buffer holds them (~200 ms); later than that the
-        // buffer has overrun and the source resyncs, skipping what was lost.
-        let start = match self.next_start_us {
-            Some(s) if s + DEVICE_BUFFER_FRAMES * FRAME_US >= now => s,
-            _ => (now / FRAME_US) * FRAME_US, // first frame, or overrun: resync
-        };
-        let due = start + FRAME_US;
-        let now = now_us();
-        if due > now {
-            std::thread::sleep(Duration::from_micros(due - now));
-        }
+        let start = self.clock.wait();
         frame.samples.resize(FRAME_SAMPLES, 0);
         render_bursts(start, &mut frame.samples);
         frame.capture_us = start;
-        self.next_start_us = Some(due);
         Ok(())
     }
 }
@@ -283,12 +297,12 @@ impl SpeechLike {
 #[derive(Debug)]
 pub struct SpeechSource {
     talker: SpeechLike,
-    next_start_us: Option<u64>,
+    clock: FrameClock,
 }
 
 impl SpeechSource {
     pub fn new(seed: u64, f0: f32, amp: f32) -> SpeechSource {
-        SpeechSource { talker: SpeechLike::new(seed, f0, amp), next_start_us: None }
+        SpeechSource { talker: SpeechLike::new(seed, f0, amp), clock: FrameClock::default() }
     }
 }
 
@@ -298,20 +312,10 @@ impl AudioSource for SpeechSource {
     }
 
     fn capture(&mut self, frame: &mut AudioFrame) -> Result<(), MediaError> {
-        let now = now_us();
-        let start = match self.next_start_us {
-            Some(s) if s + DEVICE_BUFFER_FRAMES * FRAME_US >= now => s,
-            _ => (now / FRAME_US) * FRAME_US,
-        };
-        let due = start + FRAME_US;
-        let now = now_us();
-        if due > now {
-            std::thread::sleep(Duration::from_micros(due - now));
-        }
+        let start = self.clock.wait();
         frame.samples.resize(FRAME_SAMPLES, 0);
         self.talker.fill(&mut frame.samples);
         frame.capture_us = start;
-        self.next_start_us = Some(due);
         Ok(())
     }
 }
