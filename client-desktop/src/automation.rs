@@ -308,6 +308,9 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
                     "video_capture_to_decoded_p95_ms": st.camera.latency.p95_ms,
                     "audio_capture_to_heard_p50_ms": st.audio.playout_latency.p50_ms,
                     "audio_capture_to_heard_p95_ms": st.audio.playout_latency.p95_ms,
+                    "audio_playout_depth_ms": st.audio.playout_delay_ms,
+                    "audio_underruns": st.audio.underruns,
+                    "audio_concealed_frames": st.audio.concealed_frames,
                     "video_fps_decoded": st.camera.fps,
                 }));
             }

@@ -569,7 +569,7 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
             }
         }
         let want = audio_depth(
-            Duration::from_micros(lateness.peak(now)),
+            Duration::from_micros(lateness.quantile(AUDIO_LATENESS_QUANTILE, now)),
             Duration::from_micros(ctx.video_delay_us.load(Ordering::Relaxed)),
         );
         if depth != Some(want) {
@@ -609,16 +609,21 @@ pub fn dtx_frames(last: Option<(u16, u32)>, seq: u16, ts: u32, samples: u32) -> 
 
 /// How far back audio lateness counts for the playout depth.
 const AUDIO_JITTER_WINDOW: Duration = Duration::from_secs(10);
+/// The playout depth covers this share of the last seconds' packets; the latest 5% (a scheduler
+/// stall on a loaded machine, a burst) are concealed and the queue sheds what they added, as
+/// NetEq does with its delay histogram's 95th percentile, instead of adding the rarest stall to
+/// every packet's latency for ten seconds.
+const AUDIO_LATENESS_QUANTILE: f64 = 0.95;
 /// The audio playout depth never exceeds this for jitter alone.
 const AUDIO_MAX_JITTER_DEPTH: Duration = Duration::from_millis(200);
 
-/// The playout depth of a peer's audio: enough for the latest packet of the last seconds to
-/// arrive before its turn (plus 10 ms of margin), and as much as the peer's video is held, so
-/// sound and picture stay together (video never waits more than `VideoPlayout::MAX_DELAY`).
+/// The playout depth of a peer's audio: enough for all but the latest 5% of the last seconds'
+/// packets to arrive before their turn (plus 10 ms of margin), and as much as the peer's video
+/// is held, so sound and picture stay together (video never waits more than `VideoPlayout::MAX_DELAY`).
 /// Zero means the mixer's own prebuffer (one frame), what a clean path gets.
-pub fn audio_depth(peak_lateness: Duration, video_delay: Duration) -> Duration {
-    let jitter = if peak_lateness > Duration::from_millis(5) {
-        (peak_lateness + Duration::from_millis(10)).min(AUDIO_MAX_JITTER_DEPTH)
+pub fn audio_depth(lateness: Duration, video_delay: Duration) -> Duration {
+    let jitter = if lateness > Duration::from_millis(5) {
+        (lateness + Duration::from_millis(10)).min(AUDIO_MAX_JITTER_DEPTH)
     } else {
         Duration::ZERO
     };

@@ -512,10 +512,10 @@ async fn video_shown_in_step_with_the_audio_heard() {
     assert!(own >= 100, "{own} own frames shown");
     // Without lip sync video would be shown ~40-60 ms before its audio is heard (the audio has a
     // 20 ms frame, a playout buffer and the device's buffer in its path; video has none). Sync
-    // holds it until it is at most its lead (30 ms) ahead.
+    // holds it until it is at most its lead (45 ms) ahead.
     let av = st.camera.av_offset;
     assert!(
-        av.p50_ms < 36.0 && av.p95_ms < 50.0,
+        av.p50_ms < 51.0 && av.p95_ms < 60.0,
         "audio/video offset {av:?}; capture to decoded {:?}; packets lost {}, late {}, keyframe requests {}",
         st.camera.latency,
         st.camera.packets_lost,
@@ -558,12 +558,12 @@ async fn figures_are_measured_at_the_outputs() {
     // Played audio has been through the playout buffer: later than decoded, by less than it holds.
     let (played, decoded) = (audio.playout_latency.p50_ms, audio.latency.p50_ms);
     assert!(played > decoded && played < decoded + 60.0, "played {played} ms, decoded {decoded} ms");
-    // Shown frames are never late against their audio and at most the sync lead (30 ms) early,
+    // Shown frames are never late against their audio and at most the sync lead (45 ms) early,
     // measured at the outputs (6.5 ms off before the Opus lookahead was counted).
     let skew = st.lip_sync_skew;
     let signed = st.lip_sync_skew_p50_ms.unwrap();
-    assert!((-33.0..3.0).contains(&signed), "signed skew p50 {signed} ms");
-    assert!(skew.p50_ms < 33.0 && skew.p95_ms < 55.0, "skew {skew:?}");
+    assert!((-48.0..3.0).contains(&signed), "signed skew p50 {signed} ms");
+    assert!(skew.p50_ms < 48.0 && skew.p95_ms < 70.0, "skew {skew:?}");
     // Bitrate over the call, not since the last snapshot: two snapshots in a row agree.
     let again = b.from("ada").await.unwrap();
     assert!(again.received_kbps_avg > 100.0, "{} kbit/s", again.received_kbps_avg);

@@ -3,8 +3,8 @@
 //! Each peer's decoded PCM is queued as it arrives; the speaker's callback pulls mixed samples at
 //! the device's own clock. The queue is the playout buffer: a peer starts playing once one frame
 //! is queued, restarts that way after an underrun, and latency never creeps up:
-//! - a queue that stays deeper than `target_delay` for half a second (the device or the network
-//!   stalled and the queue never drained since) sheds the excess from its **quiet** stretches
+//! - a queue that stays deeper than `target_delay` (what is left after each pull) for half a
+//!   second (the device or the network stalled and the queue never drained since) sheds the excess from its **quiet** stretches
 //!   (pauses between words), a little on every pull (playout speeds up by at most 25%), so no
 //!   sound is lost and nothing jumps; only when there has been no pause to shed for a second and
 //!   a half (continuous sound) is the oldest audio dropped;
@@ -150,8 +150,11 @@ pub struct Mixer {
 }
 
 impl Default for Mixer {
+    /// Restart at one frame; shed what stays queued beyond 10 ms after every pull for half a
+    /// second (a stall's leftover, a fast sender clock: latency no arrival needs; on a clean
+    /// path a frame arrives before the queue runs dry); drop past 120 ms.
     fn default() -> Self {
-        Mixer::new(FRAME_SAMPLES, ms(40), ms(120))
+        Mixer::new(FRAME_SAMPLES, ms(10), ms(120))
     }
 }
 
@@ -166,7 +169,7 @@ impl Mixer {
             sources: Mutex::new(HashMap::new()),
             far_end: Mutex::new(None),
             prebuffer,
-            target: target_delay.max(prebuffer),
+            target: target_delay,
             max: max_delay.max(target_delay),
         }
     }
@@ -176,7 +179,7 @@ impl Mixer {
         if delay == 0 {
             (self.prebuffer, self.target)
         } else {
-            (self.prebuffer.max(delay), self.target.max(delay + FRAME_SAMPLES))
+            (self.prebuffer.max(delay), self.target.max(delay))
         }
     }
 
@@ -237,7 +240,8 @@ impl Mixer {
         for q in sources.values_mut() {
             let (prebuffer, target) = self.depths(q.delay);
             // Asked for more depth than it has: pause in a quiet stretch to let it build.
-            if q.playing && q.samples.len() < prebuffer && q.head_quiet(out.len()) {
+            if q.playing && q.delay > self.prebuffer && q.samples.len() < prebuffer && q.head_quiet(out.len())
+            {
                 q.playing = false;
             }
             if !q.playing {
@@ -280,9 +284,9 @@ impl Mixer {
             if q.samples.len() > target {
                 let since = *q.over_since.get_or_insert(heard_at);
                 if heard_at.saturating_duration_since(since) >= SHED_AFTER {
-                    let excess = q.samples.len() - prebuffer;
+                    let excess = q.samples.len() - target;
                     let step = (out.len() / 4).max(QUIET_BLOCK);
-                    let quiet = q.shed_quiet(excess.min(step), prebuffer.min(q.samples.len()));
+                    let quiet = q.shed_quiet(excess.min(step), target.min(q.samples.len()));
                     q.dropped += quiet as u64;
                     if quiet > 0 {
                         q.quiet_shed_at = Some(heard_at);
@@ -292,7 +296,7 @@ impl Mixer {
                         q.over_since = None;
                     } else if heard_at.saturating_duration_since(progress) >= LOUD_SHED_AFTER {
                         // Continuous sound: no pause to take it from.
-                        let excess = q.samples.len() - prebuffer;
+                        let excess = q.samples.len() - target;
                         q.samples.drain(..excess);
                         q.advance(excess);
                         q.dropped += excess as u64;

@@ -27,6 +27,8 @@ pub struct DelayWindow {
     base: VecDeque<(Instant, i64)>,
     /// Delays with their arrival time, decreasing: the front is the maximum over `peak_window`.
     peaks: VecDeque<(Instant, u64)>,
+    /// Every delay within `peak_window`, in arrival order (for [`DelayWindow::quantile`]).
+    all: VecDeque<(Instant, u64)>,
 }
 
 /// A unit later than this against the baseline is not a late unit but a new timeline (the
@@ -37,7 +39,14 @@ impl DelayWindow {
     /// The baseline is the fastest arrival within `base_window`; [`DelayWindow::peak`] is the
     /// largest lateness within `peak_window`.
     pub fn new(base_window: Duration, peak_window: Duration) -> DelayWindow {
-        DelayWindow { origin: None, base_window, peak_window, base: VecDeque::new(), peaks: VecDeque::new() }
+        DelayWindow {
+            origin: None,
+            base_window,
+            peak_window,
+            base: VecDeque::new(),
+            peaks: VecDeque::new(),
+            all: VecDeque::new(),
+        }
     }
 
     /// A unit of media time `media_us` arrived at `now`; returns its lateness in µs.
@@ -55,6 +64,7 @@ impl DelayWindow {
         if delay > RESET_US {
             self.base.clear();
             self.peaks.clear();
+            self.all.clear();
             self.base.push_back((now, offset));
             delay = 0;
         }
@@ -62,7 +72,21 @@ impl DelayWindow {
             self.peaks.pop_back();
         }
         self.peaks.push_back((now, delay));
+        self.all.push_back((now, delay));
         delay
+    }
+
+    /// The lateness (µs) that a fraction `q` (0..=1) of the arrivals within the peak window did
+    /// not exceed: `quantile(0.95, now)` leaves out the latest 5%, where [`DelayWindow::peak`]
+    /// follows the single latest one.
+    pub fn quantile(&mut self, q: f64, now: Instant) -> u64 {
+        self.expire(now);
+        if self.all.is_empty() {
+            return 0;
+        }
+        let mut v: Vec<u64> = self.all.iter().map(|(_, d)| *d).collect();
+        let rank = ((v.len() as f64 * q.clamp(0.0, 1.0)).ceil() as usize).clamp(1, v.len()) - 1;
+        *v.select_nth_unstable(rank).1
     }
 
     /// The largest lateness (µs) within the peak window before `now`.
@@ -80,6 +104,9 @@ impl DelayWindow {
         }
         while self.peaks.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.peak_window) {
             self.peaks.pop_front();
+        }
+        while self.all.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.peak_window) {
+            self.all.pop_front();
         }
     }
 }
@@ -168,6 +195,26 @@ mod tests {
         assert_eq!(w.push(5 * MS, at(t0, 10_400)), 0);
         assert_eq!(w.push(3_600_000_000 * MS, at(t0, 10_433)), 0);
         assert_eq!(w.push(3_600_000_033 * MS, at(t0, 10_466)), 0);
+    }
+
+    #[test]
+    fn a_quantile_leaves_out_the_rare_late_arrivals_that_the_peak_follows() {
+        let t0 = Instant::now();
+        let mut w = DelayWindow::new(Duration::from_secs(3), Duration::from_secs(10));
+        assert_eq!(w.quantile(0.95, t0), 0, "nothing measured yet");
+        // 100 audio packets 20 ms apart: most within 4 ms, three held 40 ms by a stall.
+        for k in 0..100u64 {
+            let late = if [20, 50, 80].contains(&k) { 40 } else { k % 5 };
+            w.push(k * 20 * MS, at(t0, k * 20 + late));
+        }
+        let now = at(t0, 2_000);
+        assert_eq!(w.peak(now), 40 * MS);
+        assert_eq!(w.quantile(0.95, now), 4 * MS);
+        assert_eq!(w.quantile(1.0, now), 40 * MS);
+        assert_eq!(w.quantile(0.0, now), 0);
+        // Ten seconds on, the window has only the newest arrival.
+        w.push(600_000 * MS, at(t0, 600_000 + 1));
+        assert_eq!(w.quantile(0.95, at(t0, 600_001)), 0);
     }
 
     #[test]
