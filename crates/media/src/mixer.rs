@@ -6,8 +6,9 @@
 //! - a queue that stays deeper than `target_delay` (what is left after each pull) for half a
 //!   second (the device or the network stalled and the queue never drained since) sheds the
 //!   excess from its **quiet** stretches (pauses between words), a little on every pull
-//!   (playout speeds up by at most 25%), so no sound is lost and nothing jumps; only when there has been no pause to shed for a second and
-//!   a half (continuous sound) is the oldest audio dropped;
+//!   (playout speeds up by at most 25%), so no sound is lost and nothing jumps; only when
+//!   there has been no pause to shed for a second and a half (continuous sound) is the oldest
+//!   audio dropped;
 //! - a queue past `max_delay` (a burst after a long stall) drops its oldest audio at once.
 //!
 //! Media times stay exact across what was shed, for lip sync.
