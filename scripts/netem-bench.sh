@@ -7,8 +7,9 @@
 #   heard p95, audio bursts lost, audio frames concealed (FEC or PLC) of those played, the
 #   audio underruns (gaps in the sound), the largest video playout delay (ms held before decoding), PSNR against the regenerated source, received bitrate over
 #   the last 15 s, and for capped links: when the sender settled under the cap, the share of
-#   the cap used, and (cap lifted) how long until the rate was back to 90% of the source's
-#   full rate ("-": not within the call).
+#   the cap used, and (cap lifted) how long until the rate was back to 90% of the full rate
+#   ("-": not within the call): what the same source sends over the same link uncapped (the
+#   rtt50-720p profile, when it ran before), else 0.07 bit/pixel at 30 fps (printed).
 #
 #   scripts/netem-bench.sh [--seconds 30] [--only NAME[,NAME...]] [--keep DIR] [--debug]
 #
@@ -43,6 +44,7 @@ PROFILES=(
   'loss5-rtt100|{"delay_ms":50,"loss":0.05}|640x360'
   'cap1m-720p|{"delay_ms":25,"rate_kbps":1000,"queue_ms":200}|1280x720'
   'blackout3s|{"delay_ms":25,"blackouts":[[12,3]]}|640x360'
+  'rtt50-720p|{"delay_ms":25}|1280x720'
   'cap1m-lifts15s|{"delay_ms":25,"rate_kbps":1000,"queue_ms":200,"rate_until_s":15}|1280x720'
   'party4|{"delay_ms":10}|640x360|3'
   'party4-cap500|{"delay_ms":10,"rate_kbps":500,"queue_ms":200}|640x360|3'
@@ -85,6 +87,7 @@ def fmt(v, spec="{:.0f}"):
     return "-" if v is None else spec.format(v)
 
 rows = []
+reference = {}  # profile name -> median received kbit/s over the last 15 s
 party = {}
 for name in ran:
     d = os.path.join(out, name)
@@ -157,10 +160,13 @@ for name in ran:
                 used = [k for t, k in capped if settle is not None and t > settle + 1]
                 s["cap_use"] = 100.0 * sum(used) / len(used) / cap if used else None
                 if lifts:
-                    # Back: the first second after the lift at 90% of the source's full rate
-                    # (what the encoder runs at on a clean link: 0.07 bit/pixel at 30 fps).
+                    # Back: the first second after the lift at 90% of the full rate: what the
+                    # same source sends on the same link uncapped (the rtt50-720p profile's
+                    # last 15 s, when it ran first), else the encoder's nominal rate for the
+                    # size (0.07 bit/pixel at 30 fps; simple content takes less).
                     w, h = json.load(open(os.path.join(d, "size.json")))
-                    full = 0.07 * w * h * 30 / 1000
+                    full = reference.get("rtt50-720p") or 0.07 * w * h * 30 / 1000
+                    s["full_kbps"] = full
                     free = [(t, q["received_kbps"]) for t, q in tl if t >= lifts]
                     s["back_s"] = next((t - lifts for t, k in free if k >= 0.9 * full), None)
             stats.append(s)
@@ -168,6 +174,7 @@ for name in ran:
     agg["connected"] = all(s["connected"] for s in stats)
     agg["freezes"] = max((s["freezes"] or 0) for s in stats) if stats else None
     agg["freeze_ms"] = max((s["freeze_ms"] or 0) for s in stats) if stats else None
+    reference[name] = agg.get("kbps")
     rows.append((name, agg))
 
 print(f"{'profile':16} {'conn':>4} {'1st ms':>6} {'shown%':>6} {'fps':>5} {'frz':>3} {'frz ms':>6} {'v p50':>5} {'v p95':>5} {'a p95':>5} {'a lost%':>7} {'conc%':>5} {'undr':>4} {'vdly':>4} {'psnr':>5} {'kbps':>5}  cap: settle s / use % / back s")
@@ -177,6 +184,8 @@ for name, a in rows:
     capcol = ""
     if "settle_s" in a:
         capcol = f"  {fmt(a.get('settle_s'), '{:.0f}')} / {fmt(a.get('cap_use'))} / {fmt(a.get('back_s'), '{:.0f}')}"
+        if a.get("full_kbps"):
+            capcol += f" (full: {a['full_kbps']:.0f} kbit/s)"
     print(f"{name:16} {('yes' if a['connected'] else 'NO'):>4} {fmt(a['first']):>6} {fmt(a['shown'], '{:.1f}'):>6} "
           f"{fmt(a['fps'], '{:.1f}'):>5} {fmt(a['freezes']):>3} {fmt(a['freeze_ms']):>6} {fmt(a['v50']):>5} "
           f"{fmt(a['v95']):>5} {fmt(a['a95']):>5} {fmt(a['alost'], '{:.1f}'):>7} {fmt(a['conceal'], '{:.1f}'):>5} {fmt(a['under']):>4} "

@@ -40,6 +40,13 @@ const DOWN_AFTER: Duration = Duration::from_millis(500);
 /// on a freed 1 Mbit/s link); 0.6 still leaves a step up well above the 0.5 that steps down.
 const UP_SHARE: f64 = 0.6;
 const UP_AFTER: Duration = Duration::from_secs(3);
+/// The wait before a step up when the budget is ample for two (see `VideoAdapter::up_wait`).
+const UP_AFTER_FAST: Duration = Duration::from_secs(1);
+/// How long the encoder's output is measured at full rate for [`VideoAdapter::content_ratio`].
+const CONTENT_WINDOW: Duration = Duration::from_secs(2);
+/// The content ratio never counts for less than this (a still picture's few bytes must not make
+/// a step up look free).
+const CONTENT_RATIO_MIN: f64 = 0.5;
 /// A step up undone sooner than this was premature; one that lasts resets the wait.
 const UP_HELD: Duration = Duration::from_secs(15);
 const UP_AFTER_MAX: Duration = Duration::from_secs(60);
@@ -79,12 +86,21 @@ pub struct VideoAdapter {
     /// around a cap) does not pay a keyframe at a larger size every few seconds.
     up_after: Duration,
     last_up: Option<Instant>,
-    /// The budget when a step up was last undone: a budget well above it that has not fallen
-    /// for a while (a cap lifted, a better path) resets the wait.
+    /// The budget the last step up was taken at.
+    up_budget: f64,
+    /// The step (size) a step up went to and was then undone.
+    failed_step: Option<usize>,
+    /// The budget a step up that was then undone had been taken at: a budget well above it
+    /// that has not fallen for a while (a cap lifted, a better path) resets the wait.
     undone_at: Option<f64>,
     /// The highest budget since it last fell by 10%, and when it fell.
     peak: f64,
     fell_at: Option<Instant>,
+    /// Encoded bytes of the frames since `output_since`, while the encoder ran at its size's
+    /// full rate (what the content takes there, see [`VideoAdapter::content_ratio`]).
+    output: Option<(Instant, u64)>,
+    /// What the content took at full rate, as a share of the full rate (1 until measured).
+    content_ratio: f64,
 }
 
 /// The budget of a video stream from its peers' estimates (bits per second; `None` for a peer
@@ -118,9 +134,13 @@ impl VideoAdapter {
             seen_budget: false,
             up_after: UP_AFTER,
             last_up: None,
+            up_budget: 0.0,
+            failed_step: None,
             undone_at: None,
             peak: 0.0,
             fell_at: None,
+            output: None,
+            content_ratio: 1.0,
         };
         a.bitrate = a.needs(0);
         a
@@ -144,6 +164,32 @@ impl VideoAdapter {
         VideoEncoderConfig::for_source(w, h, self.fps, self.kind).bitrate_bps
     }
 
+    /// A frame of `bytes` was encoded at `now` with the target last returned. While the encoder
+    /// runs at its size's full rate, simple content (a still room, a synthetic pattern) takes
+    /// less than that rate; what it takes, measured over [`CONTENT_WINDOW`], scales what a step
+    /// up is expected to need, so a sender held at a smaller size by the estimate's bound (at
+    /// most 1.5x what the path was seen to carry) can still step up to the size its content and
+    /// path allow.
+    pub fn observe_output(&mut self, bytes: usize, now: Instant) {
+        if self.bitrate != self.needs(self.step) {
+            self.output = None;
+            return;
+        }
+        let (since, total) = self.output.get_or_insert((now, 0));
+        *total += bytes as u64;
+        let span = now.saturating_duration_since(*since);
+        if span >= CONTENT_WINDOW {
+            let bps = *total as f64 * 8.0 / span.as_secs_f64();
+            self.content_ratio = (bps / f64::from(self.bitrate)).clamp(CONTENT_RATIO_MIN, 1.0);
+            self.output = None;
+        }
+    }
+
+    /// What the content took at full rate, as a share of it (see [`VideoAdapter::observe_output`]).
+    pub fn content_ratio(&self) -> f64 {
+        self.content_ratio
+    }
+
     /// The target for `budget` (see [`video_budget`]) at `now`.
     pub fn update(&mut self, budget: Option<f64>, now: Instant) -> EncodeTarget {
         let Some(budget) = budget else {
@@ -153,11 +199,13 @@ impl VideoAdapter {
             return self.target();
         };
         let short = budget < 0.5 * f64::from(self.needs(self.step)) && self.step + 1 < self.steps();
+        let step_before = self.step;
         // The first budget (the estimate a link starts from) picks the starting size at once:
         // the first keyframe is then sized for the path.
         let first = !std::mem::replace(&mut self.seen_budget, true);
         self.short_since = if short { self.short_since.or(Some(now)) } else { None };
-        let ample = self.step > 0 && budget >= UP_SHARE * f64::from(self.needs(self.step - 1));
+        let ample =
+            self.step > 0 && budget >= UP_SHARE * self.content_ratio * f64::from(self.needs(self.step - 1));
         self.ample_since = if ample { self.ample_since.or(Some(now)) } else { None };
         if short && (first || self.short_since.is_some_and(|t| now.duration_since(t) >= DOWN_AFTER)) {
             // Straight to the step the budget fits (a cap can be far below).
@@ -167,12 +215,14 @@ impl VideoAdapter {
             self.short_since = None;
             if self.last_up.take().is_some_and(|t| now.duration_since(t) < UP_HELD) {
                 self.up_after = (self.up_after * 2).min(UP_AFTER_MAX);
-                self.undone_at = Some(budget);
+                self.undone_at = Some(self.up_budget);
+                self.failed_step = Some(step_before);
             }
-        } else if self.ample_since.is_some_and(|t| now.duration_since(t) >= self.up_after) {
+        } else if self.ample_since.is_some_and(|t| now.duration_since(t) >= self.up_wait(budget)) {
             self.step -= 1;
             self.ample_since = None;
             self.last_up = Some(now);
+            self.up_budget = budget;
         }
         if budget < self.peak * 0.9 {
             self.fell_at = Some(now);
@@ -184,6 +234,10 @@ impl VideoAdapter {
         if self.last_up.is_some_and(|t| now.duration_since(t) >= UP_HELD) || steady_rise {
             self.up_after = UP_AFTER;
             self.undone_at = None;
+            self.failed_step = None;
+        }
+        if self.step != step_before {
+            self.output = None;
         }
         let want = budget.min(f64::from(self.needs(self.step))).max(f64::from(MIN_BITRATE_BPS)) as u32;
         if (f64::from(want) - f64::from(self.bitrate)).abs() > f64::from(self.bitrate) * BITRATE_STEP
@@ -194,13 +248,32 @@ impl VideoAdapter {
         self.target()
     }
 
+    /// How long the budget must stay ample before a step up. The longer `up_after` (doubled
+    /// by each step up that was undone) holds only a step up to the size that failed or
+    /// larger, while the budget stays under 1.3x the one it failed at; smaller sizes climb as
+    /// usual (after a drop under a cap they waited 6-12 s each, at a quarter of the picture),
+    /// and in [`UP_AFTER_FAST`] while the budget is ample for two steps up (a cap lifted:
+    /// climbing one size every 3 s from a quarter took 18 s).
+    fn up_wait(&self, budget: f64) -> Duration {
+        let to = self.step.saturating_sub(1);
+        let free = self.failed_step.is_none_or(|f| to > f)
+            || self.undone_at.is_some_and(|b| budget >= b * UP_RESET_GAIN);
+        let two_up =
+            self.step > 1 && budget >= UP_SHARE * self.content_ratio * f64::from(self.needs(self.step - 2));
+        match (free, two_up) {
+            (true, true) => UP_AFTER_FAST,
+            (true, false) => UP_AFTER,
+            (false, _) => self.up_after,
+        }
+    }
+
     pub fn target(&self) -> EncodeTarget {
         let (width, height) = self.size(self.step);
         EncodeTarget { width, height, bitrate_bps: self.bitrate }
     }
 }
 
-/// GCC (rtc's), with two changes:
+/// GCC (rtc's), with four changes (the last two: see [`QueueDelay`] and [`Recovery`]):
 /// - **held to what the path has shown it carries**: at most 1.5x the rate acknowledged over
 ///   the last second, plus 100 kbit/s. GCC's delay-based half only learns of a limit by hitting
 ///   it; while the encoder sends less than the estimate (a small picture, a still screen) the
@@ -211,17 +284,30 @@ impl VideoAdapter {
 ///   is not flooded before the first feedback), the estimate grows 30% a second for as long as
 ///   nothing is lost and GCC does not lower its own estimate; then GCC takes over, restarted at
 ///   what the path was seen to carry. Stock GCC's +8% a second took ~20 s to reach 720p.
+/// - **a back-off on queuing delay**, measured from the feedback's arrival times: rtc's delay
+///   half did not detect the queue of a 1 Mbit/s bottleneck here, only loss did, once the queue
+///   had overflowed (a keyframe lost, seconds of freeze).
+/// - **rapid recovery** to 85% of what the path carried, once the queue behind a drop drained.
 pub struct CappedGcc {
     gcc: Gcc,
     min: f64,
     max: f64,
-    /// (departure, bytes) of packets reported arrived, the last second of them.
-    acked: VecDeque<(Instant, usize)>,
-    first: Option<Instant>,
+    /// (arrival on the far end's clock, bytes) of packets reported arrived, the last second.
+    acked: VecDeque<(Duration, usize)>,
+    first: Option<Duration>,
+    /// The latest arrival reported.
+    newest: Option<Duration>,
     /// While starting: since when, and from what rate.
     startup: Option<(Option<Instant>, f64)>,
     last_gcc: f64,
     target: f64,
+    logged: Option<Instant>,
+    recovery: Recovery,
+    queue: QueueDelay,
+    /// The last back-off on a queue (one per [`QUEUE_CUT_SPACING`]) and its rate.
+    queue_cut_at: Option<(Instant, f64)>,
+    /// The last batch's queue was over [`QUEUE_OVERUSE`].
+    queue_over: bool,
 }
 
 impl std::fmt::Debug for CappedGcc {
@@ -248,15 +334,26 @@ impl CappedGcc {
             max,
             acked: VecDeque::new(),
             first: None,
+            newest: None,
             startup: Some((None, start)),
             last_gcc: start,
             target: start,
+            logged: None,
+            recovery: Recovery::default(),
+            queue: QueueDelay::default(),
+            queue_cut_at: None,
+            queue_over: false,
         }
     }
 
-    /// Bits per second acknowledged over the last second (`None` before a second of history).
-    fn acked_bps(&self, now: Instant) -> Option<f64> {
-        if self.first.is_none_or(|f| now.saturating_duration_since(f) < ACKED_WINDOW) {
+    /// Bits per second acknowledged over the second before the latest arrival reported
+    /// (`None` before a second of history). Anchored there, not at `now`: the packets of the
+    /// last round trip and feedback interval are not reported yet, and a window ending at `now`
+    /// counted 10-15% less than the path carried (the bound then held a sender under what it
+    /// could send).
+    fn acked_bps(&self) -> Option<f64> {
+        let newest = self.newest?;
+        if self.first.is_none_or(|f| newest.saturating_sub(f) < ACKED_WINDOW) {
             return None;
         }
         let bytes: usize = self.acked.iter().map(|(_, b)| b).sum();
@@ -276,15 +373,59 @@ impl BandwidthEstimator for CappedGcc {
         }
         self.gcc.on_reports(now, reports);
         for r in reports.iter().filter(|r| r.arrived) {
-            self.first.get_or_insert(r.departure);
-            self.acked.push_back((r.departure, r.size));
+            // By arrival (the far end's clock): what arrived within a second cannot exceed what
+            // the path drains, where departures in a second include a keyframe's burst that
+            // queued and arrived later.
+            let Some(arrival) = r.arrival else { continue };
+            self.first.get_or_insert(arrival);
+            self.newest = Some(self.newest.map_or(arrival, |n| n.max(arrival)));
+            self.acked.push_back((arrival, r.size));
         }
-        while self.acked.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > ACKED_WINDOW) {
-            self.acked.pop_front();
+        if let Some(newest) = self.newest {
+            while self.acked.front().is_some_and(|(t, _)| newest.saturating_sub(*t) >= ACKED_WINDOW) {
+                self.acked.pop_front();
+            }
         }
-        let acked = self.acked_bps(now);
-        let gcc = self.gcc.target_bitrate();
+        let acked = self.acked_bps();
+        let mut gcc = self.gcc.target_bitrate();
         let lost = reports.iter().filter(|r| !r.arrived).count() as f64 / reports.len() as f64;
+        let resume = self.recovery.update(now, acked, gcc, self.gcc.delay_based_bitrate(), lost);
+        if let Some(resume) = resume
+            && self.startup.is_none()
+            && resume > gcc
+        {
+            self.gcc = Gcc::new(resume, self.min, self.max);
+            gcc = self.gcc.target_bitrate();
+        }
+        // A queue building on the path: back off to under what arrives before it overflows
+        // (rtc's delay half did not react here: it kept rising while the round trip went from
+        // 50 to 400 ms and only loss brought the estimate down, from a full queue).
+        // A first cut is gentle (a keyframe's burst queues for a moment, and a sender held by
+        // its content sends far less than the path carries); a queue still there at the next
+        // cut goes to under what arrives.
+        let queue = self.queue.update(reports);
+        // Two batches in a row (~100 ms): one alone is as likely a stall of this machine's
+        // scheduler (every packet of the batch stamped late) as a queue.
+        let over = queue.is_some_and(|q| q > QUEUE_OVERUSE);
+        let queued = over && std::mem::replace(&mut self.queue_over, over);
+        if !over {
+            self.queue_over = false;
+        }
+        let spaced =
+            self.queue_cut_at.is_none_or(|(t, _)| now.saturating_duration_since(t) >= QUEUE_CUT_SPACING);
+        if queued && spaced {
+            let again = self
+                .queue_cut_at
+                .is_some_and(|(t, _)| now.saturating_duration_since(t) < QUEUE_CUT_SPACING * 2);
+            let mut cut = gcc * QUEUE_CUT;
+            if again {
+                cut = cut.min(acked.unwrap_or(cut) * 0.9);
+            }
+            self.queue_cut_at = Some((now, cut));
+            self.gcc = Gcc::new(cut.max(self.min), self.min, self.max);
+            self.startup = None;
+            gcc = self.gcc.target_bitrate();
+        }
         let mut target = gcc;
         if let Some((since, start)) = &mut self.startup {
             if gcc < self.last_gcc * 0.99 || lost > STARTUP_LOSS {
@@ -301,10 +442,26 @@ impl BandwidthEstimator for CappedGcc {
         }
         self.last_gcc = self.gcc.target_bitrate();
         self.target = match acked {
-            Some(acked) => target.min(acked * 1.5 + 100_000.0),
+            // A recovery resumes at a rate the path was seen to carry before the drop, above
+            // what it carries during the drop.
+            Some(acked) => target.min((acked * 1.5 + 100_000.0).max(self.recovery.floor(now))),
             None => target,
         }
         .max(self.min);
+        if self.logged.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
+            self.logged = Some(now);
+            tracing::debug!(
+                target: "hearth_engine::bwe",
+                delay_kbps = self.gcc.delay_based_bitrate() / 1000.0,
+                loss_kbps = self.gcc.loss_based_bitrate() / 1000.0,
+                acked_kbps = acked.map(|a| a / 1000.0),
+                lost,
+                queue_ms = queue.map(|q| q as f64 / 1000.0),
+                starting = self.startup.is_some(),
+                target_kbps = self.target / 1000.0,
+                "estimate"
+            );
+        }
     }
 
     fn target_bitrate(&self) -> f64 {
@@ -313,6 +470,145 @@ impl BandwidthEstimator for CappedGcc {
 
     fn stats(&self) -> EstimatorStats {
         self.gcc.stats()
+    }
+}
+
+/// Queuing delay on the path, from transport-wide feedback: each arrived packet's arrival
+/// (far end's clock) minus its departure (ours) is the path's delay plus a constant clock
+/// offset; against the least of the last [`QUEUE_BASE_WINDOW`] it is the time the packet spent
+/// queued. A batch's median is its queue.
+#[derive(Debug, Default)]
+struct QueueDelay {
+    t_ref: Option<Instant>,
+    /// (arrival, offset µs), offsets increasing: the front is the least within the window.
+    base: VecDeque<(Duration, i64)>,
+}
+
+/// The least delay counts for this long (a route change or a clock drift moves it).
+const QUEUE_BASE_WINDOW: Duration = Duration::from_secs(10);
+/// A batch whose median packet queued longer than this (µs) means a queue is building: more
+/// than the jitter of the paths measured here (±10 ms) and of this 2-core machine's scheduling.
+const QUEUE_OVERUSE: i64 = 40_000;
+/// Back off to this share of the estimate.
+const QUEUE_CUT: f64 = 0.85;
+/// At most one back-off per this (a round trip or two, for the cut to show).
+const QUEUE_CUT_SPACING: Duration = Duration::from_millis(300);
+
+impl QueueDelay {
+    /// The median queuing delay (µs) of the arrived packets of `reports`.
+    fn update(&mut self, reports: &[PacketReport]) -> Option<i64> {
+        let mut batch = Vec::new();
+        for r in reports.iter().filter(|r| r.arrived) {
+            let Some(arrival) = r.arrival else { continue };
+            let t_ref = *self.t_ref.get_or_insert(r.departure);
+            let departed = r.departure.saturating_duration_since(t_ref);
+            let offset = arrival.as_micros() as i64 - departed.as_micros() as i64;
+            while self.base.back().is_some_and(|(_, o)| *o >= offset) {
+                self.base.pop_back();
+            }
+            self.base.push_back((arrival, offset));
+            while self.base.len() > 1
+                && self.base.front().is_some_and(|(t, _)| arrival.saturating_sub(*t) > QUEUE_BASE_WINDOW)
+            {
+                self.base.pop_front();
+            }
+            let least = self.base.front().map_or(offset, |(_, o)| *o);
+            batch.push(offset - least);
+        }
+        if batch.is_empty() {
+            return None;
+        }
+        batch.sort_unstable();
+        Some(batch[batch.len() / 2])
+    }
+}
+
+/// Rapid recovery after a drop (libwebrtc probes for the same after a large drop). GCC backs
+/// off to 85% of what arrived while the queue was full and the link stalled, often a small
+/// fraction of what the path carries (measured: from ~850 to 100 kbit/s on a 1 Mbit/s link
+/// after one overflow), then climbs 8% a second under the bound of 1.5x what it sees arriving:
+/// 10-15 s at a quarter of the picture. Here, when the estimate falls under 2/3 of what the path
+/// carried in the 3 s before (the median acknowledged rate, so not above its capacity), and then for a
+/// second nothing is lost and GCC's delay half stops backing off (the queue drained), the
+/// estimate resumes at 85% of that. Once per 10 s: a path whose capacity really fell gets one
+/// try, then GCC alone.
+#[derive(Debug, Default)]
+struct Recovery {
+    /// Acknowledged rates of the last seconds.
+    carried: VecDeque<(Instant, f64)>,
+    /// A drop under way: when, and what the path carried before it.
+    drop: Option<(Instant, f64)>,
+    /// Since when nothing was lost and the delay half did not back off.
+    calm_since: Option<Instant>,
+    last_delay: f64,
+    /// The last recovery: when, and the rate it resumed at.
+    recovered: Option<(Instant, f64)>,
+}
+
+const RECOVERY_DROP: f64 = 2.0 / 3.0;
+const RECOVERY_CARRIED_WINDOW: Duration = Duration::from_secs(3);
+const RECOVERY_CALM: Duration = Duration::from_secs(1);
+const RECOVERY_GIVE_UP: Duration = Duration::from_secs(10);
+const RECOVERY_SPACING: Duration = Duration::from_secs(10);
+/// The bound on the estimate stays at least the resumed rate this long after a recovery.
+const RECOVERY_FLOOR_FOR: Duration = Duration::from_secs(4);
+/// A batch of feedback losing more than this is not calm.
+const RECOVERY_LOSS: f64 = 0.02;
+
+impl Recovery {
+    /// Folds in one feedback batch; returns the rate to resume at when a recovery is due.
+    fn update(&mut self, now: Instant, acked: Option<f64>, gcc: f64, delay: f64, lost: f64) -> Option<f64> {
+        let pushed_back = delay < self.last_delay * 0.99 || lost > RECOVERY_LOSS;
+        self.last_delay = delay;
+        self.calm_since = if pushed_back { None } else { self.calm_since.or(Some(now)) };
+        if self.drop.is_none() {
+            if let Some(a) = acked {
+                self.carried.push_back((now, a));
+            }
+            while self
+                .carried
+                .front()
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > RECOVERY_CARRIED_WINDOW)
+            {
+                self.carried.pop_front();
+            }
+            // The median: a keyframe's burst counts above what the link drains (its packets
+            // leave within the window and arrive after queueing), a stall's seconds below.
+            let mut rates: Vec<f64> = self.carried.iter().map(|(_, a)| *a).collect();
+            rates.sort_by(f64::total_cmp);
+            let carried = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+            let spaced =
+                self.recovered.is_none_or(|(t, _)| now.saturating_duration_since(t) >= RECOVERY_SPACING);
+            if spaced && carried > 0.0 && gcc < carried * RECOVERY_DROP {
+                self.drop = Some((now, carried));
+                self.calm_since = None;
+            }
+            return None;
+        }
+        let (at, carried) = self.drop?;
+        let since = now.saturating_duration_since(at);
+        if since > RECOVERY_GIVE_UP {
+            self.drop = None;
+            self.carried.clear();
+            return None;
+        }
+        let calm = self.calm_since.is_some_and(|t| now.saturating_duration_since(t) >= RECOVERY_CALM);
+        if since < RECOVERY_CALM || !calm {
+            return None;
+        }
+        self.drop = None;
+        self.carried.clear();
+        let resume = carried * 0.85;
+        self.recovered = Some((now, resume));
+        Some(resume)
+    }
+
+    /// The least the estimate's bound allows now (a recovery's rate, for a few seconds).
+    fn floor(&self, now: Instant) -> f64 {
+        match self.recovered {
+            Some((t, rate)) if now.saturating_duration_since(t) < RECOVERY_FLOOR_FOR => rate,
+            _ => 0.0,
+        }
     }
 }
 
@@ -427,6 +723,50 @@ mod tests {
         assert!(!e.starting(), "{capped:?}");
         let last = *capped.last().unwrap();
         assert!((500_000.0..=1_100_000.0).contains(&last), "{capped:?}");
+    }
+
+    /// A 1 Mbit/s bottleneck with a 200 ms queue (25 ms one way), the sender at the estimate:
+    /// the estimate backs off on the queue before it overflows, and keeps the link used.
+    #[test]
+    fn a_queue_building_at_a_bottleneck_brings_the_estimate_under_it_before_loss() {
+        let t0 = Instant::now();
+        let mut e = CappedGcc::new(700_000.0, 100_000.0, 6_000_000.0);
+        let (capacity, size) = (1_000_000.0, 1000usize);
+        let per_packet = Duration::from_secs_f64(size as f64 * 8.0 / capacity);
+        let (mut id, mut free_at, mut sent, mut lost_late) = (0u64, t0, 0u64, 0u64);
+        let mut late = vec![];
+        for tick in 0..200u64 {
+            let now = t0 + Duration::from_millis(tick * 100);
+            let n = (e.target_bitrate() / 8.0 / size as f64 / 10.0).ceil() as u64;
+            let reports: Vec<PacketReport> = (0..n)
+                .map(|i| {
+                    id += 1;
+                    let departure = now + Duration::from_millis(i * 100 / n.max(1));
+                    // FIFO at the bottleneck: wait for the packets ahead, drop past 200 ms.
+                    let start = free_at.max(departure);
+                    let queued = start.duration_since(departure);
+                    let mut r = report(id, t0, departure, size);
+                    if queued > Duration::from_millis(200) {
+                        r.arrived = false;
+                        r.arrival = None;
+                    } else {
+                        free_at = start + per_packet;
+                        r.arrival = Some(free_at.duration_since(t0) + Duration::from_millis(25));
+                    }
+                    r
+                })
+                .collect();
+            if tick >= 50 {
+                sent += n;
+                lost_late += reports.iter().filter(|r| !r.arrived).count() as u64;
+                late.push(e.target_bitrate());
+            }
+            e.on_reports(now + Duration::from_millis(150), &reports);
+        }
+        let loss = lost_late as f64 / sent as f64;
+        assert!(loss < 0.02, "{:.1}% lost after 5 s", loss * 100.0);
+        let mean = late.iter().sum::<f64>() / late.len() as f64;
+        assert!((650_000.0..=1_100_000.0).contains(&mean), "mean estimate {mean:.0} after 5 s");
     }
 
     #[test]

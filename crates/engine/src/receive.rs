@@ -260,12 +260,18 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     let mut playout = VideoPlayout::default();
     let mut pending: VecDeque<(Instant, u32, Bytes)> = VecDeque::new();
     let mut decoder_busy = false;
+    // The least round trip seen: a round trip well above it means a queue on the path.
+    let mut min_rtt_ms: Option<f64> = None;
     loop {
         let rtt = *ctx.rtt_ms.lock();
         if rtt != rtt_ms {
             rtt_ms = rtt;
             rx.set_max_wait(video_loss_wait(rtt));
+            if let Some(r) = rtt.filter(|r| r.is_finite() && *r >= 0.0) {
+                min_rtt_ms = Some(min_rtt_ms.map_or(r, |m| m.min(r)));
+            }
         }
+        let congested = rtt_ms.zip(min_rtt_ms).is_some_and(|(r, m)| r > m * 1.5 + 20.0);
         let rtt = rtt_ms.map_or(NACK_RTT_UNKNOWN, |r: f64| Duration::from_secs_f64(r.max(0.0) / 1000.0));
         let next_decode = if decoder_busy {
             Some(Instant::now() + DECODER_RETRY)
@@ -344,7 +350,10 @@ pub async fn run_video(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
             // retransmission lost on the way costs nothing, where it would cost another round
             // trip (at 3% loss, ~6% of repairs needed a second round, each a long freeze). The
             // price is a second copy of what was lost: 3% more at 3% loss, nothing on a clean path.
-            for _ in 0..NACK_COPIES {
+            // Once while the round trip shows a queue: losses then come from a full bottleneck,
+            // where doubled retransmissions only keep it full.
+            let copies = if congested { 1 } else { NACK_COPIES };
+            for _ in 0..copies {
                 let nack = TransportLayerNack { sender_ssrc: 0, media_ssrc: ssrc, nacks: nacks.clone() };
                 let _ = track.write_rtcp(vec![Box::new(nack)]).await;
             }

@@ -735,7 +735,8 @@ fn video_loop(
         let input = scaled_to(&frame, size);
         let input = input.as_ref().unwrap_or(&frame);
         let ts = clock.rtp_ts(input.capture_us, 90_000);
-        main.send(stream, input, want.bitrate_bps, ts)?;
+        let bytes = main.send(stream, input, want.bitrate_bps, ts)?;
+        adapter.observe_output(bytes, Instant::now());
         match budgets.low {
             Some(budget) => {
                 let (adapter, layer) = low.get_or_insert_with(|| {
@@ -744,9 +745,12 @@ fn video_loop(
                 });
                 let want = adapter.update(Some(budget), Instant::now());
                 let smaller = scaled_to(input, (want.width, want.height));
-                if let Err(e) = layer.send(stream, smaller.as_ref().unwrap_or(input), want.bitrate_bps, ts) {
-                    tracing::warn!(error = %e, "low-layer encoding failed");
-                    low = None;
+                match layer.send(stream, smaller.as_ref().unwrap_or(input), want.bitrate_bps, ts) {
+                    Ok(bytes) => adapter.observe_output(bytes, Instant::now()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "low-layer encoding failed");
+                        low = None;
+                    }
                 }
             }
             // Nobody gets it: no second encoder running.
@@ -807,14 +811,15 @@ impl LayerEncoder {
         }
     }
 
-    /// Encode `frame` at `bitrate_bps` and send it as this layer's packets, stamped `ts`.
+    /// Encode `frame` at `bitrate_bps` and send it as this layer's packets, stamped `ts`;
+    /// returns the encoded size in bytes (0: no frame came out).
     fn send(
         &mut self,
         stream: &SendStream,
         frame: &VideoFrame,
         bitrate_bps: u32,
         ts: u32,
-    ) -> Result<(), MediaError> {
+    ) -> Result<usize, MediaError> {
         let main = self.layer == MAIN_LAYER;
         let dims = (frame.width, frame.height);
         if self.encoder.as_ref().is_none_or(|(_, d)| *d != dims) {
@@ -846,7 +851,7 @@ impl LayerEncoder {
                 Err(e) => tracing::warn!(error = %e, layer = self.layer, "cannot change the video bitrate"),
             }
         }
-        let Some((enc, _)) = self.encoder.as_mut() else { return Ok(()) };
+        let Some((enc, _)) = self.encoder.as_mut() else { return Ok(0) };
         // Keyframe requests (PLI/FIR from every peer, new peers, slow peers, a peer moved to
         // this layer) are served at most once per KEYFRAME_MIN_INTERVAL; one arriving sooner
         // waits (it is kept, not lost).
@@ -857,12 +862,13 @@ impl LayerEncoder {
         }
         let au = match enc.encode(frame) {
             Ok(Some(au)) => au,
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(0),
             Err(e) => {
                 tracing::warn!(error = %e, layer = self.layer, "encoding failed; skipping a frame");
-                return Ok(());
+                return Ok(0);
             }
         };
+        let bytes = au.data.len();
         if au.keyframe {
             self.last_keyframe = Some(Instant::now());
             if main
@@ -881,7 +887,7 @@ impl LayerEncoder {
             }
             Err(e) => tracing::warn!(error = %e, "packetizing failed; skipping a frame"),
         }
-        Ok(())
+        Ok(bytes)
     }
 }
 
