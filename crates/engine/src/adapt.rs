@@ -44,7 +44,7 @@ const UP_SHARE: f64 = 0.6;
 const UP_AFTER: Duration = Duration::from_secs(3);
 /// The wait before a step up when the budget is ample for two (see `VideoAdapter::up_wait`).
 const UP_AFTER_FAST: Duration = Duration::from_secs(1);
-/// How long the encoder's output is measured at full rate for [`VideoAdapter::content_ratio`].
+/// How long the encoder's output is measured at full rate (see `VideoAdapter::observe_output`).
 const CONTENT_WINDOW: Duration = Duration::from_secs(2);
 /// The content ratio never counts for less than this (a still picture's few bytes must not make
 /// a step up look free).
@@ -98,8 +98,8 @@ pub struct VideoAdapter {
     /// The highest budget since it last fell by 10%, and when it fell.
     peak: f64,
     fell_at: Option<Instant>,
-    /// Encoded bytes of the frames since `output_since`, while the encoder ran at its size's
-    /// full rate (what the content takes there, see [`VideoAdapter::content_ratio`]).
+    /// Since when, and how many bytes were encoded, while the encoder ran at its size's full
+    /// rate (what the content takes there, see [`VideoAdapter::observe_output`]).
     output: Option<(Instant, u64)>,
     /// What the content took at full rate, as a share of the full rate (1 until measured).
     content_ratio: f64,
@@ -185,11 +185,6 @@ impl VideoAdapter {
             self.content_ratio = (bps / f64::from(self.bitrate)).clamp(CONTENT_RATIO_MIN, 1.0);
             self.output = None;
         }
-    }
-
-    /// What the content took at full rate, as a share of it (see [`VideoAdapter::observe_output`]).
-    pub fn content_ratio(&self) -> f64 {
-        self.content_ratio
     }
 
     /// The target for `budget` (see [`video_budget`]) at `now`.
@@ -306,8 +301,8 @@ pub struct CappedGcc {
     logged: Option<Instant>,
     recovery: Recovery,
     queue: QueueDelay,
-    /// The last back-off on a queue (one per [`QUEUE_CUT_SPACING`]) and its rate.
-    queue_cut_at: Option<(Instant, f64)>,
+    /// The last back-off on a queue (one per [`QUEUE_CUT_SPACING`]).
+    queue_cut_at: Option<Instant>,
     /// The last batch's queue was over [`QUEUE_OVERUSE`].
     queue_over: bool,
 }
@@ -409,21 +404,16 @@ impl BandwidthEstimator for CappedGcc {
         // Two batches in a row (~100 ms): one alone is as likely a stall of this machine's
         // scheduler (every packet of the batch stamped late) as a queue.
         let over = queue.is_some_and(|q| q > QUEUE_OVERUSE);
-        let queued = over && std::mem::replace(&mut self.queue_over, over);
-        if !over {
-            self.queue_over = false;
-        }
-        let spaced =
-            self.queue_cut_at.is_none_or(|(t, _)| now.saturating_duration_since(t) >= QUEUE_CUT_SPACING);
-        if queued && spaced {
-            let again = self
-                .queue_cut_at
-                .is_some_and(|(t, _)| now.saturating_duration_since(t) < QUEUE_CUT_SPACING * 2);
+        let queued = over && self.queue_over;
+        self.queue_over = over;
+        let since_cut = self.queue_cut_at.map(|t| now.saturating_duration_since(t));
+        if queued && since_cut.is_none_or(|d| d >= QUEUE_CUT_SPACING) {
+            let again = since_cut.is_some_and(|d| d < QUEUE_CUT_SPACING * 2);
             let mut cut = gcc * QUEUE_CUT;
             if again {
                 cut = cut.min(acked.unwrap_or(cut) * 0.9);
             }
-            self.queue_cut_at = Some((now, cut));
+            self.queue_cut_at = Some(now);
             self.gcc = Gcc::new(cut.max(self.min), self.min, self.max);
             self.startup = None;
             gcc = self.gcc.target_bitrate();
@@ -530,9 +520,9 @@ impl QueueDelay {
 /// fraction of what the path carries (measured: from ~850 to 100 kbit/s on a 1 Mbit/s link
 /// after one overflow), then climbs 8% a second under the bound of 1.5x what it sees arriving:
 /// 10-15 s at a quarter of the picture. Here, when the estimate falls under 2/3 of what the path
-/// carried in the 3 s before (the median acknowledged rate, so not above its capacity), and then for a
-/// second nothing is lost and GCC's delay half stops backing off (the queue drained), the
-/// estimate resumes at 85% of that. Once per 10 s: a path whose capacity really fell gets one
+/// carried in the 3 s before (the median acknowledged rate, so not above its capacity), and
+/// then for a second nothing is lost and GCC's delay half stops backing off (the queue
+/// drained), the estimate resumes at 85% of that. Once per 10 s: a path whose capacity really fell gets one
 /// try, then GCC alone.
 #[derive(Debug, Default)]
 struct Recovery {

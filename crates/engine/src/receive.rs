@@ -628,7 +628,8 @@ const AUDIO_MAX_JITTER_DEPTH: Duration = Duration::from_millis(200);
 
 /// The playout depth of a peer's audio: enough for all but the latest 5% of the last seconds'
 /// packets to arrive before their turn (plus 10 ms of margin), and as much as the peer's video
-/// is held, so sound and picture stay together (video never waits more than `VideoPlayout::MAX_DELAY`).
+/// is held, so sound and picture stay together (video never waits more than
+/// `VideoPlayout::MAX_DELAY`).
 /// Zero means the mixer's own prebuffer (one frame), what a clean path gets.
 pub fn audio_depth(lateness: Duration, video_delay: Duration) -> Duration {
     let jitter = if lateness > Duration::from_millis(5) {
