@@ -168,7 +168,7 @@ impl VideoAdapter {
 
     /// A frame of `bytes` was encoded at `now` with the target last returned. While the encoder
     /// runs at its size's full rate, simple content (a still room, a synthetic pattern) takes
-    /// less than that rate; what it takes, measured over [`CONTENT_WINDOW`], scales what a step
+    /// less than that rate; what it takes, measured over `CONTENT_WINDOW`, scales what a step
     /// up is expected to need, so a sender held at a smaller size by the estimate's bound (at
     /// most 1.5x what the path was seen to carry) can still step up to the size its content and
     /// path allow.
@@ -270,7 +270,7 @@ impl VideoAdapter {
     }
 }
 
-/// GCC (rtc's), with four changes (the last two: see [`QueueDelay`] and [`Recovery`]):
+/// GCC (rtc's), with four changes (the last two: see `QueueDelay` and `Recovery`):
 /// - **held to what the path has shown it carries**: at most 1.5x the rate acknowledged over
 ///   the last second, plus 100 kbit/s. GCC's delay-based half only learns of a limit by hitting
 ///   it; while the encoder sends less than the estimate (a small picture, a still screen) the
