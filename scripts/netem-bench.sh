@@ -3,11 +3,11 @@
 # link emulator (scripts/netlab.sh: namespaces, veths, hearth-netem; needs root), then one
 # line per profile with what the receivers measured (both directions pooled):
 #   connected, join → first frame, frames shown (decoded / captured), freezes (gaps > 200 ms
-#   between decoded frames: count, total), video capture → decoded p50/p95, audio capture →
+#   between decoded frames: count, total, longest), video capture → decoded p50/p95, audio capture →
 #   heard p95, audio bursts lost, audio frames concealed (FEC or PLC) of those played, the
 #   audio underruns (gaps in the sound), the largest video playout delay (ms held before decoding), PSNR against the regenerated source, received bitrate over
 #   the last 15 s, and for capped links: when the sender settled under the cap, the share of
-#   the cap used, and (cap lifted) how long until the rate was back to 90% of the full rate
+#   the cap used, the longest freeze after settling (while capped), and (cap lifted) how long until the rate was back to 90% of the full rate
 #   ("-": not within the call): what the same source sends over the same link uncapped (the
 #   rtt50-720p profile, when it ran before), else 0.07 bit/pixel at 30 fps (printed).
 #
@@ -138,6 +138,7 @@ for name in ran:
                 "fps": p.get("video_fps_avg"),
                 "freezes": last.get("video_freezes"),
                 "freeze_ms": last.get("video_freeze_ms"),
+                "freeze_max": max([f[1] for f in p.get("video_freezes") or []] or [0]),
                 "v50": (p.get("video_latency_ms") or {}).get("p50_ms"),
                 "v95": (p.get("video_latency_ms") or {}).get("p95_ms"),
                 "a95": (p.get("audio_latency_ms") or {}).get("p95_ms"),
@@ -159,6 +160,10 @@ for name in ran:
                 s["settle_s"] = settle
                 used = [k for t, k in capped if settle is not None and t > settle + 1]
                 s["cap_use"] = 100.0 * sum(used) / len(used) / cap if used else None
+                # The longest freeze that ended after settling, while capped.
+                s["settled_freeze_max"] = (max([f[1] for f in p.get("video_freezes") or []
+                                                if settle <= f[0] / 1000.0 < until] or [0])
+                                           if settle is not None else None)
                 if lifts:
                     # Back: the first second after the lift at 90% of the full rate: what the
                     # same source sends on the same link uncapped (the rtt50-720p profile's
@@ -174,24 +179,27 @@ for name in ran:
     agg["connected"] = all(s["connected"] for s in stats)
     agg["freezes"] = max((s["freezes"] or 0) for s in stats) if stats else None
     agg["freeze_ms"] = max((s["freeze_ms"] or 0) for s in stats) if stats else None
+    agg["freeze_max"] = max((s["freeze_max"] or 0) for s in stats) if stats else None
+    if any("settled_freeze_max" in s for s in stats):
+        agg["settled_freeze_max"] = max((s.get("settled_freeze_max") or 0) for s in stats)
     reference[name] = agg.get("kbps")
     rows.append((name, agg))
 
-print(f"{'profile':16} {'conn':>4} {'1st ms':>6} {'shown%':>6} {'fps':>5} {'frz':>3} {'frz ms':>6} {'v p50':>5} {'v p95':>5} {'a p95':>5} {'a lost%':>7} {'conc%':>5} {'undr':>4} {'vdly':>4} {'psnr':>5} {'kbps':>5}  cap: settle s / use % / back s")
+print(f"{'profile':16} {'conn':>4} {'1st ms':>6} {'shown%':>6} {'fps':>5} {'frz':>3} {'frz ms':>6} {'max':>4} {'v p50':>5} {'v p95':>5} {'a p95':>5} {'a lost%':>7} {'conc%':>5} {'undr':>4} {'vdly':>4} {'psnr':>5} {'kbps':>5}  cap: settle s / use % / longest freeze after settling ms / back s")
 for name, a in rows:
     if isinstance(a, str):
         print(f"{name:16} {a}"); continue
     capcol = ""
     if "settle_s" in a:
-        capcol = f"  {fmt(a.get('settle_s'), '{:.0f}')} / {fmt(a.get('cap_use'))} / {fmt(a.get('back_s'), '{:.0f}')}"
+        capcol = f"  {fmt(a.get('settle_s'), '{:.0f}')} / {fmt(a.get('cap_use'))} / {fmt(a.get('settled_freeze_max'))} / {fmt(a.get('back_s'), '{:.0f}')}"
         if a.get("full_kbps"):
             capcol += f" (full: {a['full_kbps']:.0f} kbit/s)"
     print(f"{name:16} {('yes' if a['connected'] else 'NO'):>4} {fmt(a['first']):>6} {fmt(a['shown'], '{:.1f}'):>6} "
-          f"{fmt(a['fps'], '{:.1f}'):>5} {fmt(a['freezes']):>3} {fmt(a['freeze_ms']):>6} {fmt(a['v50']):>5} "
+          f"{fmt(a['fps'], '{:.1f}'):>5} {fmt(a['freezes']):>3} {fmt(a['freeze_ms']):>6} {fmt(a['freeze_max']):>4} {fmt(a['v50']):>5} "
           f"{fmt(a['v95']):>5} {fmt(a['a95']):>5} {fmt(a['alost'], '{:.1f}'):>7} {fmt(a['conceal'], '{:.1f}'):>5} {fmt(a['under']):>4} "
           f"{fmt(a['vdelay']):>4} {fmt(a['psnr'], '{:.1f}'):>5} "
           f"{fmt(a['kbps']):>5}{capcol}")
-print(f"(medians of both directions; freezes: the worse direction; reports in {out})")
+print(f"(medians of both directions; freezes (count, total ms, longest ms): the worse direction; reports in {out})")
 if party:
     print()
     print("several peers, bob behind the link (medians per group of pairs, last 15 s):")

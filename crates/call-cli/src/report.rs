@@ -20,6 +20,9 @@ pub struct PairReport {
     /// The longest pause between two decoded frames, or since the last one (an outage, a
     /// network change).
     pub video_longest_gap_ms: Option<f64>,
+    /// The latest freezes (gaps > 200 ms between decoded frames; up to 64), oldest first:
+    /// `[ended at, ms since the receiver's join; length, ms]`.
+    pub video_freezes: Vec<[f64; 2]>,
     /// When the first frame from this sender was decoded, ms since the Unix epoch.
     pub video_first_frame_unix_ms: Option<u64>,
     pub video_latency_ms: Latency,
@@ -109,6 +112,12 @@ impl PairReport {
             video_frames_lost: s.camera.frames_lost,
             video_frames_out_of_order: s.camera.frames_out_of_order,
             video_longest_gap_ms: s.camera.longest_gap_ms,
+            video_freezes: s
+                .camera
+                .recent_freezes
+                .iter()
+                .map(|f| [f.ended_us.saturating_sub(receiver_join_us) as f64 / 1000.0, f.ms])
+                .collect(),
             video_first_frame_unix_ms: s.camera.first_decoded_us.map(|us| us / 1000),
             video_latency_ms: s.camera.latency,
             video_width: s.camera.width,

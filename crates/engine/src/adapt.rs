@@ -413,6 +413,8 @@ impl BandwidthEstimator for CappedGcc {
             if again {
                 cut = cut.min(acked.unwrap_or(cut) * 0.9);
             }
+            tracing::debug!(target: "hearth_engine::bwe", from_kbps = gcc / 1000.0, to_kbps = cut / 1000.0,
+                queue_ms = queue.map(|q| q as f64 / 1000.0), again, starting = self.startup.is_some(), "queue cut");
             self.queue_cut_at = Some(now);
             self.gcc = Gcc::new(cut.max(self.min), self.min, self.max);
             self.startup = None;
@@ -423,6 +425,8 @@ impl BandwidthEstimator for CappedGcc {
             if gcc < self.last_gcc * 0.99 || lost > STARTUP_LOSS {
                 // The path pushed back: GCC from here, restarted at what it carried.
                 let carried = acked.unwrap_or(gcc).max(self.min) * 0.85;
+                tracing::debug!(target: "hearth_engine::bwe", gcc_kbps = gcc / 1000.0, last_gcc_kbps = self.last_gcc / 1000.0,
+                    lost, acked_kbps = acked.map(|a| a / 1000.0), to_kbps = carried / 1000.0, "startup ended");
                 self.gcc = Gcc::new(carried, self.min, self.max);
                 self.startup = None;
                 target = self.gcc.target_bitrate();

@@ -188,6 +188,18 @@ impl Latency {
     }
 }
 
+/// How many freezes [`StreamStats::recent_freezes`] keeps.
+pub const RECENT_FREEZES: usize = 64;
+
+/// One freeze: a gap of more than 200 ms between two decoded video frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Freeze {
+    /// When the frame that ended it was decoded, µs since the Unix epoch.
+    pub ended_us: u64,
+    /// How long no frame was decoded, ms.
+    pub ms: f64,
+}
+
 /// What was received from one peer on one stream.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct StreamStats {
@@ -241,6 +253,9 @@ pub struct StreamStats {
     /// length in ms.
     pub freezes: u64,
     pub freeze_ms: f64,
+    /// The latest freezes (up to [`RECENT_FREEZES`]), oldest first: when each ended and how
+    /// long it was, so a run can tell the longest one after a point (e.g. once settled).
+    pub recent_freezes: Vec<Freeze>,
     /// Missing packets asked for again (RTCP NACK; each repeat counts).
     pub nacks_sent: u64,
     /// How long complete frames (video) or packets (audio) are held before decoding to ride

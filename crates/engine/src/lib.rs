@@ -47,8 +47,8 @@ pub mod turn_paths;
 #[doc(hidden)]
 pub use config::RtpRewrite;
 pub use config::{
-    AudioLevel, AudioSpec, DeviceProblem, DisplayFrame, EncoderInfo, EngineConfig, EngineEvent, Latency,
-    OutboundStats, PeerStats, StreamStats, TrackKind, VideoSpec,
+    AudioLevel, AudioSpec, DeviceProblem, DisplayFrame, EncoderInfo, EngineConfig, EngineEvent, Freeze, Latency,
+    OutboundStats, RECENT_FREEZES, PeerStats, StreamStats, TrackKind, VideoSpec,
 };
 pub use engine::{Command, Engine};
 pub use error::EngineError;

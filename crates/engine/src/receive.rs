@@ -1,7 +1,7 @@
 //! The receive side of one remote track: RTP in, reordering without idle delay, frames released
 //! on the marker bit, decoding (video on a thread of its own), in-band marker checks, stats.
 
-use crate::config::{EngineEvent, Latency, StreamStats, TrackKind};
+use crate::config::{EngineEvent, Freeze, Latency, RECENT_FREEZES, StreamStats, TrackKind};
 use bytes::Bytes;
 use hearth_codec::rtp_h264::RtpPacket;
 use hearth_codec::rtp_receive::{H264Receiver, Received};
@@ -133,6 +133,10 @@ impl StreamAcc {
             if gap > FREEZE_MS {
                 self.stats.freezes += 1;
                 self.stats.freeze_ms += gap;
+                if self.stats.recent_freezes.len() == RECENT_FREEZES {
+                    self.stats.recent_freezes.remove(0);
+                }
+                self.stats.recent_freezes.push(Freeze { ended_us: at_us, ms: gap });
             }
         }
         self.decoded_at.push_back(at_us);
