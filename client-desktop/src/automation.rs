@@ -211,56 +211,6 @@ pub(crate) fn process_tree() -> TreeUsage {
     TreeUsage { cpu_s, rss, pss, processes, detail, pids }
 }
 
-/// Bytes of the distinct physical pages resident in any of `pids`: for every mapping with
-/// resident pages (`/proc/PID/smaps`), the page frame numbers of its present pages
-/// (`/proc/PID/pagemap`), as one set. A page that several processes map (a shared library's
-/// code, a shared memory buffer) counts once, where a sum of RSS counts it once per process.
-/// `None` when the frame numbers read as zero (the kernel hides them without CAP_SYS_ADMIN)
-/// or a process cannot be read.
-fn resident_pages_once(pids: &[i32]) -> Option<u64> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    const PAGE: u64 = 4096;
-    let mut frames = std::collections::HashSet::new();
-    let mut present = 0u64;
-    for pid in pids {
-        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
-        let mut pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).ok()?;
-        let mut range: Option<(u64, u64)> = None;
-        let mut buf = Vec::new();
-        for line in smaps.lines() {
-            let head = line.split_whitespace().next().unwrap_or("");
-            if let Some((a, b)) = head.split_once('-')
-                && let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
-            {
-                range = Some((a, b));
-                continue;
-            }
-            let Some(kb) = line.strip_prefix("Rss:") else { continue };
-            let resident = kb.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0);
-            let Some((a, b)) = range.take() else { continue };
-            // [vsyscall] lies outside what pagemap covers.
-            if resident == 0 || a >= 0xffff_ffff_ff60_0000 {
-                continue;
-            }
-            buf.resize(((b - a) / PAGE * 8) as usize, 0);
-            pagemap.seek(SeekFrom::Start(a / PAGE * 8)).ok()?;
-            pagemap.read_exact(&mut buf).ok()?;
-            for entry in buf.chunks_exact(8) {
-                let v = u64::from_le_bytes(entry.try_into().unwrap_or_default());
-                if v >> 63 == 1 {
-                    present += 1;
-                    frames.insert(v & ((1 << 55) - 1));
-                }
-            }
-        }
-    }
-    // Without the privilege every present page reads as frame 0.
-    if present > 0 && frames.len() == 1 && frames.contains(&0) {
-        return None;
-    }
-    Some(frames.len() as u64 * PAGE)
-}
-
 fn process_tree_raw(pids: &mut Vec<i32>) -> (f64, u64, usize) {
     let me = std::process::id() as i32;
     let mut parent = std::collections::HashMap::new();
@@ -338,7 +288,7 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
     let (cpu1, rss, procs) = (usage.cpu_s, usage.rss, usage.processes);
     // The processes' resident memory with each physical page counted once, however many of
     // them map it (`None` when the page frame numbers cannot be read: not root).
-    let resident_once = resident_pages_once(&usage.pids);
+    let resident_once = hearth_app::memory::resident_pages_once(&usage.pids);
     let paint = app.paint();
     let mut tiles = Vec::new();
     let mut keys: Vec<_> = paint.keys().cloned().collect();

@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod errors;
 pub mod frames;
 pub mod invite;
+pub mod memory;
 pub mod scale;
 pub mod settings;
 pub mod test_peer;
