@@ -163,17 +163,23 @@ impl H264Encoder {
         }
         let raising = bps > self.config.bitrate_bps;
         // The crate starts OpenH264 with a maximum equal to the target: raise the maximum
-        // before the target, lower it after.
-        let order = if raising {
-            [openh264_sys2::ENCODER_OPTION_MAX_BITRATE, openh264_sys2::ENCODER_OPTION_BITRATE]
-        } else {
-            [openh264_sys2::ENCODER_OPTION_BITRATE, openh264_sys2::ENCODER_OPTION_MAX_BITRATE]
+        // before the target, lower it after. The maximum is kept twice, for the whole stream
+        // and for its (one) spatial layer, and a new target is checked against the layer's:
+        // raising only the stream's (as this did) made every raise above the starting rate
+        // fail and rebuild the encoder, a keyframe per raise (measured under a 1 Mbit/s cap:
+        // one every ~2.3 s, each a queue at the bottleneck and a cut of the estimate).
+        use openh264_sys2::{
+            ENCODER_OPTION_BITRATE as TARGET, ENCODER_OPTION_MAX_BITRATE as MAX, SPATIAL_LAYER_0 as LAYER,
+            SPATIAL_LAYER_ALL as ALL,
         };
-        for option in order {
-            let mut info = openh264_sys2::SBitrateInfo {
-                iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
-                iBitrate: bps as std::os::raw::c_int,
-            };
+        let order = if raising {
+            [(MAX, ALL), (MAX, LAYER), (TARGET, ALL)]
+        } else {
+            [(TARGET, ALL), (MAX, LAYER), (MAX, ALL)]
+        };
+        for (option, layer) in order {
+            let mut info =
+                openh264_sys2::SBitrateInfo { iLayer: layer, iBitrate: bps as std::os::raw::c_int };
             // SAFETY: the encoder handle is valid and initialised (a frame was encoded);
             // ENCODER_OPTION_BITRATE and ENCODER_OPTION_MAX_BITRATE read one SBitrateInfo
             // during the call, which `info` outlives.
@@ -385,6 +391,13 @@ mod tests {
         bytes(&mut enc, 30);
         let back = bytes(&mut enc, 60);
         assert!(back * 2 > low * 3, "back {back} B, low {low} B");
+        // Above the rate it started at: on the fly too (a raise past the starting maximum
+        // used to rebuild the encoder, a keyframe each time; `bytes` fails on a keyframe).
+        let frames = enc.frames;
+        enc.set_target_bitrate(900_000).unwrap();
+        assert_eq!(enc.config().bitrate_bps, 900_000);
+        bytes(&mut enc, 30);
+        assert_eq!(enc.frames, frames + 30, "the encoder was rebuilt");
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub const AUDIO_RESERVE_BPS: f64 = 45_000.0;
 const MIN_BITRATE_BPS: u32 = 60_000;
 const DOWN_AFTER: Duration = Duration::from_millis(500);
 /// A step up needs a budget of this share of the larger size's need. GCC does not raise its
-/// estimate beyond ~1.5x what it sees arriving, so a sender held by its current size's need
+/// estimate beyond ~1.3x what it sees arriving, so a sender held by its current size's need
 /// must step up before the estimate can grow further (at 70% a 720p source stayed at 640x360
 /// on a freed 1 Mbit/s link); 0.6 still leaves a step up well above the 0.5 that steps down.
 const UP_SHARE: f64 = 0.6;
@@ -170,7 +170,7 @@ impl VideoAdapter {
     /// runs at its size's full rate, simple content (a still room, a synthetic pattern) takes
     /// less than that rate; what it takes, measured over `CONTENT_WINDOW`, scales what a step
     /// up is expected to need, so a sender held at a smaller size by the estimate's bound (at
-    /// most 1.5x what the path was seen to carry) can still step up to the size its content and
+    /// most 1.3x what the path was seen to carry) can still step up to the size its content and
     /// path allow.
     pub fn observe_output(&mut self, bytes: usize, now: Instant) {
         if self.bitrate != self.needs(self.step) {
@@ -271,12 +271,17 @@ impl VideoAdapter {
 }
 
 /// GCC (rtc's), with four changes (the last two: see `QueueDelay` and `Recovery`):
-/// - **held to what the path has shown it carries**: at most 1.5x the rate acknowledged over
-///   the last second, plus 100 kbit/s. GCC's delay-based half only learns of a limit by hitting
+/// - **held to what the path has shown it carries**: at most 1.3x the rate acknowledged over
+///   the last second, plus 60 kbit/s ([`ACKED_BOUND_GAIN`]). GCC's delay-based half only learns of a limit by hitting
 ///   it; while the encoder sends less than the estimate (a small picture, a still screen) the
 ///   stock estimate kept growing by 8% a second (measured here: 2 Mbit/s on a 1 Mbit/s link
 ///   after 9 s at 370 kbit/s), and the next step up in resolution then overshot the link by
-///   half. libwebrtc holds its estimate the same way.
+///   half. libwebrtc holds its estimate the same way. 1.5x + 100 kbit/s was used while a bug
+///   in the encoder's bitrate change put a keyframe in every raise (each a queue and a cut);
+///   without those, it let the estimate reach 1.4 Mbit/s on a 1 Mbit/s link and a step up's
+///   keyframe overflowed the queue (1.5 s frozen in two runs of three); 1.25x + 50 kbit/s held
+///   a sender at 480 wide for a whole call; 1.35x + 75 kbit/s froze 0.8 and 1.7 s in two of
+///   four runs; 1.3x + 60 kbit/s: 59-67% of the cap used, longest freeze 267 ms, in three.
 /// - **a startup ramp**: from a modest start (so the first keyframe is small and a slow link
 ///   is not flooded before the first feedback), the estimate grows 30% a second for as long as
 ///   nothing is lost and GCC does not lower its own estimate; then GCC takes over, restarted at
@@ -305,6 +310,8 @@ pub struct CappedGcc {
     queue_cut_at: Option<Instant>,
     /// The last batch's queue was over [`QUEUE_OVERUSE`].
     queue_over: bool,
+    /// Batches over [`QUEUE_OVERUSE`] not counted (compressed), for the debug log.
+    queue_compressed: u64,
 }
 
 impl std::fmt::Debug for CappedGcc {
@@ -316,6 +323,8 @@ impl std::fmt::Debug for CappedGcc {
     }
 }
 
+/// The estimate is held to at most this times the acknowledged rate, plus 60 kbit/s.
+const ACKED_BOUND_GAIN: f64 = 1.3;
 /// The window the acknowledged rate is measured over.
 const ACKED_WINDOW: Duration = Duration::from_secs(1);
 /// Growth per second during the startup ramp.
@@ -340,6 +349,7 @@ impl CappedGcc {
             queue: QueueDelay::default(),
             queue_cut_at: None,
             queue_over: false,
+            queue_compressed: 0,
         }
     }
 
@@ -403,7 +413,11 @@ impl BandwidthEstimator for CappedGcc {
         let queue = self.queue.update(reports);
         // Two batches in a row (~100 ms): one alone is as likely a stall of this machine's
         // scheduler (every packet of the batch stamped late) as a queue.
-        let over = queue.is_some_and(|q| q > QUEUE_OVERUSE);
+        let over = queue.is_some_and(|q| q.median > QUEUE_OVERUSE && !q.compressed);
+        if queue.is_some_and(|q| q.median > QUEUE_OVERUSE && q.compressed) {
+            self.queue_compressed += 1;
+        }
+        let queue = queue.map(|q| q.median);
         let queued = over && self.queue_over;
         self.queue_over = over;
         let since_cut = self.queue_cut_at.map(|t| now.saturating_duration_since(t));
@@ -440,7 +454,7 @@ impl BandwidthEstimator for CappedGcc {
         self.target = match acked {
             // A recovery resumes at a rate the path was seen to carry before the drop, above
             // what it carries during the drop.
-            Some(acked) => target.min((acked * 1.5 + 100_000.0).max(self.recovery.floor(now))),
+            Some(acked) => target.min((acked * ACKED_BOUND_GAIN + 60_000.0).max(self.recovery.floor(now))),
             None => target,
         }
         .max(self.min);
@@ -453,6 +467,7 @@ impl BandwidthEstimator for CappedGcc {
                 acked_kbps = acked.map(|a| a / 1000.0),
                 lost,
                 queue_ms = queue.map(|q| q as f64 / 1000.0),
+                compressed = self.queue_compressed,
                 starting = self.startup.is_some(),
                 target_kbps = self.target / 1000.0,
                 "estimate"
@@ -487,15 +502,35 @@ const QUEUE_BASE_WINDOW: Duration = Duration::from_secs(10);
 const QUEUE_OVERUSE: i64 = 40_000;
 /// Back off to this share of the estimate.
 const QUEUE_CUT: f64 = 0.85;
+/// See [`BatchQueue::compressed`].
+const QUEUE_COMPRESSED: f64 = 2.0;
 /// At most one back-off per this (a round trip or two, for the cut to show).
 const QUEUE_CUT_SPACING: Duration = Duration::from_millis(300);
 
+/// What one feedback batch says of the queue.
+#[derive(Debug, Clone, Copy)]
+struct BatchQueue {
+    /// The median packet's queuing delay, µs.
+    median: i64,
+    /// The packets arrived in less than 1/[`QUEUE_COMPRESSED`] of the time they took to leave:
+    /// a queue emptying, or the far end stamping at once packets it read late after a stall of
+    /// its own (a loaded machine's scheduler); not a queue building.
+    compressed: bool,
+}
+
 impl QueueDelay {
-    /// The median queuing delay (µs) of the arrived packets of `reports`.
-    fn update(&mut self, reports: &[PacketReport]) -> Option<i64> {
+    /// The queuing delay of the arrived packets of `reports`.
+    fn update(&mut self, reports: &[PacketReport]) -> Option<BatchQueue> {
         let mut batch = Vec::new();
+        let mut departures: Option<(Instant, Instant)> = None;
+        let mut arrivals: Option<(Duration, Duration)> = None;
         for r in reports.iter().filter(|r| r.arrived) {
             let Some(arrival) = r.arrival else { continue };
+            departures = Some(
+                departures
+                    .map_or((r.departure, r.departure), |(a, b)| (a.min(r.departure), b.max(r.departure))),
+            );
+            arrivals = Some(arrivals.map_or((arrival, arrival), |(a, b)| (a.min(arrival), b.max(arrival))));
             let t_ref = *self.t_ref.get_or_insert(r.departure);
             let departed = r.departure.saturating_duration_since(t_ref);
             let offset = arrival.as_micros() as i64 - departed.as_micros() as i64;
@@ -515,14 +550,20 @@ impl QueueDelay {
             return None;
         }
         batch.sort_unstable();
-        Some(batch[batch.len() / 2])
+        let left = departures.map_or(Duration::ZERO, |(a, b)| b.saturating_duration_since(a));
+        let came = arrivals.map_or(Duration::ZERO, |(a, b)| b.saturating_sub(a));
+        let compressed = batch.len() >= 4 && came.as_secs_f64() * QUEUE_COMPRESSED < left.as_secs_f64();
+        tracing::trace!(target: "hearth_engine::bwe", n = batch.len(), median_ms = batch[batch.len() / 2] as f64 / 1000.0,
+            max_ms = batch[batch.len() - 1] as f64 / 1000.0, left_ms = left.as_secs_f64() * 1000.0, came_ms = came.as_secs_f64() * 1000.0,
+            bytes = reports.iter().filter(|r| r.arrived).map(|r| r.size).sum::<usize>(), "batch");
+        Some(BatchQueue { median: batch[batch.len() / 2], compressed })
     }
 }
 
 /// Rapid recovery after a drop (libwebrtc probes for the same after a large drop). GCC backs
 /// off to 85% of what arrived while the queue was full and the link stalled, often a small
 /// fraction of what the path carries (measured: from ~850 to 100 kbit/s on a 1 Mbit/s link
-/// after one overflow), then climbs 8% a second under the bound of 1.5x what it sees arriving:
+/// after one overflow), then climbed 8% a second under the bound of 1.5x what it saw arriving:
 /// 10-15 s at a quarter of the picture. Here, when the estimate falls under 2/3 of what the path
 /// carried in the 3 s before (the median acknowledged rate, so not above its capacity), and
 /// then for a second nothing is lost and GCC's delay half stops backing off (the queue

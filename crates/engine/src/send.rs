@@ -870,6 +870,9 @@ impl LayerEncoder {
         };
         let bytes = au.data.len();
         if au.keyframe {
+            tracing::debug!(target: "hearth_engine::bwe", bytes, width = au.width, bitrate_bps, layer = self.layer, "keyframe");
+        }
+        if au.keyframe {
             self.last_keyframe = Some(Instant::now());
             if main
                 && let Some(info) = stream.encoder.lock().as_mut()
