@@ -271,13 +271,13 @@ impl VideoAdapter {
 }
 
 /// GCC (rtc's), with four changes (the last two: see `QueueDelay` and `Recovery`):
-/// - **held to what the path has shown it carries**: at most 1.3x the rate acknowledged over
+/// - **held to what the path has shown it carries**: at most 1.5x the rate acknowledged over
 ///   the last second plus 100 kbit/s, and 1.3x plus 60 kbit/s within 30 s of a back-off on a
-///   queue ([`ACKED_BOUND_GAIN`], [`ACKED_BOUND_GAIN_BOTTLENECK`]). GCC's delay-based half only learns of a limit by hitting
-///   it; while the encoder sends less than the estimate (a small picture, a still screen) the
-///   stock estimate kept growing by 8% a second (measured here: 2 Mbit/s on a 1 Mbit/s link
+///   queue. GCC's delay-based half only learns of a limit by hitting it; while the encoder
+///   sends less than the estimate (a small picture, a still screen) the stock estimate kept
+///   growing by 8% a second (measured here: 2 Mbit/s on a 1 Mbit/s link
 ///   after 9 s at 370 kbit/s), and the next step up in resolution then overshot the link by
-///   half. libwebrtc holds its estimate the same way. 1.5x + 100 kbit/s was used while a bug
+///   half. libwebrtc holds its estimate the same way. 1.5x + 100 kbit/s alone did while a bug
 ///   in the encoder's bitrate change put a keyframe in every raise (each a queue and a cut);
 ///   without those, it let the estimate reach 1.4 Mbit/s on a 1 Mbit/s link and a step up's
 ///   keyframe overflowed the queue (1.5 s frozen in two runs of three); 1.25x + 50 kbit/s held
