@@ -823,6 +823,51 @@ mod tests {
         assert!((650_000.0..=1_100_000.0).contains(&mean), "mean estimate {mean:.0} after 5 s");
     }
 
+    /// The far end stalls for 200 ms (this machine's scheduler) and then stamps every packet
+    /// it reads with the same late arrival time: the packets look queued, but they arrived all
+    /// at once, which no link's queue does. No back-off.
+    #[test]
+    fn packets_stamped_at_once_after_a_stall_are_not_a_queue() {
+        let t0 = Instant::now();
+        let mut e = CappedGcc::new(700_000.0, 100_000.0, 6_000_000.0);
+        e.startup = None;
+        let mut id = 0u64;
+        let mut before = 0.0;
+        let mut lowest = f64::MAX;
+        for tick in 0..50u64 {
+            let now = t0 + Duration::from_millis(tick * 100);
+            // 480 kbit/s: 6 packets of 1000 bytes per 100 ms, 25 ms on the way.
+            let reports: Vec<PacketReport> = (0..6u64)
+                .map(|i| {
+                    id += 1;
+                    let departure = now + Duration::from_micros(i * 16_666);
+                    let mut r = report(id, t0, departure, 1000);
+                    let mut arrival = departure.duration_since(t0) + Duration::from_millis(25);
+                    // Ticks 30 and 31: read at once at 3.225 s.
+                    if (30..32).contains(&tick) {
+                        arrival = Duration::from_millis(3225);
+                    }
+                    r.arrival = Some(arrival);
+                    r
+                })
+                .collect();
+            e.on_reports(now + Duration::from_millis(150), &reports);
+            if tick == 29 {
+                before = e.target_bitrate();
+            }
+            if tick >= 30 {
+                lowest = lowest.min(e.target_bitrate());
+            }
+        }
+        assert!(before > 500_000.0, "before the stall: {before:.0}");
+        assert!(
+            e.queue_cut_at.is_none(),
+            "backed off: lowest {lowest:.0} after the stall, {before:.0} before"
+        );
+        // What remains is the bound on what arrived in the last second (arrivals bunched).
+        assert!(lowest >= before * 0.87, "lowest {lowest:.0} after the stall, {before:.0} before");
+    }
+
     #[test]
     fn the_estimate_is_held_near_what_the_path_has_carried() {
         let t0 = Instant::now();
