@@ -1,12 +1,12 @@
 //! Memory of a group of processes (the desktop benchmark's "RSS of all its processes").
 
-#[cfg(target_os = "linux")]
 /// Bytes of the distinct physical pages resident in any of `pids`: for every mapping with
 /// resident pages (`/proc/PID/smaps`), the page frame numbers of its present pages
 /// (`/proc/PID/pagemap`), as one set. A page that several processes map (a shared library's
 /// code, a shared memory buffer) counts once, where a sum of RSS counts it once per process.
 /// `None` when the frame numbers read as zero (the kernel hides them without CAP_SYS_ADMIN)
 /// or a process cannot be read.
+#[cfg(target_os = "linux")]
 pub fn resident_pages_once(pids: &[i32]) -> Option<u64> {
     use std::io::{Read as _, Seek as _, SeekFrom};
     const PAGE: u64 = 4096;

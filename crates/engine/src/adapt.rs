@@ -170,8 +170,8 @@ impl VideoAdapter {
     /// runs at its size's full rate, simple content (a still room, a synthetic pattern) takes
     /// less than that rate; what it takes, measured over `CONTENT_WINDOW`, scales what a step
     /// up is expected to need, so a sender held at a smaller size by the estimate's bound (at
-    /// most 1.3-1.5x what the path was seen to carry) can still step up to the size its content and
-    /// path allow.
+    /// most 1.3-1.5x what the path was seen to carry) can still step up to the size its content
+    /// and path allow.
     pub fn observe_output(&mut self, bytes: usize, now: Instant) {
         if self.bitrate != self.needs(self.step) {
             self.output = None;
@@ -275,10 +275,10 @@ impl VideoAdapter {
 ///   the last second plus 100 kbit/s, and 1.3x plus 60 kbit/s within 30 s of a back-off on a
 ///   queue. GCC's delay-based half only learns of a limit by hitting it; while the encoder
 ///   sends less than the estimate (a small picture, a still screen) the stock estimate kept
-///   growing by 8% a second (measured here: 2 Mbit/s on a 1 Mbit/s link
-///   after 9 s at 370 kbit/s), and the next step up in resolution then overshot the link by
-///   half. libwebrtc holds its estimate the same way. 1.5x + 100 kbit/s alone did while a bug
-///   in the encoder's bitrate change put a keyframe in every raise (each a queue and a cut);
+///   growing by 8% a second (measured here: 2 Mbit/s on a 1 Mbit/s link after 9 s at 370
+///   kbit/s), and the next step up in resolution then overshot the link by half. libwebrtc
+///   holds its estimate the same way. 1.5x + 100 kbit/s alone did while a bug in the
+///   encoder's bitrate change put a keyframe in every raise (each a queue and a cut);
 ///   without those, it let the estimate reach 1.4 Mbit/s on a 1 Mbit/s link and a step up's
 ///   keyframe overflowed the queue (1.5 s frozen in two runs of three); 1.25x + 50 kbit/s held
 ///   a sender at 480 wide for a whole call; 1.35x + 75 kbit/s froze 0.8 and 1.7 s in two of
@@ -326,10 +326,10 @@ impl std::fmt::Debug for CappedGcc {
     }
 }
 
-/// The estimate is held to at most this times the acknowledged rate, plus 100 kbit/s...
-const ACKED_BOUND_GAIN: f64 = 1.5;
-/// ...or, within [`BOTTLENECK_MEMORY`] of a back-off on a queue, this, plus 60 kbit/s.
-const ACKED_BOUND_GAIN_BOTTLENECK: f64 = 1.3;
+/// The estimate is held to at most (gain x the acknowledged rate + bit/s)...
+const ACKED_BOUND: (f64, f64) = (1.5, 100_000.0);
+/// ...or, within [`BOTTLENECK_MEMORY`] of a back-off on a queue, this.
+const ACKED_BOUND_BOTTLENECK: (f64, f64) = (1.3, 60_000.0);
 const BOTTLENECK_MEMORY: Duration = Duration::from_secs(30);
 /// The window the acknowledged rate is measured over.
 const ACKED_WINDOW: Duration = Duration::from_secs(1);
@@ -419,10 +419,12 @@ impl BandwidthEstimator for CappedGcc {
         let queue = self.queue.update(reports);
         // Two batches in a row (~100 ms): one alone is as likely a stall of this machine's
         // scheduler (every packet of the batch stamped late) as a queue.
-        let over = queue.is_some_and(|q| q.median > QUEUE_OVERUSE && !q.compressed);
-        if queue.is_some_and(|q| q.median > QUEUE_OVERUSE && q.compressed) {
+        let high = queue.is_some_and(|q| q.median > QUEUE_OVERUSE);
+        let compressed = queue.is_some_and(|q| q.compressed);
+        if high && compressed {
             self.queue_compressed += 1;
         }
+        let over = high && !compressed;
         let queue = queue.map(|q| q.median);
         let queued = over && self.queue_over;
         self.queue_over = over;
@@ -433,8 +435,15 @@ impl BandwidthEstimator for CappedGcc {
             if again {
                 cut = cut.min(acked.unwrap_or(cut) * 0.9);
             }
-            tracing::debug!(target: "hearth_engine::bwe", from_kbps = gcc / 1000.0, to_kbps = cut / 1000.0,
-                queue_ms = queue.map(|q| q as f64 / 1000.0), again, starting = self.startup.is_some(), "queue cut");
+            tracing::debug!(
+                target: "hearth_engine::bwe",
+                from_kbps = gcc / 1000.0,
+                to_kbps = cut / 1000.0,
+                queue_ms = queue.map(|q| q as f64 / 1000.0),
+                again,
+                starting = self.startup.is_some(),
+                "queue cut"
+            );
             self.queue_cut_at = Some(now);
             self.gcc = Gcc::new(cut.max(self.min), self.min, self.max);
             self.startup = None;
@@ -445,8 +454,15 @@ impl BandwidthEstimator for CappedGcc {
             if gcc < self.last_gcc * 0.99 || lost > STARTUP_LOSS {
                 // The path pushed back: GCC from here, restarted at what it carried.
                 let carried = acked.unwrap_or(gcc).max(self.min) * 0.85;
-                tracing::debug!(target: "hearth_engine::bwe", gcc_kbps = gcc / 1000.0, last_gcc_kbps = self.last_gcc / 1000.0,
-                    lost, acked_kbps = acked.map(|a| a / 1000.0), to_kbps = carried / 1000.0, "startup ended");
+                tracing::debug!(
+                    target: "hearth_engine::bwe",
+                    gcc_kbps = gcc / 1000.0,
+                    last_gcc_kbps = self.last_gcc / 1000.0,
+                    lost,
+                    acked_kbps = acked.map(|a| a / 1000.0),
+                    to_kbps = carried / 1000.0,
+                    "startup ended"
+                );
                 self.gcc = Gcc::new(carried, self.min, self.max);
                 self.startup = None;
                 target = self.gcc.target_bitrate();
@@ -462,14 +478,9 @@ impl BandwidthEstimator for CappedGcc {
             // what it carries during the drop.
             Some(acked) => {
                 // Closer once the path has shown a bottleneck (a back-off on its queue lately).
-                let (gain, plus) = if self
-                    .queue_cut_at
-                    .is_some_and(|t| now.saturating_duration_since(t) < BOTTLENECK_MEMORY)
-                {
-                    (ACKED_BOUND_GAIN_BOTTLENECK, 60_000.0)
-                } else {
-                    (ACKED_BOUND_GAIN, 100_000.0)
-                };
+                let bottleneck =
+                    self.queue_cut_at.is_some_and(|t| now.saturating_duration_since(t) < BOTTLENECK_MEMORY);
+                let (gain, plus) = if bottleneck { ACKED_BOUND_BOTTLENECK } else { ACKED_BOUND };
                 target.min((acked * gain + plus).max(self.recovery.floor(now)))
             }
             None => target,
@@ -570,10 +581,17 @@ impl QueueDelay {
         let left = departures.map_or(Duration::ZERO, |(a, b)| b.saturating_duration_since(a));
         let came = arrivals.map_or(Duration::ZERO, |(a, b)| b.saturating_sub(a));
         let compressed = batch.len() >= 4 && came.as_secs_f64() * QUEUE_COMPRESSED < left.as_secs_f64();
-        tracing::trace!(target: "hearth_engine::bwe", n = batch.len(), median_ms = batch[batch.len() / 2] as f64 / 1000.0,
-            max_ms = batch[batch.len() - 1] as f64 / 1000.0, left_ms = left.as_secs_f64() * 1000.0, came_ms = came.as_secs_f64() * 1000.0,
-            bytes = reports.iter().filter(|r| r.arrived).map(|r| r.size).sum::<usize>(), "batch");
-        Some(BatchQueue { median: batch[batch.len() / 2], compressed })
+        let median = batch[batch.len() / 2];
+        tracing::trace!(
+            target: "hearth_engine::bwe",
+            n = batch.len(),
+            median_ms = median as f64 / 1000.0,
+            max_ms = batch[batch.len() - 1] as f64 / 1000.0,
+            left_ms = left.as_secs_f64() * 1000.0,
+            came_ms = came.as_secs_f64() * 1000.0,
+            "batch"
+        );
+        Some(BatchQueue { median, compressed })
     }
 }
 
@@ -584,8 +602,8 @@ impl QueueDelay {
 /// 10-15 s at a quarter of the picture. Here, when the estimate falls under 2/3 of what the path
 /// carried in the 3 s before (the median acknowledged rate, so not above its capacity), and
 /// then for a second nothing is lost and GCC's delay half stops backing off (the queue
-/// drained), the estimate resumes at 85% of that. Once per 10 s: a path whose capacity really fell gets one
-/// try, then GCC alone.
+/// drained), the estimate resumes at 85% of that. Once per 10 s: a path whose capacity really
+/// fell gets one try, then GCC alone.
 #[derive(Debug, Default)]
 struct Recovery {
     /// Acknowledged rates of the last seconds.
