@@ -36,6 +36,7 @@ pub mod adapt;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod handshake_copy;
 pub mod link;
 pub mod preview;
 pub mod receive;

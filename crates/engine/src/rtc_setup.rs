@@ -318,9 +318,18 @@ pub async fn new_peer_connection(
         .with_interceptor_registry(registry)
         .with_handler(Arc::new(Handler { tx: events }))
         .with_udp_addrs(settings.udp_bind.clone())
+        .with_runtime(handshake_copy_runtime()?)
         .build()
         .await?;
     Ok(Arc::new(pc))
+}
+
+/// The runtime every peer connection runs on: webrtc-rs's own (tokio), with each DTLS
+/// handshake datagram sent twice ([`crate::handshake_copy`]).
+fn handshake_copy_runtime() -> Result<Arc<dyn webrtc::runtime::Runtime>, EngineError> {
+    let inner = webrtc::runtime::default_runtime()
+        .ok_or_else(|| EngineError::Rtc("webrtc-rs was built without an async runtime".into()))?;
+    Ok(Arc::new(crate::handshake_copy::HandshakeCopyRuntime::new(inner)))
 }
 
 /// Who and how a link talks to: certificate fingerprints and the selected candidate pair (see
