@@ -326,6 +326,7 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
     // after the last.
     let mut rss_after = Vec::new();
     let mut pss_after = Vec::new();
+    let mut detail_after: Vec<Vec<(String, u64, u64)>> = Vec::new();
     for i in 0..a.cycles {
         let mut j = join.clone();
         j.room = format!("{}-cycle", a.room);
@@ -349,7 +350,29 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
         let u = process_tree();
         rss_after.push(u.rss);
         pss_after.push(u.pss);
+        detail_after.push(u.detail);
     }
+    // Which process grew: RSS of each (by name) after the first and after the last cycle.
+    let per_process_growth: Vec<serde_json::Value> = match (detail_after.first(), detail_after.last()) {
+        (Some(first), Some(last)) => last
+            .iter()
+            .map(|(name, rss, pss)| {
+                let before = first.iter().find(|(n, _, _)| n == name);
+                serde_json::json!({
+                    "name": name,
+                    "rss_mb_first": before.map(|b| b.1 as f64 / 1e6),
+                    "rss_mb_last": *rss as f64 / 1e6,
+                    "pss_mb_first": before.map(|b| b.2 as f64 / 1e6),
+                    "pss_mb_last": *pss as f64 / 1e6,
+                    "rss_mb_each_cycle": detail_after
+                        .iter()
+                        .map(|d| d.iter().find(|(n, _, _)| n == name).map(|x| (x.1 as f64 / 1e5).round() / 10.0))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let growth = |v: &[u64]| match (v.first(), v.last()) {
         (Some(f), Some(l)) => (*l as f64 - *f as f64) / 1e6,
         _ => f64::NAN,
@@ -389,6 +412,7 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
         "cycles": a.cycles,
         "rss_growth_mb_over_cycles": growth(&rss_after),
         "pss_growth_mb_over_cycles": growth(&pss_after),
+        "per_process_over_cycles": per_process_growth,
         "rss_mb_after_each_cycle": rss_after.iter().map(|r| (*r as f64 / 1e5).round() / 10.0).collect::<Vec<_>>(),
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
