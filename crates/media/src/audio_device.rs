@@ -45,13 +45,18 @@ fn forget_hosts() {
     HOSTS.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
-/// `f` on the shared host, and once more on a newly opened one if it failed.
+/// `f` on the shared host, and once more on a newly opened one if it failed and the shared
+/// host no longer answers (it cannot list its devices: e.g. the sound server restarted). A
+/// host that answers keeps being used, so a lookup that fails for want of a device does not
+/// open (and leave behind) a new client each time.
 fn with_host<T, E>(
     id: Option<cpal::HostId>,
     f: impl Fn(&cpal::Host) -> Result<T, E>,
 ) -> Result<Result<T, E>, cpal::Error> {
-    match f(host(id)?.as_ref()) {
+    let shared = host(id)?;
+    match f(shared.as_ref()) {
         Ok(v) => Ok(Ok(v)),
+        Err(e) if shared.devices().is_ok() => Ok(Err(e)),
         Err(_) => {
             forget_hosts();
             Ok(f(host(id)?.as_ref()))
@@ -458,7 +463,15 @@ mod tests {
             assert!(Arc::ptr_eq(&a, &host(None).unwrap()), "listing devices reuses the host");
         }
         forget_hosts();
-        assert!(!Arc::ptr_eq(&a, &host(None).unwrap()));
+        let b = host(None).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        // A lookup that fails on a host that still answers keeps that host (no new client per
+        // missing device).
+        if b.devices().is_ok() {
+            let r = with_host(None, |_| Err::<(), ()>(())).unwrap();
+            assert!(r.is_err());
+            assert!(Arc::ptr_eq(&b, &host(None).unwrap()));
+        }
     }
 
     #[test]
