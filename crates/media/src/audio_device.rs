@@ -17,51 +17,8 @@ fn device_error(kind: DeviceKind, id: Option<&str>, message: impl Into<String>) 
     MediaError::Device { kind, id: id.map(str::to_owned), message: message.into() }
 }
 
-/// The audio hosts this process has opened, reused: cpal's PulseAudio host is a client of the
-/// sound server whose reader thread, socket and 1 MB read buffer live until the server hangs up,
-/// not until the host is dropped, so a host per device lookup leaked all three at every join
-/// (measured: the app's thread, epoll and socket counts and ~1 MB of RSS grew with every
-/// join/leave cycle). The first entry is the default host.
-static HOSTS: std::sync::Mutex<Vec<(Option<cpal::HostId>, Arc<cpal::Host>)>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// The host for `id` (`None`: the default one), opened once and then shared.
-fn host(id: Option<cpal::HostId>) -> Result<Arc<cpal::Host>, cpal::Error> {
-    let mut hosts = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, h)) = hosts.iter().find(|(k, h)| *k == id || (id.is_some() && Some(h.id()) == id)) {
-        return Ok(h.clone());
-    }
-    let h = Arc::new(match id {
-        None => cpal::default_host(),
-        Some(id) => cpal::host_from_id(id)?,
-    });
-    hosts.push((id, h.clone()));
-    Ok(h)
-}
-
-/// Forget the shared hosts: the next lookup opens them again (after the sound server restarted,
-/// the old client only answers with errors).
-fn forget_hosts() {
-    HOSTS.lock().unwrap_or_else(|e| e.into_inner()).clear();
-}
-
-/// `f` on the shared host, and once more on a newly opened one if it failed and the shared
-/// host no longer answers (it cannot list its devices: e.g. the sound server restarted). A
-/// host that answers keeps being used, so a lookup that fails for want of a device does not
-/// open (and leave behind) a new client each time.
-fn with_host<T, E>(
-    id: Option<cpal::HostId>,
-    f: impl Fn(&cpal::Host) -> Result<T, E>,
-) -> Result<Result<T, E>, cpal::Error> {
-    let shared = host(id)?;
-    match f(shared.as_ref()) {
-        Ok(v) => Ok(Ok(v)),
-        Err(e) if shared.devices().is_ok() => Ok(Err(e)),
-        Err(_) => {
-            forget_hosts();
-            Ok(f(host(id)?.as_ref()))
-        }
-    }
+fn host() -> cpal::Host {
+    cpal::default_host()
 }
 
 fn id_of(d: &cpal::Device) -> String {
@@ -75,17 +32,14 @@ fn name_of(d: &cpal::Device) -> String {
 /// Microphones (`input == true`) or speakers.
 pub fn list(input: bool) -> Result<Vec<DeviceInfo>, MediaError> {
     let kind = if input { DeviceKind::Microphone } else { DeviceKind::Speaker };
-    let (default_id, devices) = with_host(None, |host| {
-        let default_id =
-            if input { host.default_input_device() } else { host.default_output_device() }.map(|d| id_of(&d));
-        let devices = if input {
-            host.input_devices().map(|d| d.collect::<Vec<_>>())
-        } else {
-            host.output_devices().map(|d| d.collect())
-        };
-        devices.map(|d| (default_id, d))
-    })
-    .map_err(|e| device_error(kind, None, format!("cannot list {kind}s: {e}")))?
+    let host = host();
+    let default_id =
+        if input { host.default_input_device() } else { host.default_output_device() }.map(|d| id_of(&d));
+    let devices = if input {
+        host.input_devices().map(|d| d.collect::<Vec<_>>())
+    } else {
+        host.output_devices().map(|d| d.collect())
+    }
     .map_err(|e| device_error(kind, None, format!("cannot list {kind}s: {e}")))?;
     Ok(devices
         .iter()
@@ -99,25 +53,29 @@ pub fn list(input: bool) -> Result<Vec<DeviceInfo>, MediaError> {
 }
 
 fn find(kind: DeviceKind, id: Option<&str>) -> Result<cpal::Device, MediaError> {
+    let host = host();
     let input = kind == DeviceKind::Microphone;
     match id {
-        None => with_host(None, |host| {
-            if input { host.default_input_device() } else { host.default_output_device() }.ok_or(())
-        })
-        .map_err(|e| device_error(kind, None, format!("no audio system is available: {e}")))?
-        .map_err(|()| {
-            device_error(kind, None, format!("no {kind} found; connect one or choose another in settings"))
-        }),
+        None => {
+            if input { host.default_input_device() } else { host.default_output_device() }.ok_or_else(|| {
+                device_error(
+                    kind,
+                    None,
+                    format!("no {kind} found; connect one or choose another in settings"),
+                )
+            })
+        }
         Some(id) => {
             let parsed: cpal::DeviceId =
                 id.parse().map_err(|e| device_error(kind, Some(id), format!("not a device id: {e}")))?;
             // The id names its host (pulseaudio, alsa, ...): ask that host, not the default one,
             // which may be another backend.
-            with_host(Some(parsed.host()), |host| host.device_by_id(&parsed).ok_or(()))
-                .map_err(|e| device_error(kind, Some(id), format!("its audio system is not available: {e}")))?
-                .map_err(|()| {
-                    device_error(kind, Some(id), format!("{kind} {id} is not connected; pick another"))
-                })
+            let host = cpal::host_from_id(parsed.host()).map_err(|e| {
+                device_error(kind, Some(id), format!("its audio system is not available: {e}"))
+            })?;
+            host.device_by_id(&parsed).ok_or_else(|| {
+                device_error(kind, Some(id), format!("{kind} {id} is not connected; pick another"))
+            })
         }
     }
 }
@@ -447,32 +405,6 @@ impl Drop for Speaker {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    /// Every lookup shares one host per backend (a PulseAudio host per lookup leaked its
-    /// reader thread and socket); after `forget_hosts` the next lookup opens a new one, and
-    /// asking by the default host's id finds the same host.
-    #[test]
-    fn audio_hosts_are_opened_once_and_shared() {
-        let a = host(None).unwrap();
-        let b = host(None).unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
-        let by_id = host(Some(a.id())).unwrap();
-        assert!(Arc::ptr_eq(&a, &by_id));
-        // (A listing that fails is retried on a new host; only a successful one says this.)
-        if list(true).is_ok() && list(false).is_ok() {
-            assert!(Arc::ptr_eq(&a, &host(None).unwrap()), "listing devices reuses the host");
-        }
-        forget_hosts();
-        let b = host(None).unwrap();
-        assert!(!Arc::ptr_eq(&a, &b));
-        // A lookup that fails on a host that still answers keeps that host (no new client per
-        // missing device).
-        if b.devices().is_ok() {
-            let r = with_host(None, |_| Err::<(), ()>(())).unwrap();
-            assert!(r.is_err());
-            assert!(Arc::ptr_eq(&b, &host(None).unwrap()));
-        }
-    }
 
     #[test]
     fn resampler_keeps_rate_and_shape() {
