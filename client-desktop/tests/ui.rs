@@ -67,15 +67,12 @@ async fn call_with_peers() {
     );
 
     // Both peers count from the moment both of the others (the app and each other) connected.
-    // They stay well past their last scripted step: the test chats with both after checking
-    // the tiles, which took ~28 s on a slow day of this machine (the peers used to leave at 20
-    // and 26 s, before the private message to Bob went out).
     let a = Peer::start(&desk.art, &url, room, "Alice", &[
-        "--expect-peers", "2", "--seconds", "45",
+        "--expect-peers", "2", "--seconds", "20",
         "--at", "2:say:hello from A", "--at", "3:mute",
     ]);
     let b = Peer::start(&desk.art, &url, room, "Bob", &[
-        "--expect-peers", "2", "--seconds", "45",
+        "--expect-peers", "2", "--seconds", "26",
         "--at", "8:screen-on", "--at", "22:screen-off",
     ]);
     let ta = app.wait_peer_tile("Alice", S(45)).await;
