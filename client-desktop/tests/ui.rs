@@ -67,12 +67,15 @@ async fn call_with_peers() {
     );
 
     // Both peers count from the moment both of the others (the app and each other) connected.
+    // They stay well past their last scripted step: the test chats with both after checking
+    // the tiles, which took over 45 s on a slow day of this machine (at 20 and 26 s the peers
+    // had left before the private message to Bob, and the chat had no Bob to pick).
     let a = Peer::start(&desk.art, &url, room, "Alice", &[
-        "--expect-peers", "2", "--seconds", "20",
+        "--expect-peers", "2", "--seconds", "90",
         "--at", "2:say:hello from A", "--at", "3:mute",
     ]);
     let b = Peer::start(&desk.art, &url, room, "Bob", &[
-        "--expect-peers", "2", "--seconds", "26",
+        "--expect-peers", "2", "--seconds", "90",
         "--at", "8:screen-on", "--at", "22:screen-off",
     ]);
     let ta = app.wait_peer_tile("Alice", S(45)).await;
@@ -165,8 +168,8 @@ async fn call_with_peers() {
     app.shot("grid-after-share").await;
 
     // What the peers saw of the app.
-    let ra = a.report(S(60)).await;
-    let rb = b.report(S(60)).await;
+    let ra = a.report(S(150)).await;
+    let rb = b.report(S(150)).await;
     let desk_seen_by_a = seen_peer(&ra, "Desk");
     assert_eq!(desk_seen_by_a["audio_muted"], true, "Alice saw the app mute: {desk_seen_by_a}");
     assert_eq!(
