@@ -352,27 +352,23 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
         pss_after.push(u.pss);
         detail_after.push(u.detail);
     }
-    // Which process grew: RSS of each (by name) after the first and after the last cycle.
-    let per_process_growth: Vec<serde_json::Value> = match (detail_after.first(), detail_after.last()) {
-        (Some(first), Some(last)) => last
-            .iter()
-            .map(|(name, rss, pss)| {
-                let before = first.iter().find(|(n, _, _)| n == name);
-                serde_json::json!({
-                    "name": name,
-                    "rss_mb_first": before.map(|b| b.1 as f64 / 1e6),
-                    "rss_mb_last": *rss as f64 / 1e6,
-                    "pss_mb_first": before.map(|b| b.2 as f64 / 1e6),
-                    "pss_mb_last": *pss as f64 / 1e6,
-                    "rss_mb_each_cycle": detail_after
-                        .iter()
-                        .map(|d| d.iter().find(|(n, _, _)| n == name).map(|x| (x.1 as f64 / 1e5).round() / 10.0))
-                        .collect::<Vec<_>>(),
+    // Which process grew: the RSS and PSS of each (by name) after every cycle.
+    let per_process_growth: Vec<serde_json::Value> = detail_after
+        .last()
+        .map(|last| {
+            last.iter()
+                .map(|(name, _, _)| {
+                    let each = |field: fn(&(String, u64, u64)) -> u64| {
+                        detail_after
+                            .iter()
+                            .map(|d| d.iter().find(|x| &x.0 == name).map(|x| (field(x) as f64 / 1e5).round() / 10.0))
+                            .collect::<Vec<_>>()
+                    };
+                    serde_json::json!({"name": name, "rss_mb_each_cycle": each(|x| x.1), "pss_mb_each_cycle": each(|x| x.2)})
                 })
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+                .collect()
+        })
+        .unwrap_or_default();
     let growth = |v: &[u64]| match (v.first(), v.last()) {
         (Some(f), Some(l)) => (*l as f64 - *f as f64) / 1e6,
         _ => f64::NAN,

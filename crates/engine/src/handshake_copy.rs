@@ -156,11 +156,6 @@ impl fmt::Debug for CopyingSocket {
 }
 
 impl CopyingSocket {
-    /// Copies this socket has scheduled.
-    pub fn copies(&self) -> usize {
-        self.copies.load(Ordering::Relaxed)
-    }
-
     fn schedule_copy(&self, datagram: &[u8], destination: SocketAddr, src_ip: Option<IpAddr>) {
         // The copy is a task on the runtime that sends: outside one (never seen: webrtc-rs
         // sends from its driver task) there is nothing to run it on, and no copy.
