@@ -440,6 +440,10 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
     // before we finish keeps its last snapshot in the report).
     let mut ever_connected: BTreeSet<PeerId> = BTreeSet::new();
     let mut last_stats = StatsLog::new();
+    // When each peer's link was last lost (ICE reports it `ICE_DISCONNECTED_AFTER` after the
+    // path went quiet), until it connects again: a peer that leaves while its link is down (its
+    // network went away, and the server ended its session) is judged up to then.
+    let mut lost_at: BTreeMap<String, u64> = BTreeMap::new();
     let mut timeline = Vec::new();
     let mut next_snapshot = Instant::now() + Duration::from_secs(1);
     'call: loop {
@@ -589,8 +593,16 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
                 connected.remove(&peer_id);
             }
             EngineEvent::Call(CallEvent::Link { peer_id, state: LinkState::Connected }) => {
+                lost_at.remove(&peer_id.0);
                 ever_connected.insert(peer_id.clone());
                 connected.insert(peer_id);
+            }
+            EngineEvent::Call(CallEvent::Link {
+                peer_id,
+                state: LinkState::Disconnected | LinkState::Failed,
+            }) => {
+                let quiet_us = hearth_engine::rtc_setup::ICE_DISCONNECTED_AFTER.as_micros() as u64;
+                lost_at.entry(peer_id.0).or_insert(now_us.saturating_sub(quiet_us));
             }
             EngineEvent::Call(CallEvent::Chat(m)) if m.from != me && !a.json => {
                 println!(
@@ -651,9 +663,17 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
         } else if !s.connected && seen_for < a.wait.saturating_mul(1_000_000) {
             pair.notes.push(format!("still connecting to {who} (joined {:.1} s ago)", seen_for as f64 / 1e6));
         } else {
-            // A peer that left is judged up to its last snapshot.
-            let v = flow::judge(s, &announced, if departed { *at_us } else { end_us });
+            // A peer that left is judged up to its last snapshot, or up to when its link was
+            // lost if it left without the link coming back.
+            let lost = lost_at.get(id).copied().filter(|&t| departed && t < *at_us);
+            let v = flow::judge(s, &announced, lost.unwrap_or(if departed { *at_us } else { end_us }));
             (pair.problems, pair.notes) = (v.problems, v.notes);
+            if let Some(t) = lost {
+                pair.notes.push(format!(
+                    "{who} left while its link was down: judged up to when the link went quiet ({:.1} s after we joined)",
+                    t.saturating_sub(joined) as f64 / 1e6
+                ));
+            }
         }
         problems.extend(pair.problems.iter().cloned());
         notes.extend(pair.notes.iter().cloned());

@@ -304,7 +304,7 @@ pub async fn new_peer_connection(
         // sends what the core produced from TURN-relayed packets (DTLS replies) only on its next
         // wake, so at 500 ms a relayed DTLS handshake took ~1 s more. Keepalives are only
         // sent on an idle pair, so this costs nothing while media flows.
-        .with_ice_timeouts(Some(Duration::from_secs(2)), Some(ICE_FAILED_AFTER), Some(ICE_KEEPALIVE))
+        .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), Some(ICE_KEEPALIVE))
         .build();
     let policy = if settings.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
     let config = RTCConfigurationBuilder::new()
@@ -410,6 +410,9 @@ fn candidate_type(t: RTCIceCandidateType) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// Silence after which a path is "disconnected" (the link's state says so; it keeps being checked).
+pub const ICE_DISCONNECTED_AFTER: Duration = Duration::from_secs(2);
 
 /// Silence after which a path is failed (and ICE restarted); shorter outages heal on their own.
 pub const ICE_FAILED_AFTER: Duration = Duration::from_secs(10);
