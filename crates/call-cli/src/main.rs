@@ -666,7 +666,8 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
             // A peer that left is judged up to its last snapshot, or up to when its link was
             // lost if it left without the link coming back.
             let lost = lost_at.get(id).copied().filter(|&t| departed && t < *at_us);
-            let v = flow::judge(s, &announced, lost.unwrap_or(if departed { *at_us } else { end_us }));
+            let judged_to = if departed { lost.unwrap_or(*at_us) } else { end_us };
+            let v = flow::judge(s, &announced, judged_to);
             (pair.problems, pair.notes) = (v.problems, v.notes);
             if let Some(t) = lost {
                 pair.notes.push(format!(
