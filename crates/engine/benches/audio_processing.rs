@@ -30,10 +30,10 @@ const ECHO_PATH_DB: f64 = -10.0;
 
 const SCRIPT: &[(Phase, f64)] = &[
     (Phase::Silence, 2.0),
+    (Phase::Noise, 12.0),
     (Phase::Far, 12.0),
     (Phase::DoubleTalk, 8.0),
     (Phase::Near, 8.0),
-    (Phase::Noise, 12.0),
 ];
 
 fn main() {
@@ -74,13 +74,13 @@ fn main() {
     for (name, rec) in &recordings {
         let off = reference(name);
         let echo_off = off.mean_db(Phase::Far, 3.0);
-        let noise_off = off.quantile_db(Phase::Noise, 1.0, 0.25);
+        let noise_off = off.sent_quantile_db(Phase::Noise, 1.0, 0.25);
         let echo_db = rec.mean_db(Phase::Far, 3.0);
         let erle = echo_off - echo_db;
         let converged = echo::convergence_s(rec.phase(Phase::Far), echo_off, 25.0f64.min(erle - 3.0));
         let dt = rec.mean_db(Phase::DoubleTalk, 1.0);
         let near = rec.mean_db(Phase::Near, 1.0);
-        let gap = rec.quantile_db(Phase::Noise, 1.0, 0.25);
+        let gap = rec.sent_quantile_db(Phase::Noise, 1.0, 0.25);
         let noise_text = if gap <= -59.5 {
             format!(">={:.1}", noise_off - gap)
         } else {
@@ -108,7 +108,7 @@ fn main() {
     }
     println!(
         "(echo: far end alone, from 3 s; ERLE vs off; converged: the echo stays min(25, ERLE-3) dB under off's, \
-         0.5 s windows; dtalk/near: double talk vs near end alone, from 1 s; noise-gap: 25th percentile in the \
+         0.5 s windows; dtalk/near: double talk vs near end alone, from 1 s; noise-gap: 25th percentile of what near sent in the \
          noise phase, i.e. speech pauses; noise-dn: vs off)"
     );
 

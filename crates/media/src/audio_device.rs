@@ -81,6 +81,12 @@ fn find(kind: DeviceKind, id: Option<&str>) -> Result<cpal::Device, MediaError> 
 }
 
 /// Open a stream config: 48 kHz mono if the device takes it, else its default.
+/// Frames per speaker callback. cpal's PulseAudio backend keeps two periods in the server's
+/// buffer; with two 20 ms periods (40 ms) the null sink here consumed only 61-66% of real time
+/// (the stream under-ran between callbacks: the rest was silence, and the echo canceller's
+/// reference lost its alignment with what the microphone heard), with two 40 ms periods 96%.
+const SPEAKER_PERIOD: usize = 2 * FRAME_SAMPLES;
+
 fn stream_config(kind: DeviceKind, dev: &cpal::Device) -> Result<cpal::StreamConfig, MediaError> {
     let input = kind == DeviceKind::Microphone;
     let supports_48k_mono = if input {
@@ -92,7 +98,7 @@ fn stream_config(kind: DeviceKind, dev: &cpal::Device) -> Result<cpal::StreamCon
         return Ok(cpal::StreamConfig {
             channels: 1,
             sample_rate: SAMPLE_RATE,
-            buffer_size: cpal::BufferSize::Fixed(FRAME_SAMPLES as u32),
+            buffer_size: cpal::BufferSize::Fixed(if input { FRAME_SAMPLES } else { SPEAKER_PERIOD } as u32),
         });
     }
     let default =

@@ -7,7 +7,9 @@
 //! speech and noise are played into the same sink with `pacat`, so near's microphone hears them
 //! but its echo reference (the mixer's output) does not. What near sends is measured where it
 //! arrives: far's audio level reports for near (the loudest 20 ms frame's RMS per 100 ms, in
-//! dBFS, floor -60).
+//! dBFS, floor -60). Noise in speech pauses is taken from near's own reports of what it sends
+//! (same measure, after processing, before the encoder): a receiver hears stationary noise
+//! only every 400 ms when Opus's DTX takes it for silence, which it did in some runs.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -33,15 +35,23 @@ pub enum Phase {
     Noise,
 }
 
-/// Near's level as far hears it, (seconds since the phase began, dBFS), per phase.
+/// Near's level as far hears it and as near sends it, (seconds since the phase began, dBFS),
+/// per phase.
 #[derive(Debug, Clone, Default)]
 pub struct Recording {
     pub phases: Vec<(Phase, Vec<(f64, f64)>)>,
+    pub sent: Vec<(Phase, Vec<(f64, f64)>)>,
 }
 
 impl Recording {
     pub fn phase(&self, p: Phase) -> &[(f64, f64)] {
         self.phases.iter().find(|(q, _)| *q == p).map(|(_, v)| v.as_slice()).unwrap_or(&[])
+    }
+
+    /// The `q` quantile (0..1) of what near sent in a phase from `from` seconds on.
+    pub fn sent_quantile_db(&self, p: Phase, from: f64, q: f64) -> f64 {
+        let sent = Recording { phases: self.sent.clone(), sent: Vec::new() };
+        sent.quantile_db(p, from, q)
     }
 
     /// Energy mean in dB of a phase's reports from `from` seconds on.
@@ -186,10 +196,19 @@ pub async fn run(
         }
     });
     let near_errors = errors.clone();
+    let sent: Arc<Mutex<Vec<(Instant, f64)>>> = Arc::default();
+    let sent_sink = sent.clone();
     let near_task = tokio::spawn(async move {
         while let Some(ev) = near_rx.recv().await {
-            if let EngineEvent::DeviceError { .. } = ev {
-                near_errors.lock().unwrap().push(format!("near: {ev:?}"));
+            match ev {
+                EngineEvent::AudioLevels(v) => {
+                    // Ours first (`peer: None`): what the microphone's processing let through.
+                    if let Some(l) = v.iter().find(|l| l.peer.is_none()) {
+                        sent_sink.lock().unwrap().push((Instant::now(), -60.0 + 60.0 * f64::from(l.level)));
+                    }
+                }
+                EngineEvent::DeviceError { .. } => near_errors.lock().unwrap().push(format!("near: {ev:?}")),
+                _ => {}
             }
         }
     });
@@ -231,17 +250,20 @@ pub async fn run(
     let errors = errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "device errors: {errors:?}");
 
-    let levels = levels.lock().unwrap().clone();
-    let phases = bounds
-        .into_iter()
-        .map(|(p, s, e)| {
-            let v = levels
-                .iter()
-                .filter(|(t, _)| *t >= s && *t < e)
-                .map(|(t, d)| (t.duration_since(s).as_secs_f64(), *d))
-                .collect();
-            (p, v)
-        })
-        .collect();
-    Recording { phases }
+    let per_phase = |levels: &[(Instant, f64)]| {
+        bounds
+            .iter()
+            .map(|&(p, s, e)| {
+                let v = levels
+                    .iter()
+                    .filter(|(t, _)| *t >= s && *t < e)
+                    .map(|(t, d)| (t.duration_since(s).as_secs_f64(), *d))
+                    .collect();
+                (p, v)
+            })
+            .collect()
+    };
+    let phases = per_phase(&levels.lock().unwrap());
+    let sent = per_phase(&sent.lock().unwrap());
+    Recording { phases, sent }
 }
