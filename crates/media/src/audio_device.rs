@@ -119,6 +119,35 @@ fn fits(r: &cpal::SupportedStreamConfigRange) -> bool {
         && r.max_sample_rate() >= SAMPLE_RATE
 }
 
+/// When a speaker callback's samples are heard. The device's estimate (callback time plus
+/// its latency readout) jitters by a few ms, and PulseAudio's readout drops to 0 now and then
+/// while its buffer is still full: taken as is, the audio a lip-synced frame waits for seemed
+/// heard 24-40 ms early for one callback and late again at the next. A device plays in real
+/// time, so a callback's samples cannot be heard before the previous callback's have been:
+/// the estimate is held at that point when it reads earlier (moving back toward the readout by
+/// at most [`HeardClock::DRIFT`] per callback, for the device's clock drifting from ours),
+/// and followed when it reads later (an under-run: silence was played in between).
+#[derive(Debug, Default)]
+struct HeardClock {
+    /// When the sample after the last callback's is heard, at the earliest.
+    next: Option<std::time::Instant>,
+}
+
+impl HeardClock {
+    const DRIFT: Duration = Duration::from_micros(500);
+
+    /// The device estimates `measured` for a callback of `len` of sound; returns when its
+    /// first sample is heard.
+    fn heard_at(&mut self, measured: std::time::Instant, len: Duration) -> std::time::Instant {
+        let at = match self.next {
+            Some(next) => measured.max(next.checked_sub(Self::DRIFT).unwrap_or(next)),
+            None => measured,
+        };
+        self.next = Some(at + len);
+        at
+    }
+}
+
 /// Linear resampler from any rate to 48 kHz (good enough for speech from odd devices; most
 /// devices run at 48 kHz and skip it).
 #[derive(Debug)]
@@ -322,6 +351,7 @@ impl Speaker {
                     let mut resampler =
                         Resampler { step: f64::from(SAMPLE_RATE) / f64::from(rate), pos: 0.0, last: 0.0 };
                     let mut raised = false;
+                    let mut clock = HeardClock::default();
                     let stream = dev
                         .build_output_stream::<f32, _, _>(
                             config,
@@ -335,8 +365,10 @@ impl Speaker {
                                 // These samples are heard after the device's own buffering.
                                 let ts = info.timestamp();
                                 let device_delay = ts.playback.duration_since(ts.callback);
-                                let heard_at = std::time::Instant::now()
-                                    + device_delay.min(std::time::Duration::from_secs(1));
+                                let heard_at = clock.heard_at(
+                                    std::time::Instant::now() + device_delay.min(Duration::from_secs(1)),
+                                    Duration::from_micros(frames as u64 * 1_000_000 / u64::from(rate)),
+                                );
                                 if rate == SAMPLE_RATE {
                                     mono.resize(frames, 0.0);
                                     mixer.pull_timed(&mut mono, heard_at);
@@ -411,6 +443,33 @@ impl Drop for Speaker {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heard_clock_holds_readouts_that_are_too_early_and_follows_under_runs() {
+        let t0 = std::time::Instant::now();
+        let ms = |n: u64| Duration::from_millis(n);
+        let period = ms(40);
+        let mut c = HeardClock::default();
+        assert_eq!(c.heard_at(t0 + ms(32), period), t0 + ms(32));
+        // Next callback 40 ms later with a readout of 0: its samples follow the last ones.
+        assert_eq!(c.heard_at(t0 + ms(40), period), t0 + ms(72) - HeardClock::DRIFT);
+        // A readout a little later than contiguous playback (jitter, or silence played in an
+        // under-run) is followed.
+        let next = t0 + ms(112) - HeardClock::DRIFT;
+        assert_eq!(c.heard_at(next + ms(3), period), next + ms(3));
+        let under_run = t0 + ms(200);
+        assert_eq!(c.heard_at(under_run, period), under_run);
+        // A device clock 0.5% fast (far more than real clocks drift): readouts 0.2 ms earlier
+        // each callback. The estimate moves back by up to the drift allowance each time, so it
+        // comes back to the readouts instead of running ahead of them.
+        let mut measured = under_run;
+        let mut last = under_run;
+        for _ in 0..100 {
+            measured += period - Duration::from_micros(200);
+            last = c.heard_at(measured, period);
+        }
+        assert_eq!(last, measured);
+    }
 
     #[test]
     fn resampler_keeps_rate_and_shape() {
