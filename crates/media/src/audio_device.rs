@@ -17,8 +17,117 @@ fn device_error(kind: DeviceKind, id: Option<&str>, message: impl Into<String>) 
     MediaError::Device { kind, id: id.map(str::to_owned), message: message.into() }
 }
 
-fn host() -> cpal::Host {
-    cpal::default_host()
+/// Sound-server connections not in use, kept to be used again.
+///
+/// A cpal host of the PulseAudio backend is a client of the sound server with a reader thread
+/// of its own (`pulseaudio` 0.3's reactor). Dropping the host does not end that thread: its
+/// loop waits on the socket and ends only when something arrives there, so the thread, its
+/// socket, epoll instance and 1 MB buffer stay for as long as the server sends nothing. Opening
+/// a host per lookup left one such client per device list, microphone and speaker (five
+/// join/leave cycles: 5 more clients, 5 threads, 15 open files). A host is leased to one user
+/// at a time (a device list, one microphone, one speaker) and given back when that user is
+/// done, so concurrent streams still have clients of their own (a microphone on a sink's monitor
+/// captured nothing while a speaker shared its client), and the number of clients is bounded by
+/// how many are in use at once.
+struct IdlePool<K, H> {
+    /// `(requested, host)`: `requested` is None for a host made as the system default.
+    idle: parking_lot::Mutex<Vec<(Option<K>, H)>>,
+    max_idle: usize,
+}
+
+impl<K: Copy + PartialEq, H> IdlePool<K, H> {
+    const fn new(max_idle: usize) -> Self {
+        IdlePool { idle: parking_lot::const_mutex(Vec::new()), max_idle }
+    }
+
+    /// An idle host made for the same request (`None`: the default), or one of host `id`.
+    fn take(&self, request: Option<K>, id_of: impl Fn(&H) -> K) -> Option<H> {
+        let mut idle = self.idle.lock();
+        let pos = idle.iter().position(|(made_for, h)| match request {
+            None => made_for.is_none(),
+            Some(id) => id_of(h) == id,
+        })?;
+        Some(idle.swap_remove(pos).1)
+    }
+
+    /// Keep `host` for later, unless enough are idle already (then it is dropped).
+    fn give_back(&self, request: Option<K>, host: H) {
+        let mut idle = self.idle.lock();
+        if idle.len() < self.max_idle {
+            idle.push((request, host));
+        }
+    }
+
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.idle.lock().len()
+    }
+}
+
+static HOSTS: IdlePool<cpal::HostId, cpal::Host> = IdlePool::new(4);
+
+/// A host leased from [`HOSTS`], given back on drop.
+struct HostLease {
+    request: Option<cpal::HostId>,
+    host: Option<cpal::Host>,
+    reused: bool,
+}
+
+impl HostLease {
+    /// Host `request` (None: the system default), idle or new.
+    fn take(request: Option<cpal::HostId>, fresh: bool) -> Result<HostLease, cpal::Error> {
+        if !fresh && let Some(host) = HOSTS.take(request, |h| h.id()) {
+            return Ok(HostLease { request, host: Some(host), reused: true });
+        }
+        let host = match request {
+            None => cpal::default_host(),
+            Some(id) => cpal::host_from_id(id)?,
+        };
+        Ok(HostLease { request, host: Some(host), reused: false })
+    }
+
+    fn host(&self) -> &cpal::Host {
+        // Only `discard` and `drop` take it.
+        self.host.as_ref().unwrap_or_else(|| unreachable!("a lease holds its host until dropped"))
+    }
+
+    /// Do not give this host back (its connection failed).
+    fn discard(mut self) {
+        self.host = None;
+    }
+}
+
+impl Drop for HostLease {
+    fn drop(&mut self) {
+        if let Some(host) = self.host.take() {
+            HOSTS.give_back(self.request, host);
+        }
+    }
+}
+
+/// Run `f` with a leased host; if a reused host fails (its sound server restarted since, say),
+/// once more with a new one.
+fn with_host<T>(
+    request: Option<cpal::HostId>,
+    kind: DeviceKind,
+    id: Option<&str>,
+    f: impl Fn(&cpal::Host) -> Result<T, MediaError>,
+) -> Result<(HostLease, T), MediaError> {
+    let take = |fresh| {
+        HostLease::take(request, fresh)
+            .map_err(|e| device_error(kind, id, format!("its audio system is not available: {e}")))
+    };
+    let lease = take(false)?;
+    match f(lease.host()) {
+        Ok(v) => Ok((lease, v)),
+        Err(_) if lease.reused => {
+            lease.discard();
+            let lease = take(true)?;
+            let v = f(lease.host())?;
+            Ok((lease, v))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn id_of(d: &cpal::Device) -> String {
@@ -32,31 +141,35 @@ fn name_of(d: &cpal::Device) -> String {
 /// Microphones (`input == true`) or speakers.
 pub fn list(input: bool) -> Result<Vec<DeviceInfo>, MediaError> {
     let kind = if input { DeviceKind::Microphone } else { DeviceKind::Speaker };
-    let host = host();
-    let default_id =
-        if input { host.default_input_device() } else { host.default_output_device() }.map(|d| id_of(&d));
-    let devices = if input {
-        host.input_devices().map(|d| d.collect::<Vec<_>>())
-    } else {
-        host.output_devices().map(|d| d.collect())
-    }
-    .map_err(|e| device_error(kind, None, format!("cannot list {kind}s: {e}")))?;
-    Ok(devices
-        .iter()
-        // Devices that cannot report a usable configuration cannot be opened either.
-        .filter(|d| if input { d.default_input_config().is_ok() } else { d.default_output_config().is_ok() })
-        .map(|d| {
-            let id = id_of(d);
-            DeviceInfo { is_default: Some(&id) == default_id.as_ref(), name: name_of(d), id, kind }
-        })
-        .collect())
+    let (_lease, devices) = with_host(None, kind, None, |host| {
+        let default_id =
+            if input { host.default_input_device() } else { host.default_output_device() }.map(|d| id_of(&d));
+        let devices = if input {
+            host.input_devices().map(|d| d.collect::<Vec<_>>())
+        } else {
+            host.output_devices().map(|d| d.collect())
+        }
+        .map_err(|e| device_error(kind, None, format!("cannot list {kind}s: {e}")))?;
+        Ok(devices
+            .iter()
+            // Devices that cannot report a usable configuration cannot be opened either.
+            .filter(
+                |d| if input { d.default_input_config().is_ok() } else { d.default_output_config().is_ok() },
+            )
+            .map(|d| {
+                let id = id_of(d);
+                DeviceInfo { is_default: Some(&id) == default_id.as_ref(), name: name_of(d), id, kind }
+            })
+            .collect())
+    })?;
+    Ok(devices)
 }
 
-fn find(kind: DeviceKind, id: Option<&str>) -> Result<cpal::Device, MediaError> {
-    let host = host();
+/// Device `id` (None: the default) and the host it belongs to, which must outlive its streams.
+fn find(kind: DeviceKind, id: Option<&str>) -> Result<(HostLease, cpal::Device), MediaError> {
     let input = kind == DeviceKind::Microphone;
     match id {
-        None => {
+        None => with_host(None, kind, None, |host| {
             if input { host.default_input_device() } else { host.default_output_device() }.ok_or_else(|| {
                 device_error(
                     kind,
@@ -64,17 +177,16 @@ fn find(kind: DeviceKind, id: Option<&str>) -> Result<cpal::Device, MediaError> 
                     format!("no {kind} found; connect one or choose another in settings"),
                 )
             })
-        }
+        }),
         Some(id) => {
             let parsed: cpal::DeviceId =
                 id.parse().map_err(|e| device_error(kind, Some(id), format!("not a device id: {e}")))?;
             // The id names its host (pulseaudio, alsa, ...): ask that host, not the default one,
             // which may be another backend.
-            let host = cpal::host_from_id(parsed.host()).map_err(|e| {
-                device_error(kind, Some(id), format!("its audio system is not available: {e}"))
-            })?;
-            host.device_by_id(&parsed).ok_or_else(|| {
-                device_error(kind, Some(id), format!("{kind} {id} is not connected; pick another"))
+            with_host(Some(parsed.host()), kind, Some(id), |host| {
+                host.device_by_id(&parsed).ok_or_else(|| {
+                    device_error(kind, Some(id), format!("{kind} {id} is not connected; pick another"))
+                })
             })
         }
     }
@@ -190,7 +302,8 @@ enum MicEvent {
 
 /// A microphone delivering 20 ms frames. Open it on the thread that captures from it.
 pub struct Microphone {
-    stream: Option<cpal::Stream>,
+    /// The stream and the host it was opened on, given back once the stream is closed.
+    stream: Option<(cpal::Stream, HostLease)>,
     rx: Receiver<MicEvent>,
     pending: Vec<f32>,
     name: String,
@@ -209,7 +322,7 @@ impl Microphone {
     /// Open microphone `id` (None: the system default).
     pub fn open(id: Option<&str>) -> Result<Microphone, MediaError> {
         let kind = DeviceKind::Microphone;
-        let dev = find(kind, id)?;
+        let (lease, dev) = find(kind, id)?;
         let name = name_of(&dev);
         let config = stream_config(kind, &dev)?;
         let channels = usize::from(config.channels.max(1));
@@ -243,7 +356,7 @@ impl Microphone {
         stream.play().map_err(|e| device_error(kind, id, format!("the microphone would not start: {e}")))?;
         Ok(Microphone {
             next_sample_us: None,
-            stream: Some(stream),
+            stream: Some((stream, lease)),
             rx,
             pending: Vec::with_capacity(4 * FRAME_SAMPLES),
             name,
@@ -256,9 +369,11 @@ impl Drop for Microphone {
         // cpal 0.18's PulseAudio backend can block for most of a minute closing a record
         // stream (its latency thread waits on a timing query). Close it on a thread of its own
         // so stopping the microphone never stalls the call.
-        if let Some(stream) = self.stream.take() {
-            let closer =
-                std::thread::Builder::new().name("hearth-mic-close".into()).spawn(move || drop(stream));
+        if let Some((stream, lease)) = self.stream.take() {
+            let closer = std::thread::Builder::new().name("hearth-mic-close".into()).spawn(move || {
+                drop(stream);
+                drop(lease);
+            });
             if let Err(e) = closer {
                 tracing::debug!(error = %e, "closing the microphone inline");
             }
@@ -340,7 +455,7 @@ impl Speaker {
                 let id = id_owned.as_deref();
                 let opened = (|| {
                     let kind = DeviceKind::Speaker;
-                    let dev = find(kind, id)?;
+                    let (lease, dev) = find(kind, id)?;
                     let name = name_of(&dev);
                     let config = stream_config(kind, &dev)?;
                     let channels = usize::from(config.channels.max(1));
@@ -396,13 +511,14 @@ impl Speaker {
                     stream
                         .play()
                         .map_err(|e| device_error(kind, id, format!("the speaker would not start: {e}")))?;
-                    Ok((stream, name))
+                    Ok((stream, lease, name))
                 })();
                 match opened {
-                    Ok((stream, name)) => {
+                    Ok((stream, lease, name)) => {
                         let _ = ready_tx.send(Ok(name));
                         let _ = stop_rx.recv();
                         drop(stream);
+                        drop(lease);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -491,8 +607,29 @@ mod tests {
     }
 
     #[test]
+    fn idle_pool_gives_a_host_to_one_user_at_a_time_and_keeps_a_bounded_number() {
+        // Hosts are (host id, serial number); requests are host ids, None the default.
+        let pool: IdlePool<u8, (u8, u32)> = IdlePool::new(2);
+        let id = |h: &(u8, u32)| h.0;
+        assert_eq!(pool.take(None, id), None);
+        pool.give_back(None, (1, 10));
+        pool.give_back(Some(2), (2, 20));
+        // A default request takes only a host made as the default, even of the same id.
+        pool.give_back(Some(1), (1, 11));
+        assert_eq!(pool.idle_count(), 2, "over the bound: dropped");
+        assert_eq!(pool.take(Some(3), id), None);
+        assert_eq!(pool.take(None, id), Some((1, 10)));
+        assert_eq!(pool.take(None, id), None, "taken: not handed out twice");
+        // A request by id takes any idle host of that id.
+        pool.give_back(None, (1, 10));
+        assert_eq!(pool.take(Some(1), id), Some((1, 10)));
+        assert_eq!(pool.take(Some(2), id), Some((2, 20)));
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[test]
     fn unknown_device_ids_are_clear_errors() {
-        let err = find(DeviceKind::Microphone, Some("bogus")).unwrap_err();
+        let Err(err) = find(DeviceKind::Microphone, Some("bogus")) else { panic!("found a bogus device") };
         assert!(err.to_string().contains("not a device id"), "{err}");
     }
 }

@@ -54,7 +54,7 @@ pub use processing::{CaptureProcessor, FarEnd, ProcessingConfig, ProcessingStats
 pub use screen::Screen;
 pub use source::{AudioSource, SourceInfo, VideoKind, VideoSource};
 pub use sync::{AudioPlayout, AvSync, OutputSkew};
-pub use synthetic::{Pacer, SpeechLike, SpeechSource, TestPattern, ToneBursts};
+pub use synthetic::{Pacer, RoomNoise, SpeechLike, SpeechSource, TestPattern, ToneBursts};
 pub use virtual_speaker::VirtualSpeaker;
 
 /// Media errors. Device errors say which device and what a person can do about it.

@@ -254,18 +254,11 @@ mod tests {
         let sr = SAMPLE_RATE as usize;
         let n = sr * 6;
         let speech = talker(11, 180.0, 0.5, n);
-        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-        let mut lp = 0.0f32;
         let mut mic = vec![0i16; silence_s * sr];
         let talking = |i: usize| (i / (sr * 3 / 2)).is_multiple_of(2);
-        mic.extend((0..n).map(|i| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let w = (rng >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-            lp += 0.2 * (w - lp);
+        mic.extend(crate::RoomNoise::new(0.06).take(n).enumerate().map(|(i, noise)| {
             let s = if talking(i) { f32::from(speech[i]) } else { 0.0 };
-            (lp * 0.06 * 32767.0 + s).clamp(-32767.0, 32767.0) as i16
+            (noise + s).clamp(-32767.0, 32767.0) as i16
         }));
         let mut p =
             WebrtcProcessor::new(ProcessingConfig { gain_control: false, ..ProcessingConfig::default() });
@@ -284,15 +277,12 @@ mod tests {
             }
         }
         let loudest = |v: &[(usize, f64)]| {
-            let mut per_window: Vec<f64> = Vec::new();
-            for (i, &(w, p)) in v.iter().enumerate() {
-                if i == 0 || v[i - 1].0 != w {
-                    per_window.push(p);
-                } else if let Some(last) = per_window.last_mut() {
-                    *last = last.max(p);
-                }
+            let mut per_window = std::collections::BTreeMap::<usize, f64>::new();
+            for &(window, p) in v {
+                let loudest = per_window.entry(window).or_insert(p);
+                *loudest = loudest.max(p);
             }
-            let mean = per_window.iter().sum::<f64>() / per_window.len() as f64;
+            let mean = per_window.values().sum::<f64>() / per_window.len() as f64;
             10.0 * (mean / (32767.0 * 32767.0)).log10()
         };
         (loudest(&input), loudest(&output))

@@ -86,3 +86,66 @@ fn no_sound_server_means_clear_errors_not_panics() {
     let _ = Speaker::open(None, Arc::new(Mixer::default()))
         .map_err(|e| assert!(e.to_string().contains("speaker"), "{e}"));
 }
+
+/// Clients this process has open on the sound server: all but `pactl` itself (cpal's client
+/// sends no name the short list shows).
+fn our_clients(pa: &hearth_testkit::PulseAudio) -> usize {
+    pa.pactl(&["list", "short", "clients"]).unwrap().lines().filter(|l| !l.ends_with("pactl")).count()
+}
+
+/// What a call does with the sound devices: list them, play and capture, close.
+fn join_and_leave() {
+    let mics = hearth_media::device::list(hearth_media::DeviceKind::Microphone).unwrap();
+    assert!(mics.iter().any(|d| d.id == "pulseaudio:vsink.monitor"), "{mics:?}");
+    hearth_media::device::list(hearth_media::DeviceKind::Speaker).unwrap();
+    let mixer = Arc::new(Mixer::new(960, 960, 48_000));
+    let speaker = Speaker::open(None, mixer).unwrap();
+    let mut mic = Microphone::open(Some("pulseaudio:vsink.monitor")).unwrap();
+    let mut f = AudioFrame::default();
+    mic.capture(&mut f).unwrap();
+    drop(mic);
+    drop(speaker);
+}
+
+/// (threads, open files, sound-server clients) of this process once the microphones closed
+/// on threads of their own are closed.
+fn settled_usage(pa: &hearth_testkit::PulseAudio) -> (usize, usize, usize) {
+    let names = || -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_owned())
+            .collect()
+    };
+    let t = Instant::now();
+    // Thread names are cut to 15 bytes.
+    while names().iter().any(|n| n.starts_with("hearth-mic-clo")) && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    (names().len(), std::fs::read_dir("/proc/self/fd").unwrap().count(), our_clients(pa))
+}
+
+#[test]
+fn joining_again_and_again_leaves_no_threads_files_or_sound_server_clients_behind() {
+    let pa = hearth_testkit::PulseAudio::start().expect("pulseaudio");
+    join_and_leave();
+    let after_one = settled_usage(&pa);
+    for _ in 0..5 {
+        join_and_leave();
+    }
+    let after_six = settled_usage(&pa);
+    println!("(threads, files, clients): {after_one:?} after one join, {after_six:?} after six");
+    assert!(
+        after_six.0 <= after_one.0 && after_six.1 <= after_one.1 && after_six.2 <= after_one.2,
+        "{after_one:?} after one join, {after_six:?} after six"
+    );
+
+    // The sound server restarts: the clients kept from before are dead; new ones are made.
+    drop(pa);
+    let pa = hearth_testkit::PulseAudio::start().expect("pulseaudio again");
+    let t = Instant::now();
+    join_and_leave();
+    println!("joined after a restart of the sound server in {:?}", t.elapsed());
+    assert!(settled_usage(&pa).2 >= 1, "no client on the new server");
+}

@@ -43,15 +43,28 @@ pub struct Recording {
     pub sent: Vec<(Phase, Vec<(f64, f64)>)>,
 }
 
+fn in_phase(phases: &[(Phase, Vec<(f64, f64)>)], p: Phase) -> &[(f64, f64)] {
+    phases.iter().find(|(q, _)| *q == p).map(|(_, v)| v.as_slice()).unwrap_or(&[])
+}
+
+/// The `q` quantile (0..1) of the dB values of `series` from `from` seconds on.
+fn quantile(series: &[(f64, f64)], from: f64, q: f64) -> f64 {
+    let mut v: Vec<f64> = series.iter().filter(|(t, _)| *t >= from).map(|(_, d)| *d).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
 impl Recording {
     pub fn phase(&self, p: Phase) -> &[(f64, f64)] {
-        self.phases.iter().find(|(q, _)| *q == p).map(|(_, v)| v.as_slice()).unwrap_or(&[])
+        in_phase(&self.phases, p)
     }
 
     /// The `q` quantile (0..1) of what near sent in a phase from `from` seconds on.
     pub fn sent_quantile_db(&self, p: Phase, from: f64, q: f64) -> f64 {
-        let sent = Recording { phases: self.sent.clone(), sent: Vec::new() };
-        sent.quantile_db(p, from, q)
+        quantile(in_phase(&self.sent, p), from, q)
     }
 
     /// Energy mean in dB of a phase's reports from `from` seconds on.
@@ -61,12 +74,7 @@ impl Recording {
 
     /// The `q` quantile (0..1) of a phase's reports from `from` seconds on.
     pub fn quantile_db(&self, p: Phase, from: f64, q: f64) -> f64 {
-        let mut v: Vec<f64> = self.phase(p).iter().filter(|(t, _)| *t >= from).map(|(_, d)| *d).collect();
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        v.sort_by(f64::total_cmp);
-        v[((v.len() - 1) as f64 * q).round() as usize]
+        quantile(self.phase(p), from, q)
     }
 }
 
@@ -103,18 +111,12 @@ fn near_sound(p: Phase, secs: f64) -> Option<Vec<i16>> {
         Phase::DoubleTalk | Phase::Near => Some(SpeechLike::samples(7, 210.0, 0.5, n)),
         Phase::Noise => {
             let speech = SpeechLike::samples(11, 180.0, 0.5, n);
-            let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-            let mut lp = 0.0f32;
+            // Pink-ish stationary noise (a fan, a street).
             Some(
-                (0..n)
-                    .map(|i| {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
-                        let w = (rng >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-                        // Pink-ish stationary noise (a fan, a street) at about -30 dBFS.
-                        lp += 0.2 * (w - lp);
-                        let noise = lp * 0.06 * 32767.0;
+                hearth_media::RoomNoise::new(0.06)
+                    .take(n)
+                    .enumerate()
+                    .map(|(i, noise)| {
                         let talking = (i / 72_000) % 2 == 0; // 1.5 s on, 1.5 s off
                         let s = if talking { f32::from(speech[i]) } else { 0.0 };
                         (noise + s).clamp(-32767.0, 32767.0) as i16
