@@ -47,6 +47,9 @@ pub struct PairReport {
     pub audio_concealed_frames: u64,
     /// 20 ms frames of silence this sender did not send (Opus DTX); not lost.
     pub audio_dtx_frames: u64,
+    /// 20 ms frames of comfort noise played in this sender's DTX silences (not counted in
+    /// `audio_frames_decoded`).
+    pub audio_comfort_noise_frames: u64,
     /// Video repair asked of this sender: keyframes (PLI) and packets (NACK, each repeat counts).
     pub video_keyframe_requests: u64,
     pub video_nacks_sent: u64,
@@ -133,6 +136,7 @@ impl PairReport {
             audio_markers_out_of_order: s.audio.frames_out_of_order,
             audio_concealed_frames: s.audio.concealed_frames,
             audio_dtx_frames: s.audio.dtx_frames,
+            audio_comfort_noise_frames: s.audio.comfort_noise_frames,
             video_keyframe_requests: s.camera.keyframe_requests,
             video_nacks_sent: s.camera.nacks_sent,
             audio_underruns: s.audio.underruns,

@@ -64,12 +64,15 @@ impl OpusEncoder {
 
 /// Which packets of a DTX encoder are sent. In silence libopus emits packets of at most 2
 /// bytes (no audio, only "still silent") and, every 400 ms, one real frame that refreshes the
-/// receiver's comfort noise (and keeps NAT bindings and the bandwidth estimate alive). The tiny
-/// ones are not sent (what WebRTC senders do); the first packet sent after skipped ones carries
-/// the RTP marker (RFC 3551: the start of a talkspurt after a silence).
+/// receiver's comfort noise (and keeps NAT bindings and the bandwidth estimate alive). Of the
+/// tiny ones only the first after a real frame is sent (what WebRTC senders do): it tells the
+/// receiver that the silence that follows is DTX, to be filled with comfort noise, not a loss;
+/// the rest are not sent. The first packet sent after skipped ones carries the RTP marker
+/// (RFC 3551: the start of a talkspurt after a silence).
 #[derive(Debug, Default, Clone)]
 pub struct DtxGate {
     skipped: bool,
+    in_dtx: bool,
 }
 
 impl DtxGate {
@@ -77,10 +80,19 @@ impl DtxGate {
     /// the RTP marker.
     pub fn admit(&mut self, len: usize) -> Option<bool> {
         if len <= 2 {
-            self.skipped = true;
-            return None;
+            if std::mem::replace(&mut self.in_dtx, true) {
+                self.skipped = true;
+                return None;
+            }
+        } else {
+            self.in_dtx = false;
         }
         Some(std::mem::take(&mut self.skipped))
+    }
+
+    /// Whether a packet of `len` bytes is the sender entering DTX (see [`DtxGate`]).
+    pub fn enters_dtx(len: usize) -> bool {
+        len <= 2
     }
 }
 
@@ -169,13 +181,57 @@ mod tests {
             }
         }
         // 50 frames of sound, the encoder's hangover into the silence, then one refresh per
-        // 400 ms, each after skipped packets, as is the sound after the silence.
-        assert!(sent < 50 + 20 + 6, "sent {sent} of 150");
+        // 400 ms, each after skipped packets, as is the sound after the silence; after each
+        // real frame in the silence the first tiny packet (the sender entering DTX).
+        assert!(sent < 50 + 20 + 12, "sent {sent} of 150");
         assert!(sent >= 50 + 4, "sent {sent} of 150");
         assert!(markers.len() >= 4 && markers.windows(2).all(|w| w[1] - w[0] <= 21), "{markers:?}");
         assert_eq!(markers.last(), Some(&149));
         enc.set_loss_perc(20).unwrap();
         assert_eq!(enc.enc.get_packet_loss_perc().unwrap(), 20);
+    }
+
+    #[test]
+    fn a_receiver_fills_dtx_silence_with_comfort_noise_at_the_level_of_the_noise() {
+        // Speech, then quiet stationary noise (what is left of a fan after noise suppression):
+        // the encoder goes into DTX. The receiver decodes what is sent and, after the packet
+        // that says the sender entered DTX, conceals every 20 ms nothing arrives in: libopus
+        // plays comfort noise shaped like the noise it last received.
+        let mut enc = OpusEncoder::new(32_000).unwrap();
+        let mut dec = OpusDecoder::new().unwrap();
+        let mut gate = DtxGate::default();
+        let speech = hearth_media::SpeechLike::samples(3, 180.0, 0.5, 50 * FRAME_SAMPLES);
+        let mut noise = hearth_media::RoomNoise::new(0.01);
+        let rms = |s: &[i16]| (s.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / s.len() as f64).sqrt();
+        let (mut out, mut in_dtx, mut entries) = (Vec::new(), false, 0);
+        let (mut gap_in, mut gap_out) = (Vec::new(), Vec::new());
+        for k in 0..250 {
+            let mut f = AudioFrame::default();
+            for (i, s) in f.samples.iter_mut().enumerate() {
+                *s = if k < 50 { speech[k * FRAME_SAMPLES + i] } else { noise.next().unwrap() as i16 };
+            }
+            let packet = enc.encode(&f).unwrap().to_vec();
+            if gate.admit(packet.len()).is_some() {
+                in_dtx = DtxGate::enters_dtx(packet.len());
+                entries += usize::from(in_dtx);
+                dec.decode(&packet, &mut out).unwrap();
+            } else {
+                assert!(in_dtx, "a packet was skipped without the receiver being told of DTX");
+                dec.conceal(None, &mut out).unwrap();
+                gap_in.push(rms(&f.samples));
+                gap_out.push(rms(&out));
+            }
+        }
+        assert!(
+            entries >= 4 && gap_in.len() >= 100,
+            "{entries} DTX entries, {} frames skipped",
+            gap_in.len()
+        );
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let ratio = mean(&gap_out) / mean(&gap_in);
+        println!("noise RMS {:.0}, comfort noise RMS {:.0}", mean(&gap_in), mean(&gap_out));
+        assert!((0.4..2.0).contains(&ratio), "comfort noise at {ratio:.2} of the noise's RMS");
+        assert!(gap_out.iter().all(|&r| r > 0.0), "a silent frame in the comfort noise");
     }
 
     #[test]

@@ -523,13 +523,18 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     if let Some(m) = &ctx.mixer {
         m.set_tap(source, playout_tap(&ctx));
     }
+    let mut comfort = ComfortNoise::default();
     loop {
-        let deadline = reorder.deadline();
+        let deadline = match (reorder.deadline(), comfort.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             ev = track.poll() => match ev {
                 None => break,
                 Some(TrackRemoteEvent::OnRtpPacket(p)) => {
                     ctx.acc.lock().packet(p.payload.len() + 12, p.header.timestamp);
+                    comfort.arrived();
                     if reorder.push_from(p.header.ssrc, p.header.sequence_number, p, Instant::now()) {
                         pending_loss = 0;
                     }
@@ -574,11 +579,21 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
                             if !pcm.is_empty() {
                                 packet_samples = pcm.len() as u32;
                             }
-                            deliver_audio(&ctx, &pcm, source, media, &mut detector)
+                            deliver_audio(&ctx, &pcm, source, media, &mut detector);
+                            comfort.decoded(p.payload.len(), media, now);
                         }
                         Err(_) => ctx.acc.lock().stats.decode_errors += 1,
                     }
                 }
+            }
+        }
+        // Comfort noise is heard, but it is not a decoded frame and not the sender's level.
+        while let Some(media) = comfort.due(now) {
+            if decoder.conceal(None, &mut pcm).is_ok() {
+                if let Some(m) = &ctx.mixer {
+                    m.push_timed(source, &pcm, Some(media));
+                }
+                ctx.acc.lock().stats.comfort_noise_frames += 1;
             }
         }
         let want = audio_depth(
@@ -602,6 +617,56 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
     }
     if let Some(m) = &ctx.mixer {
         m.remove(source);
+    }
+}
+
+/// Comfort noise in a sender's DTX silence. A sender entering DTX sends one packet of at most 2
+/// bytes and then nothing but a refresh every 400 ms (`hearth_codec::DtxGate`). Without this the
+/// receiver played dead silence between refreshes, and noise the sender did not suppress was
+/// heard as 20 ms every 400 ms; with it, every 20 ms in which nothing arrives after that packet
+/// is concealed by the decoder, which plays comfort noise shaped like the noise last received
+/// (libopus's CNG), as WebRTC's NetEq does.
+#[derive(Debug, Default)]
+struct ComfortNoise {
+    /// When the next frame is due and its media time.
+    next: Option<(Instant, u64)>,
+    /// No comfort noise after this long without a packet (the refreshes stopped: a loss or a
+    /// stream that ended, not DTX).
+    until: Option<Instant>,
+}
+
+impl ComfortNoise {
+    const FRAME: Duration = Duration::from_micros(hearth_media::FRAME_US);
+    const LIMIT: Duration = Duration::from_secs(1);
+
+    /// A packet arrived: whatever it is, the silence before it is over.
+    fn arrived(&mut self) {
+        self.next = None;
+    }
+
+    /// A packet of `payload_len` bytes with media time `media` was decoded at `now`.
+    fn decoded(&mut self, payload_len: usize, media: u64, now: Instant) {
+        self.next = hearth_codec::DtxGate::enters_dtx(payload_len)
+            .then_some((now + Self::FRAME, media + hearth_media::FRAME_US));
+        self.until = Some(now + Self::LIMIT);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.next.map(|(at, _)| at)
+    }
+
+    /// The media time of a frame of comfort noise due by `now`, if one is.
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        let (at, media) = self.next?;
+        if at > now {
+            return None;
+        }
+        if self.until.is_none_or(|until| at > until) {
+            self.next = None;
+            return None;
+        }
+        self.next = Some((at + Self::FRAME, media + hearth_media::FRAME_US));
+        Some(media)
     }
 }
 
@@ -690,6 +755,41 @@ fn deliver_audio(ctx: &RecvCtx, pcm: &[i16], source: u64, media: u64, detector: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comfort_noise_fills_dtx_silence_every_20_ms_until_a_packet_arrives() {
+        let t0 = Instant::now();
+        let ms = |n: u64| Duration::from_millis(n);
+        let mut c = ComfortNoise::default();
+        assert_eq!((c.deadline(), c.due(t0 + ms(100))), (None, None), "nothing before a packet");
+        // A real frame: no comfort noise after it (a gap after it is a loss).
+        c.decoded(60, 1_000_000, t0);
+        assert_eq!((c.deadline(), c.due(t0 + ms(100))), (None, None));
+        // The packet that marks DTX: a frame every 20 ms after it, continuing its media time.
+        c.decoded(1, 1_020_000, t0 + ms(20));
+        assert_eq!(c.deadline(), Some(t0 + ms(40)));
+        assert_eq!(c.due(t0 + ms(39)), None, "not yet due");
+        assert_eq!(c.due(t0 + ms(40)), Some(1_040_000));
+        // Woken late: the frames missed are due at once, in order.
+        assert_eq!(c.due(t0 + ms(81)), Some(1_060_000));
+        assert_eq!(c.due(t0 + ms(81)), Some(1_080_000));
+        assert_eq!(c.due(t0 + ms(81)), None);
+        // A packet arrives (the sender's refresh): the silence is over.
+        c.arrived();
+        assert_eq!((c.deadline(), c.due(t0 + ms(200))), (None, None));
+        // Refreshes that stop coming: no comfort noise more than 1 s after the last packet.
+        c.decoded(2, 2_000_000, t0 + ms(300));
+        let mut frames = 0;
+        let mut now = t0 + ms(300);
+        while now < t0 + ms(3000) {
+            now += ms(20);
+            while c.due(now).is_some() {
+                frames += 1;
+            }
+        }
+        assert_eq!(frames, 50, "1 s of frames, then none");
+        assert_eq!(c.deadline(), None);
+    }
 
     #[test]
     fn silence_skipped_by_the_sender_is_counted_not_lost() {

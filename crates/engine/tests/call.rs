@@ -416,8 +416,16 @@ async fn microphone_capture_through_pulseaudio_reaches_the_peer() {
     .unwrap();
     assert_eq!(st.audio.frames_out_of_order, 0);
     assert!(!a.saw(|e| matches!(e, EngineEvent::DeviceError { .. })));
-    drop(speaker);
+    // The bursts end and the microphone hears silence: ada's encoder goes into DTX, and bob
+    // fills the silence it does not send with comfort noise.
     let _ = feeder.join();
+    let st = eventually(Duration::from_secs(15), "comfort noise in ada's DTX silence", async || {
+        b.from("ada").await.filter(|s| s.audio.dtx_frames >= 20 && s.audio.comfort_noise_frames >= 20)
+    })
+    .await
+    .unwrap();
+    println!("dtx frames {}, comfort noise frames {}", st.audio.dtx_frames, st.audio.comfort_noise_frames);
+    drop(speaker);
     a.engine.leave().await;
     b.engine.leave().await;
     drop(pa);
