@@ -949,7 +949,7 @@ fn audio_loop(
             // What was played since the last frame, then what the microphone heard.
             let mut real = 0;
             if let Some(f) = &far_end {
-                real = f.take(&mut far);
+                real = f.take(&mut far, frame.capture_us);
                 p.render(&far);
             }
             p.capture(&mut frame.samples);

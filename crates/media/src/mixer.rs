@@ -313,7 +313,13 @@ impl Mixer {
             *o = o.clamp(-1.0, 1.0);
         }
         if let Some(f) = self.far_end.lock().as_ref() {
-            f.push(out);
+            let now = Instant::now();
+            let heard_us = if heard_at >= now {
+                crate::now_us() + (heard_at - now).as_micros() as u64
+            } else {
+                crate::now_us().saturating_sub((now - heard_at).as_micros() as u64)
+            };
+            f.push(out, heard_us);
         }
     }
 

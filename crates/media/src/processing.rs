@@ -141,19 +141,43 @@ impl CaptureProcessor for WebrtcProcessor {
     }
 }
 
-/// What the speaker plays, kept for the echo canceller: the mixer pushes every pull, the
-/// capture thread takes it. Bounded (older sound is dropped): a capture thread that stopped
-/// taking never grows it.
+/// What the speaker plays, kept for the echo canceller on the timeline of when it is heard.
+///
+/// The mixer pushes each pull with the time its first sample will be heard (the speaker's
+/// `HeardClock`); with each microphone frame the capture thread takes what is heard from
+/// [`FAR_END_AHEAD_US`] after that frame's capture time on. When the device under-runs (cpal's
+/// PulseAudio backend now and then does not call back for 65-100 ms, and the device plays
+/// silence), that silence is on the timeline where it was heard, so the reference keeps its
+/// alignment with the echo. Counted by samples (before 2026-12-05) the reference ran ahead of
+/// the echo by each under-run until the canceller found the new delay, and the echo got
+/// through meanwhile. Bounded (older sound is dropped): a capture thread that stopped taking
+/// never grows it.
 #[derive(Debug, Default)]
 pub struct FarEnd {
-    samples: Mutex<VecDeque<i16>>,
+    timeline: Mutex<Timeline>,
+}
+
+#[derive(Debug, Default)]
+struct Timeline {
+    /// When the first kept sample is heard, in µs of [`crate::now_us`]'s clock.
+    start_us: f64,
+    samples: VecDeque<i16>,
 }
 
 /// At most this much far-end sound is kept (500 ms).
 const FAR_END_MAX: usize = SAMPLE_RATE as usize / 2;
-/// A taker further behind than this skips ahead (250 ms): the speaker's and the microphone's
-/// clocks drift apart, and the echo canceller finds delays within a few hundred ms.
-const FAR_END_MAX_LAG: usize = SAMPLE_RATE as usize / 4;
+/// The length of one sample in µs.
+const SAMPLE_US: f64 = 1e6 / SAMPLE_RATE as f64;
+/// A push heard this close to where the previous one ends continues it (the latency readout
+/// jitters by a few ms). Later is silence the device played (an under-run); earlier moves the
+/// timeline back (the speaker's clock running fast against the system's).
+const FAR_END_SLACK_US: f64 = 15_000.0;
+/// The echo canceller is given, with the microphone frame captured at T, the sound heard from
+/// T + this on. It looks for the echo from no delay on, and the echo of what is heard at H
+/// reached the microphone's frames stamped about H - 4 ms here (PulseAudio's null sink and its
+/// monitor): so it finds the echo ~26 ms behind, with room for a few ms of error in either
+/// clock. The sound is pushed ~60 ms before it is heard, so this much ahead is there to take.
+pub const FAR_END_AHEAD_US: u64 = 30_000;
 
 impl FarEnd {
     pub fn new() -> FarEnd {
@@ -162,28 +186,54 @@ impl FarEnd {
 
     /// Forget what was kept (a capture starting afresh).
     pub fn clear(&self) {
-        self.samples.lock().clear();
+        self.timeline.lock().samples.clear();
     }
 
-    /// The mixer played `out` (f32, -1.0..=1.0).
-    pub fn push(&self, out: &[f32]) {
-        let mut q = self.samples.lock();
-        q.extend(out.iter().map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16));
-        let excess = q.len().saturating_sub(FAR_END_MAX);
-        q.drain(..excess);
+    /// The mixer played `out` (f32, -1.0..=1.0), whose first sample is heard at `heard_us`.
+    pub fn push(&self, out: &[f32], heard_us: u64) {
+        let mut t = self.timeline.lock();
+        let heard_us = heard_us as f64;
+        if t.samples.is_empty() {
+            t.start_us = heard_us;
+        } else {
+            let end_us = t.start_us + t.samples.len() as f64 * SAMPLE_US;
+            let late = heard_us - end_us;
+            if late > FAR_END_SLACK_US {
+                let silence = ((late / SAMPLE_US).round() as usize).min(FAR_END_MAX);
+                t.samples.extend(std::iter::repeat_n(0, silence));
+            } else if late < -FAR_END_SLACK_US {
+                t.start_us += late;
+            }
+        }
+        t.samples.extend(out.iter().map(|s| (s.clamp(-1.0, 1.0) * 32767.0) as i16));
+        let excess = t.samples.len().saturating_sub(FAR_END_MAX);
+        t.samples.drain(..excess);
+        t.start_us += excess as f64 * SAMPLE_US;
     }
 
-    /// Fill `into` with the oldest far-end sound not taken yet; silence where there is none
-    /// (nothing played: nothing to cancel). Returns how many samples were real.
-    pub fn take(&self, into: &mut [i16]) -> usize {
-        let mut q = self.samples.lock();
-        let behind = q.len().saturating_sub(into.len() + FAR_END_MAX_LAG);
-        q.drain(..behind);
-        let n = into.len().min(q.len());
-        for (o, s) in into.iter_mut().zip(q.drain(..n)) {
+    /// Fill `into` with what is heard from [`FAR_END_AHEAD_US`] after `capture_us` (when the
+    /// microphone captured the frame's first sample) on; silence where nothing is (nothing
+    /// played: nothing to cancel). Sound heard before that is dropped. Returns how many samples
+    /// were played sound.
+    pub fn take(&self, into: &mut [i16], capture_us: u64) -> usize {
+        let mut t = self.timeline.lock();
+        let want_us = (capture_us + FAR_END_AHEAD_US) as f64;
+        let offset = ((want_us - t.start_us) / SAMPLE_US).round() as i64;
+        // Before the first sample kept: nothing was heard then.
+        let gap = usize::try_from(-offset).unwrap_or(0).min(into.len());
+        into[..gap].fill(0);
+        let skip = usize::try_from(offset).unwrap_or(0).min(t.samples.len());
+        let n = (into.len() - gap).min(t.samples.len() - skip);
+        t.samples.drain(..skip);
+        for (o, s) in into[gap..].iter_mut().zip(t.samples.drain(..n)) {
             *o = s;
         }
-        into[n..].fill(0);
+        into[gap + n..].fill(0);
+        if t.samples.is_empty() {
+            t.start_us = want_us + into.len() as f64 * SAMPLE_US;
+        } else {
+            t.start_us += (skip + n) as f64 * SAMPLE_US;
+        }
         n
     }
 }
@@ -302,21 +352,43 @@ mod tests {
     }
 
     #[test]
-    fn the_far_end_buffer_is_bounded_and_gives_silence_when_empty() {
+    fn the_far_end_is_taken_by_when_it_is_heard_with_the_silence_of_under_runs() {
         let f = FarEnd::new();
-        let mut out = [7i16; 4];
-        assert_eq!(f.take(&mut out), 0);
-        assert_eq!(out, [0; 4]);
-        f.push(&[0.5, -0.5, 2.0]);
-        assert_eq!(f.take(&mut out), 3);
-        assert_eq!(out, [16383, -16383, 32767, 0]);
-        f.push(&vec![0.1; FAR_END_MAX * 2]);
-        assert_eq!(f.samples.lock().len(), FAR_END_MAX);
-        // A taker that fell behind skips to the last 250 ms.
-        let mut frame = [0i16; 960];
-        f.take(&mut frame);
-        assert_eq!(f.samples.lock().len(), FAR_END_MAX_LAG);
+        let ms = |n: u64| n * 1000;
+        let t0 = 1_000_000_000;
+        // The microphone frame captured at `at` gets what is heard from `at` + the lead on.
+        let frame_at = |heard: u64| heard - FAR_END_AHEAD_US;
+        let mut out = [7i16; 960];
+        assert_eq!(f.take(&mut out, frame_at(t0)), 0, "nothing played");
+        assert!(out.iter().all(|&s| s == 0));
+        // 40 ms heard from t0, then the next 40 ms 3 ms later than contiguous (readout jitter:
+        // continues it), then, after an under-run, 40 ms heard 100 ms later than contiguous.
+        let chunk = |v: f32| vec![v; 1920];
+        f.push(&chunk(0.25), t0);
+        f.push(&chunk(0.5), t0 + ms(43));
+        f.push(&chunk(0.75), t0 + ms(180));
+        let level = |s: i16| (f32::from(s) / 32767.0 * 4.0).round() as i16;
+        // From 30 ms: 10 ms of the first chunk, 10 ms of the second.
+        assert_eq!(f.take(&mut out, frame_at(t0 + ms(30))), 960);
+        assert_eq!((level(out[0]), level(out[479]), level(out[480]), level(out[959])), (1, 1, 2, 2));
+        // From 70 ms: 10 ms of the second chunk, then the silence of the under-run.
+        assert_eq!(f.take(&mut out, frame_at(t0 + ms(70))), 960);
+        assert_eq!((level(out[479]), level(out[480]), level(out[959])), (2, 0, 0));
+        // A frame the microphone skipped (the next from 170 ms, not 90): the sound before is
+        // dropped and the third chunk starts 10 ms in.
+        assert_eq!(f.take(&mut out, frame_at(t0 + ms(170))), 960);
+        assert_eq!((level(out[479]), level(out[480]), level(out[959])), (0, 3, 3));
+        assert_eq!(f.take(&mut out, frame_at(t0 + ms(190))), 960);
+        assert!(out.iter().all(|&s| level(s) == 3));
+        // Its last 10 ms, then nothing pushed yet.
+        assert_eq!(f.take(&mut out, frame_at(t0 + ms(210))), 480);
+        assert_eq!((level(out[479]), level(out[480])), (3, 0));
+        // A taker that stopped: at most 500 ms are kept.
+        for k in 0..50 {
+            f.push(&chunk(0.25), t0 + ms(1000 + 40 * k));
+        }
+        assert_eq!(f.timeline.lock().samples.len(), FAR_END_MAX);
         f.clear();
-        assert_eq!(f.take(&mut out), 0);
+        assert_eq!(f.take(&mut out, t0 + ms(5000)), 0);
     }
 }
