@@ -79,7 +79,7 @@ impl DtxGate {
     /// The encoder produced a packet of `len` bytes: `None` to skip it, else whether it gets
     /// the RTP marker.
     pub fn admit(&mut self, len: usize) -> Option<bool> {
-        if len <= 2 {
+        if Self::enters_dtx(len) {
             if std::mem::replace(&mut self.in_dtx, true) {
                 self.skipped = true;
                 return None;

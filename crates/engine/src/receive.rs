@@ -716,7 +716,7 @@ fn playout_tap(ctx: &RecvCtx) -> hearth_media::mixer::PlayoutTap {
     let (acc, skew) = (ctx.acc.clone(), ctx.skew.clone());
     let mut detector = BurstDetector::new();
     Box::new(move |samples: &[i16], heard_at: Instant| {
-        let bursts = detector.push_clocked(samples, wall_us(heard_at));
+        let bursts = detector.push_clocked(samples, hearth_media::wall_us(heard_at));
         if bursts.is_empty() {
             return;
         }
@@ -726,16 +726,6 @@ fn playout_tap(ctx: &RecvCtx) -> hearth_media::mixer::PlayoutTap {
             skew.lock().audio_heard(captured, captured + b.latency_us);
         }
     })
-}
-
-/// Wall-clock microseconds ([`now_us`]) of an instant.
-fn wall_us(at: Instant) -> u64 {
-    let now = Instant::now();
-    if at >= now {
-        now_us() + at.duration_since(now).as_micros() as u64
-    } else {
-        now_us().saturating_sub(now.duration_since(at).as_micros() as u64)
-    }
 }
 
 fn deliver_audio(ctx: &RecvCtx, pcm: &[i16], source: u64, media: u64, detector: &mut BurstDetector) {

@@ -99,9 +99,25 @@ impl HostLease {
 
 impl Drop for HostLease {
     fn drop(&mut self) {
-        if let Some(host) = self.host.take() {
+        if let Some(host) = self.host.take()
+            && leaks_when_dropped(&host)
+        {
             HOSTS.give_back(self.request, host);
         }
+    }
+}
+
+/// Only PulseAudio hosts are kept: the others cost nothing to make again, and a default host
+/// that is not PulseAudio (the server was down when it was made) must not stay the default.
+fn leaks_when_dropped(host: &cpal::Host) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        host.id() == cpal::HostId::PulseAudio
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = host;
+        false
     }
 }
 
@@ -120,7 +136,9 @@ fn with_host<T>(
     let lease = take(false)?;
     match f(lease.host()) {
         Ok(v) => Ok((lease, v)),
-        Err(_) if lease.reused => {
+        // A host that still answers failed for a reason of the device's own (not connected,
+        // none found): keep it, since dropping a live client leaks its thread.
+        Err(_) if lease.reused && lease.host().devices().is_err() => {
             lease.discard();
             let lease = take(true)?;
             let v = f(lease.host())?;

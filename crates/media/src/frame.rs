@@ -16,6 +16,16 @@ pub fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
+/// [`now_us`]'s time at instant `at` (before or after now).
+pub fn wall_us(at: std::time::Instant) -> u64 {
+    let now = std::time::Instant::now();
+    if at >= now {
+        now_us() + at.duration_since(now).as_micros() as u64
+    } else {
+        now_us().saturating_sub(now.duration_since(at).as_micros() as u64)
+    }
+}
+
 /// One plane of an image: rows of `stride` bytes, of which the first `width` are pixels.
 #[derive(Debug, Clone, Copy)]
 pub struct Plane<'a> {

@@ -43,7 +43,7 @@ pub use audio_device::{Microphone, Speaker};
 pub use camera::Camera;
 pub use device::{DeviceInfo, DeviceKind};
 pub use frame::{
-    AudioFrame, FRAME_SAMPLES, FRAME_US, FramePool, I420View, Plane, SAMPLE_RATE, VideoFrame, now_us,
+    AudioFrame, FRAME_SAMPLES, FRAME_US, FramePool, I420View, Plane, SAMPLE_RATE, VideoFrame, now_us, wall_us,
 };
 pub use jitter::{NackScheduler, Released, ReorderBuffer, ReorderStats};
 pub use level::{PeakLevel, VoiceActivity};

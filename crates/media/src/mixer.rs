@@ -313,13 +313,7 @@ impl Mixer {
             *o = o.clamp(-1.0, 1.0);
         }
         if let Some(f) = self.far_end.lock().as_ref() {
-            let now = Instant::now();
-            let heard_us = if heard_at >= now {
-                crate::now_us() + (heard_at - now).as_micros() as u64
-            } else {
-                crate::now_us().saturating_sub((now - heard_at).as_micros() as u64)
-            };
-            f.push(out, heard_us);
+            f.push(out, crate::frame::wall_us(heard_at));
         }
     }
 

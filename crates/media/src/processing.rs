@@ -175,8 +175,8 @@ const FAR_END_SLACK_US: f64 = 15_000.0;
 /// The echo canceller is given, with the microphone frame captured at T, the sound heard from
 /// T + this on. It looks for the echo from no delay on, and the echo of what is heard at H
 /// reached the microphone's frames stamped about H - 4 ms here (PulseAudio's null sink and its
-/// monitor): so it finds the echo ~26 ms behind, with room for a few ms of error in either
-/// clock. The sound is pushed ~60 ms before it is heard, so this much ahead is there to take.
+/// monitor): so it finds the echo behind by ~20-26 ms (its estimate here: 20), with room for a
+/// few ms of error in either clock. The sound is pushed ~60 ms before it is heard, so this much ahead is there to take.
 pub const FAR_END_AHEAD_US: u64 = 30_000;
 
 impl FarEnd {
@@ -198,8 +198,12 @@ impl FarEnd {
         } else {
             let end_us = t.start_us + t.samples.len() as f64 * SAMPLE_US;
             let late = heard_us - end_us;
-            if late > FAR_END_SLACK_US {
-                let silence = ((late / SAMPLE_US).round() as usize).min(FAR_END_MAX);
+            if late > FAR_END_MAX as f64 * SAMPLE_US {
+                // More silence than is kept (a long stall, a step of the clock): start afresh.
+                t.samples.clear();
+                t.start_us = heard_us;
+            } else if late > FAR_END_SLACK_US {
+                let silence = (late / SAMPLE_US).round() as usize;
                 t.samples.extend(std::iter::repeat_n(0, silence));
             } else if late < -FAR_END_SLACK_US {
                 t.start_us += late;
@@ -214,7 +218,7 @@ impl FarEnd {
     /// Fill `into` with what is heard from [`FAR_END_AHEAD_US`] after `capture_us` (when the
     /// microphone captured the frame's first sample) on; silence where nothing is (nothing
     /// played: nothing to cancel). Sound heard before that is dropped. Returns how many samples
-    /// were played sound.
+    /// came from the timeline (the silence of an under-run counts: the device played it).
     pub fn take(&self, into: &mut [i16], capture_us: u64) -> usize {
         let mut t = self.timeline.lock();
         let want_us = (capture_us + FAR_END_AHEAD_US) as f64;
@@ -383,6 +387,11 @@ mod tests {
         // Its last 10 ms, then nothing pushed yet.
         assert_eq!(f.take(&mut out, frame_at(t0 + ms(210))), 480);
         assert_eq!((level(out[479]), level(out[480])), (3, 0));
+        // A stall longer than what is kept: the timeline starts afresh at the new sound.
+        f.push(&chunk(0.5), t0 + ms(400));
+        f.push(&chunk(0.25), t0 + ms(1400));
+        assert_eq!(f.take(&mut out, frame_at(t0 + ms(1400))), 960);
+        assert!(out.iter().all(|&s| level(s) == 1));
         // A taker that stopped: at most 500 ms are kept.
         for k in 0..50 {
             f.push(&chunk(0.25), t0 + ms(1000 + 40 * k));
