@@ -266,7 +266,8 @@ pub struct StreamStats {
     /// Audio: 20 ms frames of silence the sender did not send (DTX); not lost.
     pub dtx_frames: u64,
     /// Audio: 20 ms frames of comfort noise played in the sender's DTX silences (libopus's
-    /// concealment after the packet that marks the start of one; not counted as decoded).
+    /// concealment after the packet that marks the start of one; not counted as decoded; none
+    /// without a speaker or virtual speaker, since nothing would play them).
     pub comfort_noise_frames: u64,
     /// Audio: times the playout queue ran dry while playing (a gap in the sound; a silence
     /// the sender did not send, DTX, counts too).

@@ -588,11 +588,12 @@ pub async fn run_audio(track: Arc<dyn TrackRemote>, ctx: RecvCtx) {
             }
         }
         // Comfort noise is heard, but it is not a decoded frame and not the sender's level.
+        // Without a speaker nothing would hear it: the frames due are passed over, not made.
         while let Some(media) = comfort.due(now) {
-            if decoder.conceal(None, &mut pcm).is_ok() {
-                if let Some(m) = &ctx.mixer {
-                    m.push_timed(source, &pcm, Some(media));
-                }
+            if let Some(m) = &ctx.mixer
+                && decoder.conceal(None, &mut pcm).is_ok()
+            {
+                m.push_timed(source, &pcm, Some(media));
                 ctx.acc.lock().stats.comfort_noise_frames += 1;
             }
         }

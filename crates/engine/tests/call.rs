@@ -393,7 +393,12 @@ async fn microphone_capture_through_pulseaudio_reaches_the_peer() {
         c
     })
     .await;
-    let b = Peer::join(&server, "bob").await;
+    // Bob plays what he receives (a virtual speaker): comfort noise is made only to be played.
+    let b = Peer::join_with(&server, "bob", |mut c| {
+        c.virtual_speaker = true;
+        c
+    })
+    .await;
     all_connected(&[&a, &b]).await;
     let mixer = Arc::new(hearth_media::Mixer::new(960, 960, 48_000));
     let speaker =

@@ -176,7 +176,8 @@ const FAR_END_SLACK_US: f64 = 15_000.0;
 /// T + this on. It looks for the echo from no delay on, and the echo of what is heard at H
 /// reached the microphone's frames stamped about H - 4 ms here (PulseAudio's null sink and its
 /// monitor): so it finds the echo behind by ~20-26 ms (its estimate here: 20), with room for a
-/// few ms of error in either clock. The sound is pushed ~60 ms before it is heard, so this much ahead is there to take.
+/// few ms of error in either clock. The sound is pushed ~60 ms before it is heard, so this
+/// much ahead is there to take.
 pub const FAR_END_AHEAD_US: u64 = 30_000;
 
 impl FarEnd {
