@@ -297,7 +297,16 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
         let t = &paint[&k];
         let fps = (t.frames.saturating_sub(frames0.get(&k).copied().unwrap_or(0))) as f64 / dt;
         let (p50, p95) = percentiles(&t.latencies_ms);
-        tiles.push(serde_json::json!({"tile": k, "fps_painted": fps, "latency_p50_ms": p50, "latency_p95_ms": p95, "renderer": t.renderer}));
+        // Where each tile's latency goes (p50 / p95 of each stage over the same frames).
+        let stage = |i: usize| {
+            let (p50, p95) = percentiles(&t.stages_ms.iter().map(|s| s[i]).collect::<Vec<_>>());
+            serde_json::json!([p50, p95])
+        };
+        tiles.push(serde_json::json!({
+            "tile": k, "fps_painted": fps, "latency_p50_ms": p50, "latency_p95_ms": p95, "renderer": t.renderer,
+            "capture_to_sent_p50_p95_ms": stage(0), "sent_to_received_p50_p95_ms": stage(1),
+            "received_to_painted_p50_p95_ms": stage(2),
+        }));
     }
     let cpu_pct = (cpu1 - cpu0) / dt * 100.0;
     // Where the remote tiles' latency goes: the engine's capture → decoded, the audio's

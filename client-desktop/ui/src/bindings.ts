@@ -187,6 +187,12 @@ export type TilePaint = { tile: string, frames: number,
  */
 latencies_ms: Array<number>, 
 /**
+ * The same frames' latency split in three stages, one entry each: capture → sent by the
+ * frame server (decoding, lip-sync hold, scaling), sent → received by the page (socket and
+ * the page's event loop), received → painted (waiting for an animation frame, drawing).
+ */
+stages_ms: Array<[number, number, number]>, 
+/**
  * Distinct hashes of sampled painted pixels, read back from the canvas once a second
  * (moving video gives a new hash each time).
  */

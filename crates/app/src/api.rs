@@ -350,6 +350,11 @@ pub struct TilePaint {
     pub frames: u32,
     /// Capture → painted, per painted frame (most recent ≤ 600).
     pub latencies_ms: Vec<f64>,
+    /// The same frames' latency split in three stages, one entry each: capture → sent by the
+    /// frame server (decoding, lip-sync hold, scaling), sent → received by the page (socket and
+    /// the page's event loop), received → painted (waiting for an animation frame, drawing).
+    #[serde(default)]
+    pub stages_ms: Vec<[f64; 3]>,
     /// Distinct hashes of sampled painted pixels, read back from the canvas once a second
     /// (moving video gives a new hash each time).
     pub distinct_pixel_hashes: u32,

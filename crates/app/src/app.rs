@@ -274,9 +274,15 @@ impl App {
     }
 
     pub fn report_paint(&self, tiles: Vec<TilePaint>) {
-        let mut p = self.inner.paint.lock();
-        for t in tiles.into_iter().take(64) {
-            p.insert(t.tile.clone(), t);
+        let delay = display_delay(&tiles);
+        {
+            let mut p = self.inner.paint.lock();
+            for t in tiles.into_iter().take(64) {
+                p.insert(t.tile.clone(), t);
+            }
+        }
+        if let (Some(d), Some(e)) = (delay, self.engine()) {
+            e.set_display_delay(d);
         }
     }
 
@@ -1281,5 +1287,56 @@ async fn reachable(url: &str) -> Result<(), hearth_engine::EngineError> {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(hearth_engine::EngineError::Connect { url: url.into(), message: e.to_string() }),
         Err(_) => Err(hearth_engine::EngineError::Connect { url: url.into(), message: "no answer in 5 s".into() }),
+    }
+}
+
+/// Frames per tile that [`display_delay`] looks at (the last 2 s at 30 fps).
+const DISPLAY_DELAY_FRAMES: usize = 60;
+
+/// The page's median delay from a frame leaving the frame server to being painted, over the
+/// last frames of every tile it reports (`None` when it painted none): what lip sync must
+/// allow for so the painted picture, not the frame handed over, keeps step with the sound.
+pub fn display_delay(tiles: &[TilePaint]) -> Option<Duration> {
+    let mut d: Vec<f64> = tiles
+        .iter()
+        .flat_map(|t| t.stages_ms.iter().rev().take(DISPLAY_DELAY_FRAMES))
+        .map(|s| s[1] + s[2])
+        .filter(|v| v.is_finite())
+        .collect();
+    if d.is_empty() {
+        return None;
+    }
+    d.sort_by(f64::total_cmp);
+    let median = d[d.len() / 2];
+    Some(Duration::from_secs_f64(median.clamp(0.0, 1000.0) / 1000.0))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn tile(name: &str, stages: Vec<[f64; 3]>) -> TilePaint {
+        TilePaint {
+            tile: name.into(),
+            frames: stages.len() as u32,
+            latencies_ms: stages.iter().map(|s| s.iter().sum()).collect(),
+            stages_ms: stages,
+            distinct_pixel_hashes: 1,
+            renderer: "2d".into(),
+        }
+    }
+
+    #[test]
+    fn display_delay_is_the_median_of_recent_sent_to_painted() {
+        assert_eq!(display_delay(&[]), None);
+        assert_eq!(display_delay(&[tile("a", vec![])]), None);
+        // Only sent -> received + received -> painted count (not the engine's part before).
+        let a = tile("a", vec![[40.0, 8.0, 4.0], [40.0, 10.0, 5.0], [40.0, 30.0, 10.0]]);
+        assert_eq!(display_delay(std::slice::from_ref(&a)), Some(Duration::from_millis(15)));
+        // Old frames beyond the window do not count: 100 slow ones, then 60 fast ones.
+        let mut stages = vec![[0.0, 90.0, 10.0]; 100];
+        stages.extend(vec![[0.0, 6.0, 6.0]; DISPLAY_DELAY_FRAMES]);
+        assert_eq!(display_delay(&[tile("b", stages)]), Some(Duration::from_millis(12)));
     }
 }

@@ -15,7 +15,7 @@ use hearth_proto::{ErrorCode, Join, MediaState, PeerId, ServerMessage};
 use hearth_session::{Action, Call, reconnect_delay, signal_retry_delay};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -57,7 +57,13 @@ pub struct Engine {
     task: Option<JoinHandle<()>>,
     peer_id: PeerId,
     joined_at_us: u64,
+    /// See [`Engine::set_display_delay`].
+    display_delay_us: Arc<AtomicU64>,
 }
+
+/// The most display delay [`Engine::set_display_delay`] takes into account (a page that stalls
+/// for longer must not make lip sync release frames ahead of their sound by seconds).
+pub const MAX_DISPLAY_DELAY: Duration = Duration::from_millis(100);
 
 /// Signaling reconnect attempts in flight at once (see `start_reconnect`).
 const PARALLEL_CONNECTS: usize = 3;
@@ -240,7 +246,9 @@ impl Engine {
             events: events_tx.clone(),
             deliver_frames: cfg.deliver_frames,
             mixer: mixer.clone(),
+            display_delay_us: Arc::new(AtomicU64::new(0)),
         };
+        let display_delay_us = env.display_delay_us.clone();
         let clock = MediaClock::new();
         let mut streams = HashMap::new();
         let label = format!("hearth-{peer_id}");
@@ -300,7 +308,7 @@ impl Engine {
         core.call.handle_server(Instant::now(), welcome);
         core.drain_actions();
         let task = tokio::spawn(core.run(cmd_rx, sig_rx, reports_rx, dev_rx, reconn_rx, net_rx));
-        Ok((Engine { tx: cmd_tx, task: Some(task), peer_id, joined_at_us }, events_rx))
+        Ok((Engine { tx: cmd_tx, task: Some(task), peer_id, joined_at_us, display_delay_us }, events_rx))
     }
 
     /// Our peer id in the room.
@@ -311,6 +319,15 @@ impl Engine {
     /// When the join was sent (microseconds since the Unix epoch).
     pub fn joined_at_us(&self) -> u64 {
         self.joined_at_us
+    }
+
+    /// How long a frame takes from leaving the engine (`EngineEvent::Frame`) to being on screen,
+    /// as the app measures it (its delivery to the page and painting). Lip sync holds each
+    /// frame this much less, so the *painted* picture keeps its place beside the sound; without
+    /// it the display path's delay came on top of the hold. Zero until told (headless).
+    pub fn set_display_delay(&self, delay: Duration) {
+        let us = u64::try_from(delay.min(MAX_DISPLAY_DELAY).as_micros()).unwrap_or(0);
+        self.display_delay_us.store(us, Ordering::Relaxed);
     }
 
     pub fn command(&self, cmd: Command) -> Result<(), EngineError> {

@@ -15,7 +15,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::receiver_report::ReceiverReport;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -111,6 +111,8 @@ pub struct LinkEnv {
     pub events: mpsc::UnboundedSender<EngineEvent>,
     pub deliver_frames: bool,
     pub mixer: Option<Arc<Mixer>>,
+    /// From frame event to painted, in µs (see `Engine::set_display_delay`).
+    pub display_delay_us: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for LinkEnv {
@@ -336,6 +338,7 @@ impl Link {
             video_delay_us: self.shared.video_delay_us.clone(),
             level: self.shared.audio_level.clone(),
             rtt_ms: self.shared.rtt_ms.clone(),
+            display_delay_us: self.env.display_delay_us.clone(),
         };
         tracing::debug!(peer = %self.peer, ?kind, "remote track");
         if kind == TrackKind::Audio {

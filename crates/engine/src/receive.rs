@@ -216,6 +216,8 @@ pub struct RecvCtx {
     pub level: Arc<hearth_media::PeakLevel>,
     /// The link's round trip, from receiver reports (paces the wait for retransmissions).
     pub rtt_ms: Arc<Mutex<Option<f64>>>,
+    /// From frame event to painted, in µs (see `Engine::set_display_delay`).
+    pub display_delay_us: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RecvCtx {
@@ -467,12 +469,14 @@ fn present_video(rx: std::sync::mpsc::Receiver<(u64, Arc<VideoFrame>)>, ctx: Rec
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for (media, frame) in rx {
         let playout = || ctx.mixer.as_ref().and_then(|m| m.playout(source));
-        let release = sync.release_at(media, playout(), Instant::now());
+        // The frame is on screen this long after we hand it over: sync what is painted.
+        let display = Duration::from_micros(ctx.display_delay_us.load(Ordering::Relaxed));
+        let release = sync.hand_over_at(media, playout(), Instant::now(), display);
         let now = Instant::now();
         if release > now {
             std::thread::sleep(release - now);
         }
-        if let Some(off) = sync.offset_us(media, playout(), Instant::now()) {
+        if let Some(off) = sync.offset_us(media, playout(), Instant::now() + display) {
             let mut acc = ctx.acc.lock();
             if acc.av_offset_us.len() < MAX_LATENCY_SAMPLES {
                 acc.av_offset_us.push(off.unsigned_abs());

@@ -84,6 +84,19 @@ impl AvSync {
         now + lead.min(self.max_hold)
     }
 
+    /// When to hand a frame over to a display that puts it on screen `display` later, so that
+    /// it is *shown* at [`AvSync::release_at`]'s time (never before `now`).
+    pub fn hand_over_at(
+        &self,
+        video_media_us: u64,
+        audio: Option<AudioPlayout>,
+        now: Instant,
+        display: Duration,
+    ) -> Instant {
+        let shown = self.release_at(video_media_us, audio, now + display);
+        shown.checked_sub(display).map_or(now, |t| t.max(now))
+    }
+
     /// How far ahead (+) or behind (−) of the audio a frame shown at `shown` is, in µs.
     pub fn offset_us(&self, video_media_us: u64, audio: Option<AudioPlayout>, shown: Instant) -> Option<i64> {
         let heard = self.audio_media_at(audio, shown)?;
@@ -176,6 +189,33 @@ mod tests {
         // Within the allowance: at once.
         let audio = Some(AudioPlayout { media_us: 1_000_000, at: t + Duration::from_millis(40) });
         assert_eq!(s.release_at(1_000_000, audio, t), t);
+    }
+
+    #[test]
+    fn a_display_delay_is_taken_off_the_hold() {
+        let t = Instant::now();
+        let s = AvSync::default();
+        // Audio at media 1_000_000 is heard 65 ms from now: shown without a display delay at
+        // +20 ms (as above); a display that paints 15 ms after the hand-over gets it at +5 ms,
+        // so it is painted at +20 ms.
+        let audio = Some(AudioPlayout { media_us: 1_000_000, at: t + Duration::from_millis(65) });
+        assert_eq!(s.hand_over_at(1_000_000, audio, t, Duration::ZERO), t + Duration::from_millis(20));
+        assert_eq!(
+            s.hand_over_at(1_000_000, audio, t, Duration::from_millis(15)),
+            t + Duration::from_millis(5)
+        );
+        // A display slower than the hold: at once, never in the past.
+        assert_eq!(s.hand_over_at(1_000_000, audio, t, Duration::from_millis(30)), t);
+        // A frame behind its audio is not held whatever the display.
+        let heard_now = Some(AudioPlayout { media_us: 1_000_000, at: t });
+        assert_eq!(s.hand_over_at(900_000, heard_now, t, Duration::from_millis(15)), t);
+        // Still bounded by the hold limit.
+        let b = AvSync::new(Duration::from_millis(100));
+        let stalled = Some(AudioPlayout { media_us: 0, at: t });
+        assert_eq!(
+            b.hand_over_at(5_000_000, stalled, t, Duration::from_millis(15)),
+            t + Duration::from_millis(100)
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ export interface Frame {
   /** Unix ms when the frame was captured (its stamp rides through the whole pipeline). */
   captureMs: number;
   sentMs: number;
+  /** Unix ms when the page received the message (set by the stream; 0 until then). */
+  receivedMs: number;
   y: Uint8Array;
   u: Uint8Array;
   v: Uint8Array;
@@ -48,6 +50,7 @@ export function parseFrame(buf: ArrayBuffer, pixelOffset: number = FRAME_HEADER_
       seq: dv.getUint32(12, true),
       captureMs: dv.getFloat64(16, true),
       sentMs: dv.getFloat64(24, true),
+      receivedMs: 0,
       y: new Uint8Array(buf, pixelOffset, ySize),
       u: new Uint8Array(buf, pixelOffset + ySize, cSize),
       v: new Uint8Array(buf, pixelOffset + ySize + cSize, cSize),

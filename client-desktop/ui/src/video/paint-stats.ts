@@ -15,6 +15,8 @@ const MAX_HASHES = 100_000;
 export class TileStats {
   frames = 0;
   private latencies: number[] = [];
+  /** Per painted frame: capture -> sent, sent -> received, received -> painted. */
+  private stages: [number, number, number][] = [];
   private readonly hashes = new Set<number>();
   renderer: RendererKind = 'webgl';
   /** How many mounted views show this tile (a tile can move between grid and strip). */
@@ -23,11 +25,15 @@ export class TileStats {
 
   constructor(readonly tile: string) {}
 
-  painted(latencyMs: number): void {
+  painted(latencyMs: number, stages: [number, number, number]): void {
     this.frames++;
     this.latencies.push(latencyMs);
+    this.stages.push(stages);
     // Trim in batches so the cost per frame stays constant.
-    if (this.latencies.length > MAX_LATENCIES + 100) this.latencies = this.latencies.slice(-MAX_LATENCIES);
+    if (this.latencies.length > MAX_LATENCIES + 100) {
+      this.latencies = this.latencies.slice(-MAX_LATENCIES);
+      this.stages = this.stages.slice(-MAX_LATENCIES);
+    }
   }
 
   sampled(hash: number): void {
@@ -39,6 +45,7 @@ export class TileStats {
       tile: this.tile,
       frames: this.frames,
       latencies_ms: this.latencies.slice(-MAX_LATENCIES),
+      stages_ms: this.stages.slice(-MAX_LATENCIES),
       distinct_pixel_hashes: this.hashes.size,
       renderer: this.renderer,
     };

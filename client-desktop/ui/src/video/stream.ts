@@ -64,11 +64,15 @@ export class FrameStream {
     ws.binaryType = 'arraybuffer';
     ws.onmessage = (ev: MessageEvent) => {
       if (!(ev.data instanceof ArrayBuffer)) return;
+      const receivedMs = Date.now();
       // Flow control: Rust keeps at most a couple of frames in flight per socket and sends the
       // next one only when we acknowledge this one, so a slow page never builds a queue.
       if (ws.readyState === WebSocket.OPEN) ws.send('1');
       const parsed = parseFrame(ev.data, info.header_bytes);
-      if (parsed.ok) this.onFrame(parsed.frame);
+      if (parsed.ok) {
+        parsed.frame.receivedMs = receivedMs;
+        this.onFrame(parsed.frame);
+      }
       else if (!this.warned) {
         // Once per stream: a bad frame is a bug on the Rust side, not worth a log line per frame.
         this.warned = true;

@@ -72,7 +72,12 @@ export class TileVideo {
     this.pending = null;
     if (!frame || this.disposed) return;
     this.renderer.draw(frame);
-    this.stats.painted(Date.now() - frame.captureMs);
+    const paintedMs = Date.now();
+    this.stats.painted(paintedMs - frame.captureMs, [
+      frame.sentMs - frame.captureMs,
+      frame.receivedMs - frame.sentMs,
+      paintedMs - frame.receivedMs,
+    ]);
     if (now - this.lastSampleMs >= SAMPLE_EVERY_MS) {
       this.lastSampleMs = now;
       const hash = this.renderer.sampleHash();
