@@ -311,6 +311,9 @@ pub struct CappedGcc {
     queue: QueueDelay,
     /// The last back-off on a queue (one per [`QUEUE_CUT_SPACING`]).
     queue_cut_at: Option<Instant>,
+    /// When a feedback batch last showed packets waiting at a bottleneck (see
+    /// [`QUEUE_STANDING`]).
+    queue_standing_at: Option<Instant>,
     /// The last batch's queue was over [`QUEUE_OVERUSE`].
     queue_over: bool,
     /// Batches over [`QUEUE_OVERUSE`] not counted (compressed), for the debug log.
@@ -328,9 +331,20 @@ impl std::fmt::Debug for CappedGcc {
 
 /// The estimate is held to at most (gain x the acknowledged rate + bit/s)...
 const ACKED_BOUND: (f64, f64) = (1.5, 100_000.0);
-/// ...or, within [`BOTTLENECK_MEMORY`] of a back-off on a queue, this.
+/// ...or, within [`BOTTLENECK_MEMORY`] of a back-off on a queue, this, while the path still
+/// shows a standing queue (within [`QUEUE_DRAINED_AFTER`]).
 const ACKED_BOUND_BOTTLENECK: (f64, f64) = (1.3, 60_000.0);
 const BOTTLENECK_MEMORY: Duration = Duration::from_secs(30);
+/// A batch whose median packet waited longer than this (µs) shows a standing queue: at a
+/// 1 Mbit/s bottleneck a frame's second packet waits ~10 ms behind its first (each takes that
+/// long to go through); on a faster path or one whose limit went away, ~0.
+const QUEUE_STANDING: i64 = 3_000;
+/// A path that shows no standing queue for this long has lost its bottleneck (a cap that
+/// lifted): the estimate's closer bound ends there, not 30 s after the last back-off. Under
+/// the closer bound, a sender sending what its budget allows grows by ~1.04x per round of
+/// feedback less what its encoder undershoots: it stayed at 800 wide for the 15 s after a
+/// 1 Mbit/s cap lifted (netem-bench, 2026-12-05).
+const QUEUE_DRAINED_AFTER: Duration = Duration::from_secs(3);
 /// The window the acknowledged rate is measured over.
 const ACKED_WINDOW: Duration = Duration::from_secs(1);
 /// Growth per second during the startup ramp.
@@ -354,6 +368,7 @@ impl CappedGcc {
             recovery: Recovery::default(),
             queue: QueueDelay::default(),
             queue_cut_at: None,
+            queue_standing_at: None,
             queue_over: false,
             queue_compressed: 0,
         }
@@ -371,6 +386,13 @@ impl CappedGcc {
         }
         let bytes: usize = self.acked.iter().map(|(_, b)| b).sum();
         Some(bytes as f64 * 8.0 / ACKED_WINDOW.as_secs_f64())
+    }
+
+    /// The path has shown a bottleneck: a back-off on its queue within [`BOTTLENECK_MEMORY`],
+    /// and a standing queue within [`QUEUE_DRAINED_AFTER`].
+    fn bottleneck(&self, now: Instant) -> bool {
+        let within = |at: Option<Instant>, d: Duration| at.is_some_and(|t| now.saturating_duration_since(t) < d);
+        within(self.queue_cut_at, BOTTLENECK_MEMORY) && within(self.queue_standing_at, QUEUE_DRAINED_AFTER)
     }
 
     /// Still in the startup ramp.
@@ -426,6 +448,9 @@ impl BandwidthEstimator for CappedGcc {
         }
         let over = high && !compressed;
         let queue = queue.map(|q| q.median);
+        if queue.is_some_and(|q| q > QUEUE_STANDING) {
+            self.queue_standing_at = Some(now);
+        }
         let queued = over && self.queue_over;
         self.queue_over = over;
         let since_cut = self.queue_cut_at.map(|t| now.saturating_duration_since(t));
@@ -477,9 +502,9 @@ impl BandwidthEstimator for CappedGcc {
             // A recovery resumes at a rate the path was seen to carry before the drop, above
             // what it carries during the drop.
             Some(acked) => {
-                // Closer once the path has shown a bottleneck (a back-off on its queue lately).
-                let bottleneck =
-                    self.queue_cut_at.is_some_and(|t| now.saturating_duration_since(t) < BOTTLENECK_MEMORY);
+                // Closer once the path has shown a bottleneck (a back-off on its queue lately,
+                // and packets still waiting in it).
+                let bottleneck = self.bottleneck(now);
                 let (gain, plus) = if bottleneck { ACKED_BOUND_BOTTLENECK } else { ACKED_BOUND };
                 target.min((acked * gain + plus).max(self.recovery.floor(now)))
             }
@@ -884,6 +909,52 @@ mod tests {
         );
         // What remains is the bound on what arrived in the last second (arrivals bunched).
         assert!(lowest >= before * 0.87, "lowest {lowest:.0} after the stall, {before:.0} before");
+    }
+
+    /// After a back-off on a queue, a sender of 480 kbit/s (two packets per frame) behind a
+    /// 1 Mbit/s bottleneck: its second packet of each frame waits 8 ms behind the first, the
+    /// estimate stays within 1.3x + 60 kbit/s of what arrives. Then the bottleneck goes (a cap
+    /// lifted): no packet waits, and 3 s later the bound is the open path's 1.5x + 100 kbit/s.
+    #[test]
+    fn the_closer_bound_ends_when_the_bottleneck_queue_is_gone() {
+        let t0 = Instant::now();
+        let mut e = CappedGcc::new(1_500_000.0, 100_000.0, 10_000_000.0);
+        e.startup = None;
+        e.queue_cut_at = Some(t0);
+        let mut id = 0u64;
+        let mut tick = |e: &mut CappedGcc, at: u64, capped: bool| {
+            let now = t0 + Duration::from_millis(at * 100);
+            let mut reports = vec![];
+            for f in 0..3u64 {
+                let departure = now + Duration::from_micros(f * 33_333);
+                for p in 0..2u64 {
+                    id += 1;
+                    let mut r = report(id, t0, departure, 1000);
+                    let wait = if capped { 8 * (p + 1) } else { 0 };
+                    r.arrival = Some(departure.duration_since(t0) + Duration::from_millis(25 + wait));
+                    reports.push(r);
+                }
+            }
+            e.on_reports(now + Duration::from_millis(150), &reports);
+        };
+        for at in 0..100 {
+            tick(&mut e, at, true);
+        }
+        let acked = e.acked_bps().unwrap();
+        assert!((440_000.0..=520_000.0).contains(&acked), "acked {acked:.0}");
+        assert!(e.bottleneck(t0 + Duration::from_millis(10_150)));
+        assert!(e.target_bitrate() <= acked * 1.3 + 60_000.0 + 1.0, "capped: {:.0}", e.target_bitrate());
+        // Lifted: 2 s later still the closer bound, 4 s later the open one.
+        for at in 100..120 {
+            tick(&mut e, at, false);
+        }
+        assert!(e.bottleneck(t0 + Duration::from_millis(12_050)), "2 s after the queue drained");
+        for at in 120..140 {
+            tick(&mut e, at, false);
+        }
+        assert!(!e.bottleneck(t0 + Duration::from_millis(14_050)), "4 s after the queue drained");
+        let acked = e.acked_bps().unwrap();
+        assert!(e.target_bitrate() > acked * 1.3 + 60_000.0 + 1.0, "lifted: {:.0}", e.target_bitrate());
     }
 
     #[test]
