@@ -44,8 +44,13 @@ const UP_SHARE: f64 = 0.6;
 const UP_AFTER: Duration = Duration::from_secs(3);
 /// The wait before a step up when the budget is ample for two (see `VideoAdapter::up_wait`).
 const UP_AFTER_FAST: Duration = Duration::from_secs(1);
-/// How long the encoder's output is measured at full rate (see `VideoAdapter::observe_output`).
+/// How long the encoder's output is measured at one bitrate (see `VideoAdapter::observe_output`).
 const CONTENT_WINDOW: Duration = Duration::from_secs(2);
+/// An encoder below its size's full rate that sends less than this share of its bitrate is held
+/// by its content (a synthetic pattern at 960x540 given 875 kbit/s sent ~700, and the sender
+/// never stepped up to 1120 wide on a freed 1 Mbit/s link while the ratio was measured only at
+/// full rate). Held by its budget, it sent 0.9-1.0x of it (the same runs, under the cap).
+const CONTENT_LIMITED: f64 = 0.85;
 /// The content ratio never counts for less than this (a still picture's few bytes must not make
 /// a step up look free).
 const CONTENT_RATIO_MIN: f64 = 0.5;
@@ -98,9 +103,9 @@ pub struct VideoAdapter {
     /// The highest budget since it last fell by 10%, and when it fell.
     peak: f64,
     fell_at: Option<Instant>,
-    /// Since when, and how many bytes were encoded, while the encoder ran at its size's full
-    /// rate (what the content takes there, see [`VideoAdapter::observe_output`]).
-    output: Option<(Instant, u64)>,
+    /// Since when, and how many bytes were encoded, while the encoder ran at one bitrate (the
+    /// third field; what the content takes, see [`VideoAdapter::observe_output`]).
+    output: Option<(Instant, u64, u32)>,
     /// What the content took at full rate, as a share of the full rate (1 until measured).
     content_ratio: f64,
 }
@@ -171,18 +176,22 @@ impl VideoAdapter {
     /// less than that rate; what it takes, measured over `CONTENT_WINDOW`, scales what a step
     /// up is expected to need, so a sender held at a smaller size by the estimate's bound (at
     /// most 1.3-1.5x what the path was seen to carry) can still step up to the size its content
-    /// and path allow.
+    /// and path allow. Below the full rate, an encoder that does not use what it is given
+    /// (under [`CONTENT_LIMITED`] of it) is held by its content, not by the budget, and its
+    /// output against the full rate is the ratio too; one that uses its budget says nothing.
     pub fn observe_output(&mut self, bytes: usize, now: Instant) {
-        if self.bitrate != self.needs(self.step) {
+        if self.output.is_some_and(|(_, _, at)| at != self.bitrate) {
             self.output = None;
-            return;
         }
-        let (since, total) = self.output.get_or_insert((now, 0));
+        let (since, total, _) = self.output.get_or_insert((now, 0, self.bitrate));
         *total += bytes as u64;
         let span = now.saturating_duration_since(*since);
         if span >= CONTENT_WINDOW {
             let bps = *total as f64 * 8.0 / span.as_secs_f64();
-            self.content_ratio = (bps / f64::from(self.bitrate)).clamp(CONTENT_RATIO_MIN, 1.0);
+            let full = f64::from(self.needs(self.step));
+            if self.bitrate == self.needs(self.step) || bps < CONTENT_LIMITED * f64::from(self.bitrate) {
+                self.content_ratio = (bps / full).clamp(CONTENT_RATIO_MIN, 1.0);
+            }
             self.output = None;
         }
     }
@@ -391,7 +400,8 @@ impl CappedGcc {
     /// The path has shown a bottleneck: a back-off on its queue within [`BOTTLENECK_MEMORY`],
     /// and a standing queue within [`QUEUE_DRAINED_AFTER`].
     fn bottleneck(&self, now: Instant) -> bool {
-        let within = |at: Option<Instant>, d: Duration| at.is_some_and(|t| now.saturating_duration_since(t) < d);
+        let within =
+            |at: Option<Instant>, d: Duration| at.is_some_and(|t| now.saturating_duration_since(t) < d);
         within(self.queue_cut_at, BOTTLENECK_MEMORY) && within(self.queue_standing_at, QUEUE_DRAINED_AFTER)
     }
 
@@ -1055,6 +1065,30 @@ mod tests {
             }
         }
         assert!(changes <= 1, "{changes} size changes in 20 s");
+    }
+
+    /// At 960x540 with a budget under that size's full rate: an encoder that sends what it is
+    /// given says nothing of its content and the sender stays; one that sends 70% of it is held
+    /// by its content, which then counts for less at the larger sizes, and the sender steps up.
+    #[test]
+    fn content_that_takes_less_than_its_budget_lets_the_sender_step_up() {
+        for (used, steps_up) in [(0.95, false), (0.7, true)] {
+            let t0 = Instant::now();
+            let mut a = VideoAdapter::new(1280, 720, 30.0, VideoKind::Camera);
+            let budget = f64::from(a.needs(2)) * 0.55;
+            a.update(Some(budget), t0);
+            assert_eq!(a.target().width, 960);
+            let mut now = t0;
+            for tick in 0..300u32 {
+                now += Duration::from_micros(33_333);
+                let bytes = (f64::from(a.target().bitrate_bps) * used / 8.0 / 30.0) as usize;
+                a.observe_output(bytes, now);
+                if tick % 3 == 0 {
+                    a.update(Some(budget), now);
+                }
+            }
+            assert_eq!(a.target().width > 960, steps_up, "sending {used} of the budget: {:?}", a.target());
+        }
     }
 
     #[test]
