@@ -274,10 +274,11 @@ impl App {
     }
 
     pub fn report_paint(&self, tiles: Vec<TilePaint>) {
+        let tiles: Vec<TilePaint> = tiles.into_iter().take(64).collect();
         let delay = display_delay(&tiles);
         {
             let mut p = self.inner.paint.lock();
-            for t in tiles.into_iter().take(64) {
+            for t in tiles {
                 p.insert(t.tile.clone(), t);
             }
         }
@@ -1294,11 +1295,13 @@ async fn reachable(url: &str) -> Result<(), hearth_engine::EngineError> {
 const DISPLAY_DELAY_FRAMES: usize = 60;
 
 /// The page's median delay from a frame leaving the frame server to being painted, over the
-/// last frames of every tile it reports (`None` when it painted none): what lip sync must
-/// allow for so the painted picture, not the frame handed over, keeps step with the sound.
+/// last frames of every remote tile it reports (`None` when it painted none): what lip sync
+/// must allow for so the painted picture, not the frame handed over, keeps step with the
+/// sound. The self view and the pre-join preview are not lip-synced and do not count.
 pub fn display_delay(tiles: &[TilePaint]) -> Option<Duration> {
     let mut d: Vec<f64> = tiles
         .iter()
+        .filter(|t| !t.tile.starts_with("self/") && t.tile != "preview")
         .flat_map(|t| t.stages_ms.iter().rev().take(DISPLAY_DELAY_FRAMES))
         .map(|s| s[1] + s[2])
         .filter(|v| v.is_finite())
@@ -1334,9 +1337,18 @@ mod tests {
         // Only sent -> received + received -> painted count (not the engine's part before).
         let a = tile("a", vec![[40.0, 8.0, 4.0], [40.0, 10.0, 5.0], [40.0, 30.0, 10.0]]);
         assert_eq!(display_delay(std::slice::from_ref(&a)), Some(Duration::from_millis(15)));
-        // Old frames beyond the window do not count: 100 slow ones, then 60 fast ones.
-        let mut stages = vec![[0.0, 90.0, 10.0]; 100];
+        // Old frames beyond the window do not count: 61 slow ones, then 60 fast ones (a window
+        // of 61-121 frames would give 100 ms).
+        let mut stages = vec![[0.0, 90.0, 10.0]; 61];
         stages.extend(vec![[0.0, 6.0, 6.0]; DISPLAY_DELAY_FRAMES]);
-        assert_eq!(display_delay(&[tile("b", stages)]), Some(Duration::from_millis(12)));
+        assert_eq!(display_delay(&[tile("b", stages.clone())]), Some(Duration::from_millis(12)));
+        // The self view and the preview do not count; a page's garbage is survived.
+        let slow = vec![[0.0, 90.0, 10.0]; 60];
+        let own = [tile("self/camera", slow.clone()), tile("preview", slow)];
+        assert_eq!(display_delay(&own), None);
+        let junk = tile("c", vec![[0.0, f64::NAN, 1.0], [0.0, f64::INFINITY, 0.0], [0.0, -50.0, 0.0]]);
+        assert_eq!(display_delay(std::slice::from_ref(&junk)), Some(Duration::ZERO));
+        let huge = tile("d", vec![[0.0, 1e300, 0.0]]);
+        assert_eq!(display_delay(&[huge]), Some(Duration::from_secs(1)));
     }
 }

@@ -40,7 +40,12 @@ const DOWN_AFTER: Duration = Duration::from_millis(500);
 /// estimate beyond ~1.3-1.5x what it sees arriving, so a sender held by its current size's need
 /// must step up before the estimate can grow further (at 70% a 720p source stayed at 640x360
 /// on a freed 1 Mbit/s link); 0.6 still leaves a step up well above the 0.5 that steps down.
+/// Scaled by what the content takes (`content_ratio`), but never under [`UP_SHARE_MIN`].
 const UP_SHARE: f64 = 0.6;
+/// A step up always lands above the 0.5 of the larger size's need that steps down again:
+/// with the content ratio at 0.5, a budget of 0.3-0.5 of it stepped up and, 500 ms later,
+/// down, a keyframe each way (found in review, 2026-12-05).
+const UP_SHARE_MIN: f64 = 0.55;
 const UP_AFTER: Duration = Duration::from_secs(3);
 /// The wait before a step up when the budget is ample for two (see `VideoAdapter::up_wait`).
 const UP_AFTER_FAST: Duration = Duration::from_secs(1);
@@ -106,7 +111,7 @@ pub struct VideoAdapter {
     /// Since when, and how many bytes were encoded, while the encoder ran at one bitrate (the
     /// third field; what the content takes, see [`VideoAdapter::observe_output`]).
     output: Option<(Instant, u64, u32)>,
-    /// What the content took at full rate, as a share of the full rate (1 until measured).
+    /// What the content takes at full rate, as a share of the full rate (1 until measured).
     content_ratio: f64,
 }
 
@@ -189,8 +194,12 @@ impl VideoAdapter {
         if span >= CONTENT_WINDOW {
             let bps = *total as f64 * 8.0 / span.as_secs_f64();
             let full = f64::from(self.needs(self.step));
+            let ratio = (bps / full).clamp(CONTENT_RATIO_MIN, 1.0);
             if self.bitrate == self.needs(self.step) || bps < CONTENT_LIMITED * f64::from(self.bitrate) {
-                self.content_ratio = (bps / full).clamp(CONTENT_RATIO_MIN, 1.0);
+                self.content_ratio = ratio;
+            } else {
+                // Held by its budget: the content takes at least this much.
+                self.content_ratio = self.content_ratio.max(ratio);
             }
             self.output = None;
         }
@@ -210,8 +219,7 @@ impl VideoAdapter {
         // the first keyframe is then sized for the path.
         let first = !std::mem::replace(&mut self.seen_budget, true);
         self.short_since = if short { self.short_since.or(Some(now)) } else { None };
-        let ample =
-            self.step > 0 && budget >= UP_SHARE * self.content_ratio * f64::from(self.needs(self.step - 1));
+        let ample = self.step > 0 && budget >= self.up_share() * f64::from(self.needs(self.step - 1));
         self.ample_since = if ample { self.ample_since.or(Some(now)) } else { None };
         if short && (first || self.short_since.is_some_and(|t| now.duration_since(t) >= DOWN_AFTER)) {
             // Straight to the step the budget fits (a cap can be far below).
@@ -264,13 +272,17 @@ impl VideoAdapter {
         let to = self.step.saturating_sub(1);
         let free = self.failed_step.is_none_or(|f| to > f)
             || self.undone_at.is_some_and(|b| budget >= b * UP_RESET_GAIN);
-        let two_up =
-            self.step > 1 && budget >= UP_SHARE * self.content_ratio * f64::from(self.needs(self.step - 2));
+        let two_up = self.step > 1 && budget >= self.up_share() * f64::from(self.needs(self.step - 2));
         match (free, two_up) {
             (true, true) => UP_AFTER_FAST,
             (true, false) => UP_AFTER,
             (false, _) => self.up_after,
         }
+    }
+
+    /// The share of a larger size's need a step up to it needs.
+    fn up_share(&self) -> f64 {
+        (UP_SHARE * self.content_ratio).max(UP_SHARE_MIN)
     }
 
     pub fn target(&self) -> EncodeTarget {
@@ -457,10 +469,11 @@ impl BandwidthEstimator for CappedGcc {
             self.queue_compressed += 1;
         }
         let over = high && !compressed;
-        let queue = queue.map(|q| q.median);
-        if queue.is_some_and(|q| q > QUEUE_STANDING) {
+        // (Not from a batch read at once after a stall of the far end's machine.)
+        if queue.is_some_and(|q| q.median > QUEUE_STANDING && !q.compressed) {
             self.queue_standing_at = Some(now);
         }
+        let queue = queue.map(|q| q.median);
         let queued = over && self.queue_over;
         self.queue_over = over;
         let since_cut = self.queue_cut_at.map(|t| now.saturating_duration_since(t));
@@ -940,8 +953,9 @@ mod tests {
                 for p in 0..2u64 {
                     id += 1;
                     let mut r = report(id, t0, departure, 1000);
-                    let wait = if capped { 8 * (p + 1) } else { 0 };
-                    r.arrival = Some(departure.duration_since(t0) + Duration::from_millis(25 + wait));
+                    // Uncapped: up to 1 ms of jitter, under the 3 ms of a standing queue.
+                    let wait_us = if capped { 8_000 * (p + 1) } else { (id * 7919) % 1000 };
+                    r.arrival = Some(departure.duration_since(t0) + Duration::from_micros(25_000 + wait_us));
                     reports.push(r);
                 }
             }
@@ -1067,27 +1081,48 @@ mod tests {
         assert!(changes <= 1, "{changes} size changes in 20 s");
     }
 
-    /// At 960x540 with a budget under that size's full rate: an encoder that sends what it is
-    /// given says nothing of its content and the sender stays; one that sends 70% of it is held
-    /// by its content, which then counts for less at the larger sizes, and the sender steps up.
+    /// At 960x540 with a budget under that size's full rate (and under 0.6x the next size's):
+    /// an encoder that sends what it is given says nothing of its content and the sender stays;
+    /// one that sends 70% of it is held by its content, which then counts for less at the
+    /// larger sizes, and the sender steps up once, for good (the budget is above the 0.5 of
+    /// the larger size's need that would step it down again).
     #[test]
     fn content_that_takes_less_than_its_budget_lets_the_sender_step_up() {
         for (used, steps_up) in [(0.95, false), (0.7, true)] {
             let t0 = Instant::now();
             let mut a = VideoAdapter::new(1280, 720, 30.0, VideoKind::Camera);
-            let budget = f64::from(a.needs(2)) * 0.55;
-            a.update(Some(budget), t0);
+            a.update(Some(f64::from(a.needs(2)) * 0.55), t0);
             assert_eq!(a.target().width, 960);
-            let mut now = t0;
-            for tick in 0..300u32 {
+            let budget = f64::from(a.needs(1)) * 0.58;
+            let (mut now, mut changes, mut width) = (t0, 0, 960);
+            for tick in 0..900u32 {
                 now += Duration::from_micros(33_333);
                 let bytes = (f64::from(a.target().bitrate_bps) * used / 8.0 / 30.0) as usize;
                 a.observe_output(bytes, now);
                 if tick % 3 == 0 {
-                    a.update(Some(budget), now);
+                    let w = a.update(Some(budget), now).width;
+                    changes += usize::from(w != width);
+                    width = w;
                 }
             }
-            assert_eq!(a.target().width > 960, steps_up, "sending {used} of the budget: {:?}", a.target());
+            assert_eq!(width > 960, steps_up, "sending {used} of the budget: {:?}", a.target());
+            assert!(changes <= 1, "sending {used} of the budget: {changes} size changes in 30 s");
+        }
+    }
+
+    /// With the content ratio at its least, a budget between 0.3 and 0.55 of the next size's
+    /// need does not step up (it would be short there and step down 500 ms later).
+    #[test]
+    fn a_step_up_never_lands_where_it_would_step_down() {
+        let t0 = Instant::now();
+        let mut a = VideoAdapter::new(1280, 720, 30.0, VideoKind::Camera);
+        a.update(Some(f64::from(a.needs(2)) * 0.55), t0);
+        a.content_ratio = CONTENT_RATIO_MIN;
+        let budget = f64::from(a.needs(1)) * 0.45;
+        let mut now = t0;
+        for _ in 0..300 {
+            now += ms(100);
+            assert_eq!(a.update(Some(budget), now).width, 960);
         }
     }
 

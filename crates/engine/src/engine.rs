@@ -321,10 +321,12 @@ impl Engine {
         self.joined_at_us
     }
 
-    /// How long a frame takes from leaving the engine (`EngineEvent::Frame`) to being on screen,
-    /// as the app measures it (its delivery to the page and painting). Lip sync holds each
-    /// frame this much less, so the *painted* picture keeps its place beside the sound; without
-    /// it the display path's delay came on top of the hold. Zero until told (headless).
+    /// How long a frame takes from the app's side to being painted, as the app measures it (the
+    /// desktop app: from its frame server's send to the page's draw; the hand-over to that
+    /// server and the compositor's present are not counted, so the estimate errs short, and
+    /// video leads its sound by a little less than the allowance). Lip sync holds each frame
+    /// this much less, so the *painted* picture keeps its place beside the sound; without it
+    /// the display path's delay came on top of the hold. Zero until told (headless).
     pub fn set_display_delay(&self, delay: Duration) {
         let us = u64::try_from(delay.min(MAX_DISPLAY_DELAY).as_micros()).unwrap_or(0);
         self.display_delay_us.store(us, Ordering::Relaxed);

@@ -93,7 +93,8 @@ impl AvSync {
         now: Instant,
         display: Duration,
     ) -> Instant {
-        let shown = self.release_at(video_media_us, audio, now + display);
+        let Some(later) = now.checked_add(display) else { return now };
+        let shown = self.release_at(video_media_us, audio, later);
         shown.checked_sub(display).map_or(now, |t| t.max(now))
     }
 
