@@ -54,7 +54,7 @@ const CONTENT_WINDOW: Duration = Duration::from_secs(2);
 /// An encoder below its size's full rate that sends less than this share of its bitrate is held
 /// by its content (a synthetic pattern at 960x540 given 875 kbit/s sent ~700, and the sender
 /// never stepped up to 1120 wide on a freed 1 Mbit/s link while the ratio was measured only at
-/// full rate). Held by its budget, it sent 0.9-1.0x of it (the same runs, under the cap).
+/// full rate). Held by its budget, it sent 0.87-1.0x of it in the runs looked at (under the cap).
 const CONTENT_LIMITED: f64 = 0.85;
 /// The content ratio never counts for less than this (a still picture's few bytes must not make
 /// a step up look free).
