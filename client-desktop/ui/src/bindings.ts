@@ -181,9 +181,13 @@ export type Invite = {
  */
 server: string, room: string, };
 
-export type TilePaint = { tile: string, frames: number, 
+export type TilePaint = { tile: string, 
 /**
- * Capture → painted, per painted frame (most recent ≤ 600).
+ * Frames painted since the tile's view started.
+ */
+frames: number, 
+/**
+ * Capture → painted, per painted frame.
  */
 latencies_ms: Array<number>, 
 /**

@@ -343,12 +343,15 @@ pub struct Invite {
     pub room: String,
 }
 
-/// What the page painted for one tile since it started (for the self-test and the benchmark).
+/// What the page painted for one tile (for lip sync, the self-test and the benchmark). In a
+/// `report_paint` the per-frame lists hold only the frames painted since the page's previous
+/// report; the app keeps the last 600 of each tile (`App::paint`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct TilePaint {
     pub tile: String,
+    /// Frames painted since the tile's view started.
     pub frames: u32,
-    /// Capture → painted, per painted frame (most recent ≤ 600).
+    /// Capture → painted, per painted frame.
     pub latencies_ms: Vec<f64>,
     /// The same frames' latency split in three stages, one entry each: capture → sent by the
     /// frame server (decoding, lip-sync hold, scaling), sent → received by the page (socket and

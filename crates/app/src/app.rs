@@ -273,15 +273,15 @@ impl App {
         self.inner.paint.lock().clone()
     }
 
+    /// The page's report of the frames it painted since its last report: merged into what is
+    /// kept per tile, and the lip-sync display delay updated from it.
     pub fn report_paint(&self, tiles: Vec<TilePaint>) {
-        let tiles: Vec<TilePaint> = tiles.into_iter().take(64).collect();
-        let delay = display_delay(&tiles);
-        {
+        let delay = {
             let mut p = self.inner.paint.lock();
-            for t in tiles {
-                p.insert(t.tile.clone(), t);
-            }
-        }
+            let reported = merge_paint(&mut p, tiles);
+            let merged: Vec<TilePaint> = reported.iter().filter_map(|k| p.get(k).cloned()).collect();
+            display_delay(&merged)
+        };
         if let (Some(d), Some(e)) = (delay, self.engine()) {
             e.set_display_delay(d);
         }
@@ -1291,6 +1291,52 @@ async fn reachable(url: &str) -> Result<(), hearth_engine::EngineError> {
     }
 }
 
+/// Painted frames kept per tile (the last 20 s at 30 fps).
+pub const PAINT_FRAMES_KEPT: usize = 600;
+/// Tiles a report may name (the grid holds 8 people, each with camera and screen).
+const PAINT_TILES_MAX: usize = 64;
+
+/// Merges a page's report (the frames painted since its previous report) into `kept`: totals
+/// replaced, the new frames' latencies appended to the last [`PAINT_FRAMES_KEPT`]. A tile whose
+/// count went down is a new view of that name and starts over. Returns the tiles reported.
+pub fn merge_paint(kept: &mut HashMap<String, TilePaint>, report: Vec<TilePaint>) -> Vec<String> {
+    let mut names = Vec::new();
+    for t in report.into_iter().take(PAINT_TILES_MAX) {
+        if kept.len() >= PAINT_TILES_MAX * 4 && !kept.contains_key(&t.tile) {
+            continue;
+        }
+        let e = kept.entry(t.tile.clone()).or_insert_with(|| TilePaint {
+            tile: t.tile.clone(),
+            frames: 0,
+            latencies_ms: Vec::new(),
+            stages_ms: Vec::new(),
+            distinct_pixel_hashes: 0,
+            renderer: String::new(),
+        });
+        if t.frames < e.frames {
+            e.latencies_ms.clear();
+            e.stages_ms.clear();
+        }
+        e.frames = t.frames;
+        e.distinct_pixel_hashes = t.distinct_pixel_hashes;
+        e.renderer = t.renderer.chars().take(16).collect();
+        append_last(&mut e.latencies_ms, t.latencies_ms);
+        append_last(&mut e.stages_ms, t.stages_ms);
+        names.push(t.tile);
+    }
+    names
+}
+
+/// `new` appended to `kept`, of which the last [`PAINT_FRAMES_KEPT`] stay.
+fn append_last<T>(kept: &mut Vec<T>, new: Vec<T>) {
+    let skip = new.len().saturating_sub(PAINT_FRAMES_KEPT);
+    kept.extend(new.into_iter().skip(skip));
+    let n = kept.len();
+    if n > PAINT_FRAMES_KEPT {
+        kept.drain(..n - PAINT_FRAMES_KEPT);
+    }
+}
+
 /// Frames per tile that [`display_delay`] looks at (the last 2 s at 30 fps).
 const DISPLAY_DELAY_FRAMES: usize = 60;
 
@@ -1350,5 +1396,39 @@ mod tests {
         assert_eq!(display_delay(std::slice::from_ref(&junk)), Some(Duration::ZERO));
         let huge = tile("d", vec![[0.0, 1e300, 0.0]]);
         assert_eq!(display_delay(&[huge]), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn paint_reports_carry_new_frames_and_are_merged_into_the_last_600() {
+        let mut kept = HashMap::new();
+        // Two reports of 400 new frames each: 600 kept, the newest last.
+        let first = tile("a", (0..400).map(|i| [i as f64, 0.0, 0.0]).collect());
+        assert_eq!(merge_paint(&mut kept, vec![first]), vec!["a".to_string()]);
+        let mut second = tile("a", (400..800).map(|i| [i as f64, 0.0, 0.0]).collect());
+        second.frames = 800;
+        merge_paint(&mut kept, vec![second]);
+        let a = &kept["a"];
+        assert_eq!(a.frames, 800);
+        assert_eq!(a.stages_ms.len(), PAINT_FRAMES_KEPT);
+        assert_eq!(a.latencies_ms.len(), PAINT_FRAMES_KEPT);
+        assert_eq!(a.stages_ms.first().map(|s| s[0]), Some(200.0));
+        assert_eq!(a.stages_ms.last().map(|s| s[0]), Some(799.0));
+        // A report with no new frames keeps what was there.
+        let mut idle = tile("a", vec![]);
+        idle.frames = 800;
+        merge_paint(&mut kept, vec![idle]);
+        assert_eq!(kept["a"].stages_ms.len(), PAINT_FRAMES_KEPT);
+        // A tile of that name counting from zero again is a new view: it starts over.
+        merge_paint(&mut kept, vec![tile("a", vec![[1.0, 2.0, 3.0]])]);
+        assert_eq!(kept["a"].frames, 1);
+        assert_eq!(kept["a"].stages_ms, vec![[1.0, 2.0, 3.0]]);
+        // A hostile page: a huge report and endless tile names stay bounded.
+        let flood: Vec<TilePaint> = (0..300).map(|i| tile(&format!("t{i}"), vec![[0.0; 3]; 700])).collect();
+        for i in 0..10 {
+            let names = flood.iter().skip(i * 30).cloned().collect();
+            merge_paint(&mut kept, names);
+        }
+        assert!(kept.len() <= 4 * 64);
+        assert!(kept.values().all(|t| t.stages_ms.len() <= PAINT_FRAMES_KEPT));
     }
 }

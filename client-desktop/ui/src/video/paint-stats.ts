@@ -1,6 +1,7 @@
 // What the page painted, per tile: frames, capture -> painted latency, and distinct hashes of
-// read-back pixels. Sent to Rust every second (`report_paint`, for the self-test and the
-// benchmark) and readable by WebDriver tests as `window.__hearthPaint()`.
+// read-back pixels. Sent to Rust every second (`report_paint`: totals and the frames painted
+// since the previous report; for lip sync, the self-test and the benchmark) and readable by
+// WebDriver tests as `window.__hearthPaint()`.
 
 import { api } from '../api';
 import type { TilePaint } from '../bindings';
@@ -17,6 +18,9 @@ export class TileStats {
   private latencies: number[] = [];
   /** Per painted frame: capture -> sent, sent -> received, received -> painted. */
   private stages: [number, number, number][] = [];
+  /** The frames painted since the last report to Rust (which keeps the last 600 itself). */
+  private unsentLatencies: number[] = [];
+  private unsentStages: [number, number, number][] = [];
   private readonly hashes = new Set<number>();
   renderer: RendererKind = 'webgl';
   /** How many mounted views show this tile (a tile can move between grid and strip). */
@@ -29,6 +33,10 @@ export class TileStats {
     this.frames++;
     this.latencies.push(latencyMs);
     this.stages.push(stages);
+    if (this.unsentStages.length < MAX_LATENCIES) {
+      this.unsentLatencies.push(latencyMs);
+      this.unsentStages.push(stages);
+    }
     // Trim in batches so the cost per frame stays constant.
     if (this.latencies.length > MAX_LATENCIES + 100) {
       this.latencies = this.latencies.slice(-MAX_LATENCIES);
@@ -40,6 +48,22 @@ export class TileStats {
     if (this.hashes.size < MAX_HASHES) this.hashes.add(hash);
   }
 
+  /** For `report_paint`: the totals, and only the frames painted since the previous call. */
+  takeReport(): TilePaint {
+    const p: TilePaint = {
+      tile: this.tile,
+      frames: this.frames,
+      latencies_ms: this.unsentLatencies,
+      stages_ms: this.unsentStages,
+      distinct_pixel_hashes: this.hashes.size,
+      renderer: this.renderer,
+    };
+    this.unsentLatencies = [];
+    this.unsentStages = [];
+    return p;
+  }
+
+  /** Everything kept (the last 600 frames), for WebDriver tests. */
   toPaint(): TilePaint {
     return {
       tile: this.tile,
@@ -73,10 +97,19 @@ export function release(s: TileStats): void {
 
 /** The tiles on screen now. */
 export function currentPaints(): TilePaint[] {
+  return onScreen().map((s) => s.toPaint());
+}
+
+/** The tiles on screen now, each with only the frames painted since the previous report. */
+export function takeReports(): TilePaint[] {
+  return onScreen().map((s) => s.takeReport());
+}
+
+function onScreen(): TileStats[] {
   const now = Date.now();
-  const out: TilePaint[] = [];
+  const out: TileStats[] = [];
   for (const [tile, s] of stats) {
-    if (s.mounted > 0) out.push(s.toPaint());
+    if (s.mounted > 0) out.push(s);
     else if (now - s.lastSeenMs > FORGET_AFTER_MS) stats.delete(tile);
   }
   return out;
@@ -93,7 +126,7 @@ export function startPaintReporting(): () => void {
   window.__hearthPaint = currentPaints;
   let failures = 0;
   const timer = setInterval(() => {
-    const tiles = currentPaints();
+    const tiles = takeReports();
     if (tiles.length === 0) return;
     api.reportPaint(tiles).then(
       () => {
