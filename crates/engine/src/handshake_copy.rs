@@ -13,7 +13,16 @@
 //! `wrap_udp_socket` wraps each socket the peer connection binds in [`CopyingSocket`], which
 //! passes every call through and, after a datagram that starts a DTLS handshake or
 //! ChangeCipherSpec record (RFC 7983 demultiplexing; also inside a TURN ChannelData frame)
-//! went out, schedules its copy. Nothing else is copied, and at most [`MAX_COPIES`] per socket.
+//! went out, schedules its copy. At most [`MAX_COPIES`] per socket.
+//!
+//! The first frame of each RTP stream is copied the same way. A link's first video frame is a
+//! keyframe of 10-40 packets; at 3% loss one of them is lost in about half the calls, and its
+//! retransmission costs a round trip and the NACK wait: first frame 1.05-1.39 s at 200 ms RTT
+//! (floor 1.1 s). With each packet sent twice a lost packet needs both copies lost. A stream's
+//! first frame ends at its first packet with the marker bit (an RTP header is clear text under
+//! SRTP), and at most [`FIRST_FRAME_COPY_BYTES`] of it are copied. The receiving socket drops
+//! a datagram whose RTP header (SSRC, sequence number, timestamp) it has just received: SRTP's
+//! replay check would drop it anyway, but with an error logged per copy.
 
 use std::fmt;
 use std::future::Future;
@@ -24,6 +33,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime, Transmit,
@@ -38,30 +49,120 @@ pub const COPY_DELAY: Duration = Duration::from_millis(10);
 /// what a peer that keeps repeating its handshake can make us send.
 pub const MAX_COPIES: usize = 64;
 
+/// Bytes of each RTP stream's first frame that are copied (a keyframe at 720p is 20-60 KB).
+pub const FIRST_FRAME_COPY_BYTES: usize = 96 * 1024;
+
+/// RTP streams per socket whose first frame is copied (a link carries audio, camera, screen
+/// and their retransmission streams).
+const FIRST_FRAME_STREAMS: usize = 16;
+
+/// RTP headers remembered per socket to recognise a copy (copies come 10 ms after their
+/// original, a few dozen packets later).
+const SEEN_HEADERS: usize = 512;
+
 /// DTLS record content types (RFC 6347): ChangeCipherSpec and Handshake.
 const CHANGE_CIPHER_SPEC: u8 = 20;
 const HANDSHAKE: u8 = 22;
 
-/// Whether `datagram` (as sent on the wire) is a DTLS handshake datagram: its first record is
-/// a Handshake or ChangeCipherSpec record of DTLS 1.0/1.2, either bare or as the payload of a
-/// TURN ChannelData message (RFC 8656 12.4: channel 0x4000-0x4FFF, 2-byte length).
-pub fn is_dtls_handshake(datagram: &[u8]) -> bool {
-    let record = match datagram.first() {
+/// The datagram a peer's transport sees: `datagram` itself, or the payload of a TURN
+/// ChannelData message (RFC 8656 12.4: channel 0x4000-0x4FFF, 2-byte length); `None` when a
+/// ChannelData length runs past the datagram.
+fn unwrap_channel_data(datagram: &[u8]) -> Option<&[u8]> {
+    match datagram.first() {
         Some(0x40..=0x4F) if datagram.len() >= 4 => {
             let len = u16::from_be_bytes([datagram[2], datagram[3]]) as usize;
-            match datagram.get(4..4 + len) {
-                Some(inner) => inner,
-                None => return false,
-            }
+            datagram.get(4..4 + len)
         }
-        _ => datagram,
-    };
+        _ => Some(datagram),
+    }
+}
+
+/// Whether `datagram` (as sent on the wire) is a DTLS handshake datagram: its first record is
+/// a Handshake or ChangeCipherSpec record of DTLS 1.0/1.2, either bare or as the payload of a
+/// TURN ChannelData message.
+pub fn is_dtls_handshake(datagram: &[u8]) -> bool {
+    let Some(record) = unwrap_channel_data(datagram) else { return false };
     // Type, then the version: 0xFEFF (DTLS 1.0, used in ClientHello) or 0xFEFD (DTLS 1.2).
     // A record header is 13 bytes.
     record.len() >= 13
         && matches!(record[0], CHANGE_CIPHER_SPEC | HANDSHAKE)
         && record[1] == 0xFE
         && matches!(record[2], 0xFF | 0xFD)
+}
+
+/// An RTP packet's header as seen on the wire (bare or in ChannelData; not RTCP): what
+/// identifies it, and whether it ends a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpHeader {
+    pub ssrc: u32,
+    /// Version, flags, payload type, sequence number, timestamp and SSRC: the fixed header.
+    pub fixed: [u8; 12],
+    pub marker: bool,
+}
+
+/// The RTP header of `datagram`, if it carries RTP: RFC 7983 puts RTP and RTCP at first bytes
+/// 128-191, and RFC 5761 tells RTCP by its packet type (192-223, i.e. 64-95 without the
+/// marker bit).
+pub fn rtp_header(datagram: &[u8]) -> Option<RtpHeader> {
+    let p = unwrap_channel_data(datagram)?;
+    let fixed: [u8; 12] = p.get(..12)?.try_into().ok()?;
+    if !(128..=191).contains(&fixed[0]) || (64..=95).contains(&(fixed[1] & 0x7F)) {
+        return None;
+    }
+    Some(RtpHeader {
+        ssrc: u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]),
+        fixed,
+        marker: fixed[1] & 0x80 != 0,
+    })
+}
+
+/// Which outgoing RTP datagrams are copied: those of each stream's first frame.
+#[derive(Debug, Default)]
+struct FirstFrames {
+    /// Per stream: bytes of its first frame copied so far, `None` once that frame ended.
+    streams: Vec<(u32, Option<usize>)>,
+}
+
+impl FirstFrames {
+    /// Whether this datagram (`len` bytes, with header `h`) is to be copied.
+    fn copy(&mut self, h: &RtpHeader, len: usize) -> bool {
+        let i = match self.streams.iter().position(|(ssrc, _)| *ssrc == h.ssrc) {
+            Some(i) => i,
+            None if self.streams.len() < FIRST_FRAME_STREAMS => {
+                self.streams.push((h.ssrc, Some(0)));
+                self.streams.len() - 1
+            }
+            None => return false,
+        };
+        let state = &mut self.streams[i].1;
+        let Some(copied) = *state else { return false };
+        let copied = copied + len;
+        *state = (!h.marker && copied < FIRST_FRAME_COPY_BYTES).then_some(copied);
+        copied <= FIRST_FRAME_COPY_BYTES
+    }
+}
+
+/// The RTP headers received lately, to drop a copy.
+#[derive(Debug, Default)]
+struct SeenHeaders {
+    order: std::collections::VecDeque<[u8; 12]>,
+    set: std::collections::HashSet<[u8; 12]>,
+}
+
+impl SeenHeaders {
+    /// Whether `fixed` was received lately (a copy); remembers it if not.
+    fn repeated(&mut self, fixed: [u8; 12]) -> bool {
+        if !self.set.insert(fixed) {
+            return true;
+        }
+        self.order.push_back(fixed);
+        if self.order.len() > SEEN_HEADERS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        false
+    }
 }
 
 /// A [`Runtime`] that behaves as `inner` in everything but the UDP sockets it wraps, which
@@ -92,7 +193,13 @@ impl Runtime for HandshakeCopyRuntime {
 
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         let inner = self.inner.wrap_udp_socket(socket)?;
-        Ok(Arc::new(CopyingSocket { inner, runtime: self.inner.clone(), copies: AtomicUsize::new(0) }))
+        Ok(Arc::new(CopyingSocket {
+            inner,
+            runtime: self.inner.clone(),
+            copies: AtomicUsize::new(0),
+            first_frames: Mutex::new(FirstFrames::default()),
+            seen: Mutex::new(SeenHeaders::default()),
+        }))
     }
 
     fn wrap_tcp_listener(&self, listener: std::net::TcpListener) -> io::Result<Arc<dyn AsyncTcpListener>> {
@@ -138,12 +245,15 @@ impl Runtime for HandshakeCopyRuntime {
     }
 }
 
-/// A UDP socket that sends a DTLS handshake datagram a second time [`COPY_DELAY`] after it
-/// went out; everything else passes straight through.
+/// A UDP socket that sends a DTLS handshake datagram, and the datagrams of each RTP stream's
+/// first frame, a second time [`COPY_DELAY`] after they went out, and drops a received RTP
+/// datagram it has just received; everything else passes straight through.
 pub struct CopyingSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     runtime: Arc<dyn Runtime>,
     copies: AtomicUsize,
+    first_frames: Mutex<FirstFrames>,
+    seen: Mutex<SeenHeaders>,
 }
 
 impl fmt::Debug for CopyingSocket {
@@ -160,10 +270,6 @@ impl CopyingSocket {
         // The copy is a task on the runtime that sends: outside one (never seen: webrtc-rs
         // sends from its driver task) there is nothing to run it on, and no copy.
         if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        if self.copies.fetch_add(1, Ordering::Relaxed) >= MAX_COPIES {
-            self.copies.store(MAX_COPIES, Ordering::Relaxed);
             return;
         }
         let bytes = datagram.to_vec();
@@ -191,7 +297,16 @@ impl AsyncUdpSocket for CopyingSocket {
             // One datagram, or several of `segment_size` bytes each (GSO).
             let size = transmit.segment_size.filter(|&n| n > 0).unwrap_or(transmit.contents.len().max(1));
             for datagram in transmit.contents.chunks(size) {
-                if is_dtls_handshake(datagram) {
+                let copy = if is_dtls_handshake(datagram) {
+                    let spent = self.copies.fetch_add(1, Ordering::Relaxed) >= MAX_COPIES;
+                    if spent {
+                        self.copies.store(MAX_COPIES, Ordering::Relaxed);
+                    }
+                    !spent
+                } else {
+                    rtp_header(datagram).is_some_and(|h| self.first_frames.lock().copy(&h, datagram.len()))
+                };
+                if copy {
                     self.schedule_copy(datagram, transmit.destination, transmit.src_ip);
                 }
             }
@@ -205,7 +320,24 @@ impl AsyncUdpSocket for CopyingSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        self.inner.poll_recv(cx, bufs, meta)
+        loop {
+            let n = match self.inner.poll_recv(cx, bufs, meta) {
+                Poll::Ready(Ok(n)) => n,
+                other => return other,
+            };
+            // One datagram in one buffer (what webrtc-rs reads): a copy of an RTP packet just
+            // received is dropped and the next datagram read. Anything else (several
+            // datagrams, coalesced ones) passes as it is: SRTP drops a copy there.
+            if n == 1
+                && let (Some(m), Some(buf)) = (meta.first(), bufs.first())
+                && (m.stride == 0 || m.stride >= m.len)
+                && let Some(h) = buf.get(..m.len).and_then(rtp_header)
+                && self.seen.lock().repeated(h.fixed)
+            {
+                continue;
+            }
+            return Poll::Ready(Ok(n));
+        }
     }
 
     fn max_gso_segments(&self) -> usize {
@@ -260,6 +392,114 @@ mod tests {
         let mut rtp = vec![0x40, 0x01, 0, 14];
         rtp.extend_from_slice(&[0x80, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert!(!is_dtls_handshake(&rtp));
+    }
+
+    /// An RTP datagram of `ssrc` with sequence number `seq`, `len` bytes, marker bit as given.
+    fn rtp(ssrc: u32, seq: u16, marker: bool, len: usize) -> Vec<u8> {
+        let mut p = vec![0x80, if marker { 0x80 | 96 } else { 96 }];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0x10, 0]); // timestamp
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.resize(len.max(12), 0xAB);
+        p
+    }
+
+    #[test]
+    fn rtp_is_told_from_rtcp_stun_and_dtls() {
+        let h = rtp_header(&rtp(7, 1, true, 100)).unwrap();
+        assert_eq!((h.ssrc, h.marker), (7, true));
+        assert!(!rtp_header(&rtp(7, 1, false, 100)).unwrap().marker);
+        // RTCP: a sender report (200) and a NACK (205), with and without the "marker" bit.
+        assert_eq!(rtp_header(&[0x80, 200, 0, 6, 0, 0, 0, 7, 0, 0, 0, 0]), None);
+        assert_eq!(rtp_header(&[0x81, 205, 0, 3, 0, 0, 0, 7, 0, 0, 0, 7]), None);
+        assert_eq!(rtp_header(&record(22, [0xFE, 0xFD])), None);
+        assert_eq!(rtp_header(&[0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 0, 0, 0, 0, 0]), None);
+        assert_eq!(rtp_header(&rtp(7, 1, false, 12)[..11]), None);
+        // Inside ChannelData; a length past the datagram is not trusted.
+        let inner = rtp(9, 5, false, 40);
+        let mut frame = vec![0x40, 0x01, 0, inner.len() as u8];
+        frame.extend_from_slice(&inner);
+        assert_eq!(rtp_header(&frame).map(|h| h.ssrc), Some(9));
+        frame[3] += 1;
+        assert_eq!(rtp_header(&frame), None);
+    }
+
+    #[test]
+    fn each_stream_has_its_first_frame_copied_up_to_a_budget() {
+        let mut f = FirstFrames::default();
+        let copy = |f: &mut FirstFrames, d: Vec<u8>| f.copy(&rtp_header(&d).unwrap(), d.len());
+        // Stream 1: three packets, the third ends the frame; the next frame is not copied.
+        assert!(copy(&mut f, rtp(1, 10, false, 1200)));
+        assert!(copy(&mut f, rtp(1, 11, false, 1200)));
+        // Another stream (audio: its first packet has the marker bit) in between.
+        assert!(copy(&mut f, rtp(2, 500, true, 100)));
+        assert!(!copy(&mut f, rtp(2, 501, false, 100)));
+        assert!(copy(&mut f, rtp(1, 12, true, 1200)));
+        assert!(!copy(&mut f, rtp(1, 13, false, 1200)));
+        assert!(!copy(&mut f, rtp(1, 14, true, 1200)));
+        // A first frame larger than the budget: copied up to the budget, then not.
+        let mut copied = 0;
+        for seq in 0..200 {
+            if copy(&mut f, rtp(3, seq, false, 1200)) {
+                copied += 1200;
+            }
+        }
+        assert!(copied <= FIRST_FRAME_COPY_BYTES && copied > FIRST_FRAME_COPY_BYTES - 1200, "{copied}");
+        // A peer's endless new streams: at most FIRST_FRAME_STREAMS of them.
+        let streams = (100..200).filter(|&ssrc| copy(&mut f, rtp(ssrc, 0, true, 100))).count();
+        assert_eq!(streams, FIRST_FRAME_STREAMS - 3);
+    }
+
+    #[test]
+    fn a_header_seen_lately_is_a_copy() {
+        let mut seen = SeenHeaders::default();
+        let h = |seq| rtp_header(&rtp(1, seq, false, 50)).unwrap().fixed;
+        assert!(!seen.repeated(h(1)));
+        assert!(seen.repeated(h(1)));
+        for seq in 2..(SEEN_HEADERS as u16 + 10) {
+            assert!(!seen.repeated(h(seq)));
+        }
+        assert!(seen.order.len() <= SEEN_HEADERS && seen.set.len() <= SEEN_HEADERS);
+        // Forgotten after SEEN_HEADERS newer ones.
+        assert!(!seen.repeated(h(1)));
+    }
+
+    /// A first frame sent through a copying socket arrives twice at a plain socket and once at
+    /// a copying one; the frame after it is sent once.
+    #[tokio::test]
+    async fn a_first_frame_arrives_twice_and_a_copying_receiver_passes_it_on_once() {
+        let runtime = HandshakeCopyRuntime::new(webrtc::runtime::default_runtime().expect("tokio runtime"));
+        let bind = || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        };
+        let a = runtime.wrap_udp_socket(bind()).unwrap();
+        let plain = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let frame = [rtp(1, 1, false, 300), rtp(1, 2, true, 300)];
+        let next = rtp(1, 3, true, 300);
+        for d in frame.iter().chain([&next]) {
+            a.send_to(d, plain.local_addr().unwrap()).await.unwrap();
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok(Ok((n, _))) = tokio::time::timeout(COPY_DELAY * 10, plain.recv_from(&mut buf)).await {
+            got.push(buf[..n].to_vec());
+        }
+        let count = |d: &Vec<u8>| got.iter().filter(|g| *g == d).count();
+        assert_eq!((count(&frame[0]), count(&frame[1]), count(&next)), (2, 2, 1), "{} datagrams", got.len());
+
+        // Through a second copying socket: each once.
+        let b = runtime.wrap_udp_socket(bind()).unwrap();
+        let a = runtime.wrap_udp_socket(bind()).unwrap();
+        for d in frame.iter().chain([&next]) {
+            a.send_to(d, b.local_addr().unwrap()).await.unwrap();
+        }
+        let mut got = Vec::new();
+        while let Ok(Ok((n, _))) = tokio::time::timeout(COPY_DELAY * 10, b.recv_from(&mut buf)).await {
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got, vec![frame[0].clone(), frame[1].clone(), next]);
     }
 
     /// Two sockets on loopback: a handshake datagram arrives twice, the second `COPY_DELAY`
