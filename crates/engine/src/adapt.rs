@@ -1011,7 +1011,8 @@ mod tests {
                 for p in 0..2u64 {
                     id += 1;
                     let mut r = report(id, t0, departure, 1000);
-                    r.arrival = Some(departure.duration_since(t0) + Duration::from_micros(25_000 + 9_600 * p));
+                    r.arrival =
+                        Some(departure.duration_since(t0) + Duration::from_micros(25_000 + 9_600 * p));
                     reports.push(r);
                 }
             }
@@ -1019,7 +1020,11 @@ mod tests {
         }
         assert!(!e.bottleneck(t0 + Duration::from_millis(5_050)));
         let acked = e.acked_bps().unwrap();
-        assert!(e.target_bitrate() > acked * 1.3 + 60_000.0 + 1.0, "{:.0} over {acked:.0}", e.target_bitrate());
+        assert!(
+            e.target_bitrate() > acked * 1.3 + 60_000.0 + 1.0,
+            "{:.0} over {acked:.0}",
+            e.target_bitrate()
+        );
     }
 
     #[test]
