@@ -398,8 +398,10 @@ pub async fn bench(app: &App, a: BenchArgs) -> i32 {
     // the RSS after each cycle, from the first cycle to the last.
     let trend = |v: &[u64]| {
         let n = v.len() as f64;
-        if v.len() < 2 {
-            return f64::NAN;
+        match v.len() {
+            0 => return f64::NAN,
+            1 => return 0.0,
+            _ => {}
         }
         let xm = (n - 1.0) / 2.0;
         let ym = v.iter().map(|y| *y as f64).sum::<f64>() / n;

@@ -108,7 +108,18 @@ fn main() {
     let software = tune_webkit_for_software_rendering();
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let env = tracing_subscriber::EnvFilter::try_new(&filter)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // Without webrtc-rs's error for each duplicated packet (the copies we send on purpose).
+        let out = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(hearth_engine::handshake_copy::QuietDuplicates);
+        let _ = tracing_subscriber::registry().with(env).with(out).try_init();
+    }
 
     let invite = match cli.invite.as_deref().map(hearth_app::invite::parse) {
         None => None,

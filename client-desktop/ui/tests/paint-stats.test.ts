@@ -21,7 +21,15 @@ test('a paint report carries only the frames painted since the previous one', ()
   assert.deepEqual(s.takeReport().latencies_ms, [20]);
   // The full history stays readable for WebDriver tests.
   assert.deepEqual(s.toPaint().latencies_ms, [10, 11, 12, 20]);
-  // A page whose reports fail keeps at most 600 unsent frames.
-  for (let i = 0; i < 2000; i++) s.painted(1, [0, 0, 1]);
-  assert.equal(s.takeReport().stages_ms.length, 600);
+  // A report that failed goes back, before what was painted since.
+  s.painted(30, [1, 1, 28]);
+  const failed = s.takeReport();
+  s.painted(31, [1, 1, 29]);
+  s.restore(failed);
+  assert.deepEqual(s.takeReport().latencies_ms, [30, 31]);
+  // A page whose reports fail keeps the newest 600 unsent frames at most (700 between trims).
+  for (let i = 0; i < 2000; i++) s.painted(i, [0, 0, 1]);
+  const kept = s.takeReport().latencies_ms;
+  assert.ok(kept.length >= 600 && kept.length <= 700, `${kept.length}`);
+  assert.equal(kept[kept.length - 1], 1999);
 });

@@ -279,8 +279,7 @@ impl App {
         let delay = {
             let mut p = self.inner.paint.lock();
             let reported = merge_paint(&mut p, tiles);
-            let merged: Vec<TilePaint> = reported.iter().filter_map(|k| p.get(k).cloned()).collect();
-            display_delay(&merged)
+            display_delay(reported.iter().filter_map(|k| p.get(k)))
         };
         if let (Some(d), Some(e)) = (delay, self.engine()) {
             e.set_display_delay(d);
@@ -1295,14 +1294,21 @@ async fn reachable(url: &str) -> Result<(), hearth_engine::EngineError> {
 pub const PAINT_FRAMES_KEPT: usize = 600;
 /// Tiles a report may name (the grid holds 8 people, each with camera and screen).
 const PAINT_TILES_MAX: usize = 64;
+/// The longest tile name taken (bytes).
+const PAINT_TILE_NAME_MAX: usize = 128;
 
 /// Merges a page's report (the frames painted since its previous report) into `kept`: totals
 /// replaced, the new frames' latencies appended to the last [`PAINT_FRAMES_KEPT`]. A tile whose
 /// count went down is a new view of that name and starts over. Returns the tiles reported.
 pub fn merge_paint(kept: &mut HashMap<String, TilePaint>, report: Vec<TilePaint>) -> Vec<String> {
-    let mut names = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for t in report.into_iter().take(PAINT_TILES_MAX) {
-        if kept.len() >= PAINT_TILES_MAX * 4 && !kept.contains_key(&t.tile) {
+        // A tile is "self/camera", "preview" or a peer id and a track: never long, and named
+        // once per report.
+        if t.tile.len() > PAINT_TILE_NAME_MAX
+            || names.contains(&t.tile)
+            || (kept.len() >= PAINT_TILES_MAX * 4 && !kept.contains_key(&t.tile))
+        {
             continue;
         }
         let e = kept.entry(t.tile.clone()).or_insert_with(|| TilePaint {
@@ -1344,9 +1350,9 @@ const DISPLAY_DELAY_FRAMES: usize = 60;
 /// last frames of every remote tile it reports (`None` when it painted none): what lip sync
 /// must allow for so the painted picture, not the frame handed over, keeps step with the
 /// sound. The self view and the pre-join preview are not lip-synced and do not count.
-pub fn display_delay(tiles: &[TilePaint]) -> Option<Duration> {
+pub fn display_delay<'a>(tiles: impl IntoIterator<Item = &'a TilePaint>) -> Option<Duration> {
     let mut d: Vec<f64> = tiles
-        .iter()
+        .into_iter()
         .filter(|t| !t.tile.starts_with("self/") && t.tile != "preview")
         .flat_map(|t| t.stages_ms.iter().rev().take(DISPLAY_DELAY_FRAMES))
         .map(|s| s[1] + s[2])
@@ -1429,6 +1435,13 @@ mod tests {
             merge_paint(&mut kept, names);
         }
         assert!(kept.len() <= 4 * 64);
+        // A name too long, or named twice in one report, is taken once or not at all.
+        let mut kept = HashMap::new();
+        let long = tile(&"x".repeat(PAINT_TILE_NAME_MAX + 1), vec![[0.0; 3]]);
+        let twice = vec![tile("b", vec![[0.0, 1.0, 1.0]]), tile("b", vec![[0.0, 9.0, 9.0]]), long];
+        assert_eq!(merge_paint(&mut kept, twice), vec!["b".to_string()]);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept["b"].stages_ms.len(), 1);
         assert!(kept.values().all(|t| t.stages_ms.len() <= PAINT_FRAMES_KEPT));
     }
 }

@@ -20,9 +20,12 @@
 //! retransmission costs a round trip and the NACK wait: first frame 1.05-1.39 s at 200 ms RTT
 //! (floor 1.1 s). With each packet sent twice a lost packet needs both copies lost. A stream's
 //! first frame ends at its first packet with the marker bit (an RTP header is clear text under
-//! SRTP), and at most [`FIRST_FRAME_COPY_BYTES`] of it are copied. The receiving socket drops
-//! a datagram whose RTP header (SSRC, sequence number, timestamp) it has just received: SRTP's
-//! replay check would drop it anyway, but with an error logged per copy.
+//! SRTP), and at most [`FIRST_FRAME_COPY_BYTES`] of it are copied. The receiver's SRTP replay
+//! check drops the second copy to arrive; webrtc-rs logs that as an error, which
+//! [`QuietDuplicates`] keeps out of our logs. (Dropping copies in the receiving socket was
+//! tried and not kept: it cannot tell a copy from a forged packet with the same header before
+//! SRTP authenticates it, and it dropped copies SRTP needed when the originals had arrived
+//! before the handshake finished.)
 
 use std::fmt;
 use std::future::Future;
@@ -55,10 +58,6 @@ pub const FIRST_FRAME_COPY_BYTES: usize = 96 * 1024;
 /// RTP streams per socket whose first frame is copied (a link carries audio, camera, screen
 /// and their retransmission streams).
 const FIRST_FRAME_STREAMS: usize = 16;
-
-/// RTP headers remembered per socket to recognise a copy (copies come 10 ms after their
-/// original, a few dozen packets later).
-const SEEN_HEADERS: usize = 512;
 
 /// DTLS record content types (RFC 6347): ChangeCipherSpec and Handshake.
 const CHANGE_CIPHER_SPEC: u8 = 20;
@@ -142,26 +141,48 @@ impl FirstFrames {
     }
 }
 
-/// The RTP headers received lately, to drop a copy.
-#[derive(Debug, Default)]
-struct SeenHeaders {
-    order: std::collections::VecDeque<[u8; 12]>,
-    set: std::collections::HashSet<[u8; 12]>,
+/// A log filter that drops webrtc-rs's error for a duplicated SRTP/SRTCP packet (SRTP's replay
+/// check at work: a first-frame or handshake copy, or a retransmission that arrived twice);
+/// every other event passes. Add it to the subscriber's output layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuietDuplicates;
+
+impl QuietDuplicates {
+    /// Whether a log message is the duplicate-packet error.
+    pub fn is_duplicate(message: &str) -> bool {
+        message.contains("handle_read error") && message.trim_end().ends_with(": duplicated")
+    }
 }
 
-impl SeenHeaders {
-    /// Whether `fixed` was received lately (a copy); remembers it if not.
-    fn repeated(&mut self, fixed: [u8; 12]) -> bool {
-        if !self.set.insert(fixed) {
+impl<S: tracing::Subscriber> tracing_subscriber::layer::Filter<S> for QuietDuplicates {
+    fn enabled(&self, _: &tracing::Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if !event.metadata().target().starts_with("webrtc") {
             return true;
         }
-        self.order.push_back(fixed);
-        if self.order.len() > SEEN_HEADERS
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
+        struct Message(Option<String>);
+        impl tracing::field::Visit for Message {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "message" {
+                    self.0 = Some(value.to_string());
+                }
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = Some(format!("{value:?}"));
+                }
+            }
         }
-        false
+        let mut m = Message(None);
+        event.record(&mut m);
+        !m.0.is_some_and(|m| QuietDuplicates::is_duplicate(&m))
     }
 }
 
@@ -198,7 +219,6 @@ impl Runtime for HandshakeCopyRuntime {
             runtime: self.inner.clone(),
             copies: AtomicUsize::new(0),
             first_frames: Mutex::new(FirstFrames::default()),
-            seen: Mutex::new(SeenHeaders::default()),
         }))
     }
 
@@ -246,14 +266,13 @@ impl Runtime for HandshakeCopyRuntime {
 }
 
 /// A UDP socket that sends a DTLS handshake datagram, and the datagrams of each RTP stream's
-/// first frame, a second time [`COPY_DELAY`] after they went out, and drops a received RTP
-/// datagram it has just received; everything else passes straight through.
+/// first frame, a second time [`COPY_DELAY`] after they went out; everything else passes
+/// straight through.
 pub struct CopyingSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     runtime: Arc<dyn Runtime>,
     copies: AtomicUsize,
     first_frames: Mutex<FirstFrames>,
-    seen: Mutex<SeenHeaders>,
 }
 
 impl fmt::Debug for CopyingSocket {
@@ -320,24 +339,7 @@ impl AsyncUdpSocket for CopyingSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            let n = match self.inner.poll_recv(cx, bufs, meta) {
-                Poll::Ready(Ok(n)) => n,
-                other => return other,
-            };
-            // One datagram in one buffer (what webrtc-rs reads): a copy of an RTP packet just
-            // received is dropped and the next datagram read. Anything else (several
-            // datagrams, coalesced ones) passes as it is: SRTP drops a copy there.
-            if n == 1
-                && let (Some(m), Some(buf)) = (meta.first(), bufs.first())
-                && (m.stride == 0 || m.stride >= m.len)
-                && let Some(h) = buf.get(..m.len).and_then(rtp_header)
-                && self.seen.lock().repeated(h.fixed)
-            {
-                continue;
-            }
-            return Poll::Ready(Ok(n));
-        }
+        self.inner.poll_recv(cx, bufs, meta)
     }
 
     fn max_gso_segments(&self) -> usize {
@@ -450,31 +452,13 @@ mod tests {
         assert_eq!(streams, FIRST_FRAME_STREAMS - 3);
     }
 
-    #[test]
-    fn a_header_seen_lately_is_a_copy() {
-        let mut seen = SeenHeaders::default();
-        let h = |seq| rtp_header(&rtp(1, seq, false, 50)).unwrap().fixed;
-        assert!(!seen.repeated(h(1)));
-        assert!(seen.repeated(h(1)));
-        for seq in 2..(SEEN_HEADERS as u16 + 10) {
-            assert!(!seen.repeated(h(seq)));
-        }
-        assert!(seen.order.len() <= SEEN_HEADERS && seen.set.len() <= SEEN_HEADERS);
-        // Forgotten after SEEN_HEADERS newer ones.
-        assert!(!seen.repeated(h(1)));
-    }
-
-    /// A first frame sent through a copying socket arrives twice at a plain socket and once at
-    /// a copying one; the frame after it is sent once.
+    /// A first frame sent through a copying socket arrives twice; the frame after it once.
     #[tokio::test]
-    async fn a_first_frame_arrives_twice_and_a_copying_receiver_passes_it_on_once() {
+    async fn a_first_frame_arrives_twice_and_the_next_once() {
         let runtime = HandshakeCopyRuntime::new(webrtc::runtime::default_runtime().expect("tokio runtime"));
-        let bind = || {
-            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_nonblocking(true).unwrap();
-            s
-        };
-        let a = runtime.wrap_udp_socket(bind()).unwrap();
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.set_nonblocking(true).unwrap();
+        let a = runtime.wrap_udp_socket(a).unwrap();
         let plain = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let frame = [rtp(1, 1, false, 300), rtp(1, 2, true, 300)];
         let next = rtp(1, 3, true, 300);
@@ -488,18 +472,42 @@ mod tests {
         }
         let count = |d: &Vec<u8>| got.iter().filter(|g| *g == d).count();
         assert_eq!((count(&frame[0]), count(&frame[1]), count(&next)), (2, 2, 1), "{} datagrams", got.len());
+    }
 
-        // Through a second copying socket: each once.
-        let b = runtime.wrap_udp_socket(bind()).unwrap();
-        let a = runtime.wrap_udp_socket(bind()).unwrap();
-        for d in frame.iter().chain([&next]) {
-            a.send_to(d, b.local_addr().unwrap()).await.unwrap();
+    /// webrtc-rs's error for a duplicated SRTP packet is kept out of the log; others stay.
+    #[test]
+    fn only_the_duplicate_packet_error_is_quiet() {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        #[derive(Clone, Default)]
+        struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
         }
-        let mut got = Vec::new();
-        while let Ok(Ok((n, _))) = tokio::time::timeout(COPY_DELAY * 10, b.recv_from(&mut buf)).await {
-            got.push(buf[..n].to_vec());
-        }
-        assert_eq!(got, vec![frame[0].clone(), frame[1].clone(), next]);
+        let sink = Sink::default();
+        let out = sink.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .with_filter(QuietDuplicates);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(target: "webrtc::peer_connection::driver", "handle_read error: srtp ssrc=1 index=7: duplicated");
+            tracing::error!(target: "webrtc::peer_connection::driver", "handle_read error: srtcp ssrc=1 index=7: duplicated");
+            tracing::error!(target: "webrtc::peer_connection::driver", "handle_read error: srtp ssrc=1 index=7: failed to verify auth tag");
+            tracing::error!(target: "hearth_engine", "handle_read error: srtp ssrc=1 index=7: duplicated");
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("auth tag") && text.contains("hearth_engine"), "{text}");
+        assert!(QuietDuplicates::is_duplicate("handle_read error: srtp ssrc=3 index=65535: duplicated"));
+        assert!(!QuietDuplicates::is_duplicate("srtp ssrc=3 index=65535: duplicated"));
     }
 
     /// Two sockets on loopback: a handshake datagram arrives twice, the second `COPY_DELAY`

@@ -33,9 +33,12 @@ export class TileStats {
     this.frames++;
     this.latencies.push(latencyMs);
     this.stages.push(stages);
-    if (this.unsentStages.length < MAX_LATENCIES) {
-      this.unsentLatencies.push(latencyMs);
-      this.unsentStages.push(stages);
+    this.unsentLatencies.push(latencyMs);
+    this.unsentStages.push(stages);
+    // Reports failing: the newest 600 wait (trimmed in batches, as above).
+    if (this.unsentLatencies.length > MAX_LATENCIES + 100) {
+      this.unsentLatencies = this.unsentLatencies.slice(-MAX_LATENCIES);
+      this.unsentStages = this.unsentStages.slice(-MAX_LATENCIES);
     }
     // Trim in batches so the cost per frame stays constant.
     if (this.latencies.length > MAX_LATENCIES + 100) {
@@ -61,6 +64,12 @@ export class TileStats {
     this.unsentLatencies = [];
     this.unsentStages = [];
     return p;
+  }
+
+  /** A report that did not reach Rust: its frames go back before those painted since. */
+  restore(p: TilePaint): void {
+    this.unsentLatencies = p.latencies_ms.concat(this.unsentLatencies).slice(-MAX_LATENCIES);
+    this.unsentStages = p.stages_ms.concat(this.unsentStages).slice(-MAX_LATENCIES);
   }
 
   /** Everything kept (the last 600 frames), for WebDriver tests. */
@@ -101,8 +110,14 @@ export function currentPaints(): TilePaint[] {
 }
 
 /** The tiles on screen now, each with only the frames painted since the previous report. */
-export function takeReports(): TilePaint[] {
-  return onScreen().map((s) => s.takeReport());
+export function takeReports(): { tiles: TilePaint[]; restore: () => void } {
+  const taken = onScreen().map((s) => [s, s.takeReport()] as const);
+  return {
+    tiles: taken.map(([, p]) => p),
+    restore: () => {
+      for (const [s, p] of taken) s.restore(p);
+    },
+  };
 }
 
 function onScreen(): TileStats[] {
@@ -126,13 +141,14 @@ export function startPaintReporting(): () => void {
   window.__hearthPaint = currentPaints;
   let failures = 0;
   const timer = setInterval(() => {
-    const tiles = takeReports();
+    const { tiles, restore } = takeReports();
     if (tiles.length === 0) return;
     api.reportPaint(tiles).then(
       () => {
         failures = 0;
       },
       (e) => {
+        restore();
         // Only the first failure is logged: the next report a second later says the same.
         if (failures++ === 0) console.warn('report_paint failed', e);
       },
