@@ -337,6 +337,8 @@ pub struct CappedGcc {
     queue_standing_at: Option<Instant>,
     /// The last batch's queue was over [`QUEUE_OVERUSE`].
     queue_over: bool,
+    /// The link's shared estimate, where its sender notes each keyframe it sends.
+    hints: Option<std::sync::Arc<crate::rtc_setup::SendEstimate>>,
     /// Batches over [`QUEUE_OVERUSE`] not counted (compressed), for the debug log.
     queue_compressed: u64,
 }
@@ -393,8 +395,15 @@ impl CappedGcc {
             queue_cut_at: None,
             queue_standing_at: None,
             queue_over: false,
+            hints: None,
             queue_compressed: 0,
         }
+    }
+
+    /// Reads when the link's sender last sent a keyframe from `hints` (the link's estimate).
+    pub fn with_keyframe_hints(mut self, hints: std::sync::Arc<crate::rtc_setup::SendEstimate>) -> CappedGcc {
+        self.hints = Some(hints);
+        self
     }
 
     /// Bits per second acknowledged over the second before the latest arrival reported
@@ -476,7 +485,16 @@ impl BandwidthEstimator for CappedGcc {
             self.queue_standing_at = Some(now);
         }
         let queue = queue.map(|q| q.median);
-        let queued = over && self.queue_over;
+        // Not the queue of a keyframe we just sent (one of a size step queued 100-130 ms at
+        // 1 Mbit/s, and each brought a back-off: ~30% of the rate for seconds), unless it is
+        // deep enough to overflow a short buffer.
+        let after_keyframe = self
+            .hints
+            .as_ref()
+            .and_then(|h| h.last_keyframe())
+            .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_QUEUE_GRACE);
+        let deep = queue.is_some_and(|q| q > QUEUE_DEEP);
+        let queued = over && self.queue_over && (!after_keyframe || deep);
         self.queue_over = over;
         let since_cut = self.queue_cut_at.map(|t| now.saturating_duration_since(t));
         if queued && since_cut.is_none_or(|d| d >= QUEUE_CUT_SPACING) {
@@ -582,6 +600,11 @@ const QUEUE_OVERUSE: i64 = 40_000;
 const QUEUE_CUT: f64 = 0.85;
 /// See [`BatchQueue::compressed`].
 const QUEUE_COMPRESSED: f64 = 2.0;
+/// A queue within this long after a keyframe left is that keyframe's (a 25 KB keyframe takes
+/// 1 s to drain from a 1 Mbit/s link carrying 800 kbit/s)...
+const KEYFRAME_QUEUE_GRACE: Duration = Duration::from_secs(1);
+/// ...unless it is this deep (µs).
+const QUEUE_DEEP: i64 = 150_000;
 /// At most one back-off per this (a round trip or two, for the cut to show).
 const QUEUE_CUT_SPACING: Duration = Duration::from_millis(300);
 
@@ -892,6 +915,87 @@ mod tests {
         assert!(loss < 0.02, "{:.1}% lost after 5 s", loss * 100.0);
         let mean = late.iter().sum::<f64>() / late.len() as f64;
         assert!((650_000.0..=1_100_000.0).contains(&mean), "mean estimate {mean:.0} after 5 s");
+    }
+
+    /// A 1 Mbit/s bottleneck (200 ms of queue, 25 ms one way) carrying 640 kbit/s; at 5 s
+    /// the sender sends a keyframe, 15 KB more than a frame, paced at 2.5 Mbit/s (its queue
+    /// peaks at ~120 ms, as a size step's did under a 1 Mbit/s cap). `hinted`: the sender notes it.
+    /// Returns the estimate just before the keyframe, the lowest in the 3 s after, and whether
+    /// the estimator backed off on a queue.
+    fn keyframe_on_a_busy_link(hinted: bool, overload_after: Option<u64>) -> (f64, f64, bool, usize) {
+        let t0 = Instant::now();
+        let hints = std::sync::Arc::new(crate::rtc_setup::SendEstimate::default());
+        let mut e = CappedGcc::new(1_500_000.0, 100_000.0, 6_000_000.0);
+        if hinted {
+            e = e.with_keyframe_hints(hints.clone());
+        }
+        e.startup = None;
+        let (capacity, size) = (1_000_000.0, 1000usize);
+        let per_packet = Duration::from_secs_f64(size as f64 * 8.0 / capacity);
+        let (mut id, mut free_at, mut lost) = (0u64, t0, 0usize);
+        let (mut before, mut lowest) = (0.0, f64::MAX);
+        for tick in 0..80u64 {
+            let now = t0 + Duration::from_millis(tick * 100);
+            // 8 packets per 100 ms (640 kbit/s); once overloaded, 10% over the estimate (an
+            // encoder that overshoots), which is over the link's rate.
+            let mut n = if overload_after.is_some_and(|t| tick >= t) {
+                (e.target_bitrate() * 1.1 / 8.0 / size as f64 / 10.0).ceil() as u64
+            } else {
+                8
+            };
+            let keyframe = tick == 50;
+            if keyframe {
+                n += 15;
+                before = e.target_bitrate();
+            }
+            let reports: Vec<PacketReport> = (0..n)
+                .map(|i| {
+                    id += 1;
+                    let departure = if keyframe && i < 15 {
+                        now + Duration::from_micros(i * 3_200) // paced at 2.5 Mbit/s
+                    } else {
+                        now + Duration::from_millis(i * 100 / n)
+                    };
+                    let start = free_at.max(departure);
+                    let mut r = report(id, t0, departure, size);
+                    if start.duration_since(departure) > Duration::from_millis(200) {
+                        r.arrived = false;
+                        r.arrival = None;
+                        lost += 1;
+                    } else {
+                        free_at = start + per_packet;
+                        r.arrival = Some(free_at.duration_since(t0) + Duration::from_millis(25));
+                    }
+                    r
+                })
+                .collect();
+            if keyframe {
+                hints.keyframe_sent(now + Duration::from_millis(80));
+            }
+            e.on_reports(now + Duration::from_millis(150), &reports);
+            if (51..80).contains(&tick) {
+                lowest = lowest.min(e.target_bitrate());
+            }
+        }
+        (before, lowest, e.queue_cut_at.is_some(), lost)
+    }
+
+    /// The queue a keyframe builds drains by itself: no back-off when the sender says it sent
+    /// one (without the hint the same run backs off); a queue that grows after it still does.
+    #[test]
+    fn a_keyframe_s_own_queue_brings_no_back_off() {
+        let (before, lowest, cut, lost) = keyframe_on_a_busy_link(true, None);
+        assert!(!cut, "backed off: {before:.0} -> {lowest:.0}");
+        assert!(lowest > before * 0.9, "{before:.0} -> {lowest:.0}");
+        assert_eq!(lost, 0);
+        let (before, lowest, cut, _) = keyframe_on_a_busy_link(false, None);
+        assert!(cut, "without the hint: {before:.0} -> {lowest:.0}");
+        // Overloaded from the keyframe on: a back-off all the same (the queue gets deep), as
+        // soon and losing no more than without the hint.
+        let (before, lowest, cut, lost) = keyframe_on_a_busy_link(true, Some(50));
+        let (_, lowest_unhinted, _, lost_unhinted) = keyframe_on_a_busy_link(false, Some(50));
+        assert!(cut && lowest < before * 0.6, "{before:.0} -> {lowest:.0}");
+        assert!(lost <= lost_unhinted && lowest <= lowest_unhinted, "{lost} lost vs {lost_unhinted}");
     }
 
     /// The far end stalls for 200 ms (this machine's scheduler) and then stamps every packet

@@ -71,9 +71,18 @@ struct RtcpToApp {
 #[derive(Debug, Default)]
 pub struct SendEstimate {
     bps: std::sync::atomic::AtomicU64,
+    /// When the link's video writer last finished sending a keyframe (for the estimator: the
+    /// queue such a burst builds is not congestion).
+    keyframe_sent: parking_lot::Mutex<Option<Instant>>,
 }
 
 impl SendEstimate {
+    pub fn keyframe_sent(&self, at: Instant) {
+        *self.keyframe_sent.lock() = Some(at);
+    }
+    pub fn last_keyframe(&self) -> Option<Instant> {
+        *self.keyframe_sent.lock()
+    }
     pub fn bps(&self) -> Option<u64> {
         Some(self.bps.load(std::sync::atomic::Ordering::Relaxed)).filter(|b| *b > 0)
     }
@@ -266,11 +275,10 @@ pub async fn new_peer_connection(
         .with(Slot::TwccSender, rtc::interceptor::TwccSenderBuilder::new().build())
         .with(
             Slot::CongestionControl,
-            rtc::interceptor::CongestionControlBuilder::new(crate::adapt::CappedGcc::new(
-                GCC_START_BPS,
-                GCC_MIN_BPS,
-                GCC_MAX_BPS,
-            ))
+            rtc::interceptor::CongestionControlBuilder::new(
+                crate::adapt::CappedGcc::new(GCC_START_BPS, GCC_MIN_BPS, GCC_MAX_BPS)
+                    .with_keyframe_hints(estimate.clone()),
+            )
             .build(),
         )
         .with(Slot::from(14_000), RtcpToApp { estimate, ..RtcpToApp::default() });

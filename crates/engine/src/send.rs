@@ -258,6 +258,11 @@ impl Target {
                     }
                     written += u64::from(sink.write(p).await);
                 }
+                if batch.keyframe
+                    && let Some(pacer) = &pacer
+                {
+                    pacer.estimate.keyframe_sent(Instant::now());
+                }
                 if let Some(t) = weak.upgrade() {
                     t.sent_packets.fetch_add(written, Ordering::Relaxed);
                 }
