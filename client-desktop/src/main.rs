@@ -108,18 +108,8 @@ fn main() {
     let software = tune_webkit_for_software_rendering();
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
-    {
-        use tracing_subscriber::Layer;
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::util::SubscriberInitExt;
-        let env = tracing_subscriber::EnvFilter::try_new(&filter)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        // Without webrtc-rs's error for each duplicated packet (the copies we send on purpose).
-        let out = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(hearth_engine::handshake_copy::QuietDuplicates);
-        let _ = tracing_subscriber::registry().with(env).with(out).try_init();
-    }
+    // Without webrtc-rs's error for each duplicated packet (the copies we send on purpose).
+    hearth_engine::handshake_copy::init_logging(&filter);
 
     let invite = match cli.invite.as_deref().map(hearth_app::invite::parse) {
         None => None,

@@ -1043,6 +1043,30 @@ mod tests {
         assert!(lowest >= before * 0.87, "lowest {lowest:.0} after the stall, {before:.0} before");
     }
 
+    /// Feeds `e` the feedback of 100 ms at `at` x 100 ms: three frames of two 1000-byte
+    /// packets (480 kbit/s), 25 ms on the way plus `wait_us(id, packet of the frame)`.
+    fn two_packet_frames(
+        e: &mut CappedGcc,
+        t0: Instant,
+        at: u64,
+        id: &mut u64,
+        wait_us: impl Fn(u64, u64) -> u64,
+    ) {
+        let now = t0 + Duration::from_millis(at * 100);
+        let mut reports = vec![];
+        for f in 0..3u64 {
+            let departure = now + Duration::from_micros(f * 33_333);
+            for p in 0..2u64 {
+                *id += 1;
+                let mut r = report(*id, t0, departure, 1000);
+                r.arrival =
+                    Some(departure.duration_since(t0) + Duration::from_micros(25_000 + wait_us(*id, p)));
+                reports.push(r);
+            }
+        }
+        e.on_reports(now + Duration::from_millis(150), &reports);
+    }
+
     /// After a back-off on a queue, a sender of 480 kbit/s (two packets per frame) behind a
     /// bottleneck that never empties: every packet waits 20 ms or more (the second of a frame
     /// 8 ms longer), and the estimate stays within 1.3x + 60 kbit/s of what arrives. Then the
@@ -1057,20 +1081,9 @@ mod tests {
         let mut id = 0u64;
         // The first second is idle (the least delay the queue is measured from).
         let mut tick = |e: &mut CappedGcc, at: u64, capped: bool| {
-            let now = t0 + Duration::from_millis(at * 100);
-            let mut reports = vec![];
-            for f in 0..3u64 {
-                let departure = now + Duration::from_micros(f * 33_333);
-                for p in 0..2u64 {
-                    id += 1;
-                    let mut r = report(id, t0, departure, 1000);
-                    // Uncapped: up to 1 ms of jitter, under the 3 ms of a standing queue.
-                    let wait_us = if capped { 20_000 + 8_000 * p } else { (id * 7919) % 1000 };
-                    r.arrival = Some(departure.duration_since(t0) + Duration::from_micros(25_000 + wait_us));
-                    reports.push(r);
-                }
-            }
-            e.on_reports(now + Duration::from_millis(150), &reports);
+            // Uncapped: up to 1 ms of jitter, under the 3 ms of a standing queue.
+            let wait_us = |id: u64, p: u64| if capped { 20_000 + 8_000 * p } else { (id * 7919) % 1000 };
+            two_packet_frames(e, t0, at, &mut id, wait_us);
         };
         for at in 0..10 {
             tick(&mut e, at, false);
@@ -1108,19 +1121,7 @@ mod tests {
         e.queue_cut_at = Some(t0);
         let mut id = 0u64;
         for at in 0..50u64 {
-            let now = t0 + Duration::from_millis(at * 100);
-            let mut reports = vec![];
-            for f in 0..3u64 {
-                let departure = now + Duration::from_micros(f * 33_333);
-                for p in 0..2u64 {
-                    id += 1;
-                    let mut r = report(id, t0, departure, 1000);
-                    r.arrival =
-                        Some(departure.duration_since(t0) + Duration::from_micros(25_000 + 9_600 * p));
-                    reports.push(r);
-                }
-            }
-            e.on_reports(now + Duration::from_millis(150), &reports);
+            two_packet_frames(&mut e, t0, at, &mut id, |_, p| 9_600 * p);
         }
         assert!(!e.bottleneck(t0 + Duration::from_millis(5_050)));
         let acked = e.acked_bps().unwrap();

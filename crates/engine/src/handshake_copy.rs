@@ -154,6 +154,18 @@ impl QuietDuplicates {
     }
 }
 
+/// Logs to standard error at `filter` (a `RUST_LOG`-style filter; "warn" if it does not
+/// parse), without the duplicated-packet error ([`QuietDuplicates`]). For the binaries.
+pub fn init_logging(filter: &str) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let env = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let out = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(QuietDuplicates);
+    let _ = tracing_subscriber::registry().with(env).with(out).try_init();
+}
+
 impl<S: tracing::Subscriber> tracing_subscriber::layer::Filter<S> for QuietDuplicates {
     fn enabled(&self, _: &tracing::Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
         true
