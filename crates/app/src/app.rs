@@ -1435,6 +1435,7 @@ mod tests {
             merge_paint(&mut kept, names);
         }
         assert!(kept.len() <= 4 * 64);
+        assert!(kept.values().all(|t| t.stages_ms.len() <= PAINT_FRAMES_KEPT));
         // A name too long, or named twice in one report, is taken once or not at all.
         let mut kept = HashMap::new();
         let long = tile(&"x".repeat(PAINT_TILE_NAME_MAX + 1), vec![[0.0; 3]]);
@@ -1442,6 +1443,5 @@ mod tests {
         assert_eq!(merge_paint(&mut kept, twice), vec!["b".to_string()]);
         assert_eq!(kept.len(), 1);
         assert_eq!(kept["b"].stages_ms.len(), 1);
-        assert!(kept.values().all(|t| t.stages_ms.len() <= PAINT_FRAMES_KEPT));
     }
 }

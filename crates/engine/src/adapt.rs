@@ -873,15 +873,42 @@ mod tests {
         assert!((500_000.0..=1_100_000.0).contains(&last), "{capped:?}");
     }
 
+    /// A FIFO bottleneck with 200 ms of queue, 25 ms one way, for packets of one size.
+    struct Fifo {
+        t0: Instant,
+        per_packet: Duration,
+        free_at: Instant,
+    }
+
+    impl Fifo {
+        fn new(t0: Instant, capacity_bps: f64, size: usize) -> Fifo {
+            Fifo { t0, per_packet: Duration::from_secs_f64(size as f64 * 8.0 / capacity_bps), free_at: t0 }
+        }
+
+        /// Sends `r` (its departure set): it waits for the packets ahead and arrives, or finds
+        /// more than 200 ms of queue and is dropped (`false`).
+        fn pass(&mut self, r: &mut PacketReport) -> bool {
+            let start = self.free_at.max(r.departure);
+            if start.duration_since(r.departure) > Duration::from_millis(200) {
+                r.arrived = false;
+                r.arrival = None;
+                return false;
+            }
+            self.free_at = start + self.per_packet;
+            r.arrival = Some(self.free_at.duration_since(self.t0) + Duration::from_millis(25));
+            true
+        }
+    }
+
     /// A 1 Mbit/s bottleneck with a 200 ms queue (25 ms one way), the sender at the estimate:
     /// the estimate backs off on the queue before it overflows, and keeps the link used.
     #[test]
     fn a_queue_building_at_a_bottleneck_brings_the_estimate_under_it_before_loss() {
         let t0 = Instant::now();
         let mut e = CappedGcc::new(700_000.0, 100_000.0, 6_000_000.0);
-        let (capacity, size) = (1_000_000.0, 1000usize);
-        let per_packet = Duration::from_secs_f64(size as f64 * 8.0 / capacity);
-        let (mut id, mut free_at, mut sent, mut lost_late) = (0u64, t0, 0u64, 0u64);
+        let size = 1000usize;
+        let mut link = Fifo::new(t0, 1_000_000.0, size);
+        let (mut id, mut sent, mut lost_late) = (0u64, 0u64, 0u64);
         let mut late = vec![];
         for tick in 0..200u64 {
             let now = t0 + Duration::from_millis(tick * 100);
@@ -890,17 +917,8 @@ mod tests {
                 .map(|i| {
                     id += 1;
                     let departure = now + Duration::from_millis(i * 100 / n.max(1));
-                    // FIFO at the bottleneck: wait for the packets ahead, drop past 200 ms.
-                    let start = free_at.max(departure);
-                    let queued = start.duration_since(departure);
                     let mut r = report(id, t0, departure, size);
-                    if queued > Duration::from_millis(200) {
-                        r.arrived = false;
-                        r.arrival = None;
-                    } else {
-                        free_at = start + per_packet;
-                        r.arrival = Some(free_at.duration_since(t0) + Duration::from_millis(25));
-                    }
+                    link.pass(&mut r);
                     r
                 })
                 .collect();
@@ -930,9 +948,9 @@ mod tests {
             e = e.with_keyframe_hints(hints.clone());
         }
         e.startup = None;
-        let (capacity, size) = (1_000_000.0, 1000usize);
-        let per_packet = Duration::from_secs_f64(size as f64 * 8.0 / capacity);
-        let (mut id, mut free_at, mut lost) = (0u64, t0, 0usize);
+        let size = 1000usize;
+        let mut link = Fifo::new(t0, 1_000_000.0, size);
+        let (mut id, mut lost) = (0u64, 0usize);
         let (mut before, mut lowest) = (0.0, f64::MAX);
         for tick in 0..80u64 {
             let now = t0 + Duration::from_millis(tick * 100);
@@ -956,15 +974,9 @@ mod tests {
                     } else {
                         now + Duration::from_millis(i * 100 / n)
                     };
-                    let start = free_at.max(departure);
                     let mut r = report(id, t0, departure, size);
-                    if start.duration_since(departure) > Duration::from_millis(200) {
-                        r.arrived = false;
-                        r.arrival = None;
+                    if !link.pass(&mut r) {
                         lost += 1;
-                    } else {
-                        free_at = start + per_packet;
-                        r.arrival = Some(free_at.duration_since(t0) + Duration::from_millis(25));
                     }
                     r
                 })

@@ -89,13 +89,11 @@ pub fn is_dtls_handshake(datagram: &[u8]) -> bool {
         && matches!(record[2], 0xFF | 0xFD)
 }
 
-/// An RTP packet's header as seen on the wire (bare or in ChannelData; not RTCP): what
-/// identifies it, and whether it ends a frame.
+/// An RTP packet's header as seen on the wire (bare or in ChannelData; not RTCP): its stream,
+/// and whether it ends a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RtpHeader {
     pub ssrc: u32,
-    /// Version, flags, payload type, sequence number, timestamp and SSRC: the fixed header.
-    pub fixed: [u8; 12],
     pub marker: bool,
 }
 
@@ -110,7 +108,6 @@ pub fn rtp_header(datagram: &[u8]) -> Option<RtpHeader> {
     }
     Some(RtpHeader {
         ssrc: u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]),
-        fixed,
         marker: fixed[1] & 0x80 != 0,
     })
 }
