@@ -7,7 +7,7 @@ import { nextStep } from '../src/errors';
 import { hhmm, initials, pickDevice, secondsUntil } from '../src/format';
 import { bestGrid } from '../src/layout';
 import { SHORTCUTS, matchShortcut } from '../src/shortcuts';
-import { buildStage } from '../src/tiles';
+import { buildStage, voiceStep } from '../src/tiles';
 
 const key = (k: string, code: string, ctrl = true, alt = false) => ({ key: k, code, ctrlKey: ctrl, altKey: alt, shiftKey: false, metaKey: false });
 
@@ -165,4 +165,12 @@ test('stage: a camera that is on but missing shows why', () => {
   const s = buildStage(view({ me: { ...me, has_camera: false } }));
   assert.equal(s.tiles[0].videoOn, false);
   assert.equal(s.tiles[0].noCamera, true);
+});
+
+test('voiceStep: five fixed steps, out-of-range and non-numbers clamped', () => {
+  assert.deepEqual([0, 0.1, 0.13, 0.5, 0.87, 1].map(voiceStep), [0, 0, 1, 2, 3, 4]);
+  assert.equal(voiceStep(-1), 0);
+  assert.equal(voiceStep(7), 4);
+  assert.equal(voiceStep(Number.NaN), 0);
+  assert.equal(voiceStep(Number.POSITIVE_INFINITY), 0);
 });

@@ -5,6 +5,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { QualityView } from '../bindings';
 import { formatKbps, initials } from '../format';
+import { voiceStep } from '../tiles';
 import type { TileModel } from '../tiles';
 import { BarsIcon, CloseIcon, HandIcon, MicIcon } from './icons';
 import { Video } from './Video';
@@ -78,7 +79,7 @@ export function Tile({
       data-active-speaker={tile.activeSpeaker ? 'true' : 'false'}
       data-video={tile.videoOn ? 'on' : 'off'}
       data-away={tile.away ? 'true' : 'false'}
-      style={{ '--level': String(Math.max(0, Math.min(1, tile.level))) }}
+      data-voice={voiceStep(tile.level)}
       role="group"
       aria-label={tile.name}
     >
