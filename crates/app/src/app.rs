@@ -545,10 +545,10 @@ impl App {
     /// Start (or find) the embedded server; its `ws://` URL.
     async fn ensure_embedded(&self) -> Result<String, UiError> {
         let mut e = self.inner.embedded.lock().await;
-        if let Some(x) = e.as_ref() {
-            if x.owned || embedded::is_hearth(x.addr).await {
-                return Ok(x.url());
-            }
+        if let Some(x) = e.as_ref()
+            && (x.owned || embedded::is_hearth(x.addr).await)
+        {
+            return Ok(x.url());
         }
         match Embedded::ensure(self.inner.embedded_port).await {
             Ok(x) => {
@@ -917,10 +917,12 @@ impl App {
                     best = Some((p.view.peer_id.clone(), p.view.level));
                 }
             }
-            if let Some(m) = &s.me.view {
-                if m.speaking && !m.audio_muted && best.as_ref().is_none_or(|(_, l)| m.level > *l) {
-                    best = Some(("self".into(), m.level));
-                }
+            if let Some(m) = &s.me.view
+                && m.speaking
+                && !m.audio_muted
+                && best.as_ref().is_none_or(|(_, l)| m.level > *l)
+            {
+                best = Some(("self".into(), m.level));
             }
             match best {
                 Some((id, _)) => s.active = Some((id, now)),

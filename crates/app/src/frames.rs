@@ -157,6 +157,8 @@ impl FrameHub {
     async fn serve_socket(&self, stream: tokio::net::TcpStream, port: u16) -> anyhow::Result<()> {
         let mut tile = None;
         let token = self.token.clone();
+        // The handshake callback's signature is tungstenite's (`Callback`), large error and all.
+        #[allow(clippy::result_large_err)]
         let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
             match authorize(req, &token, port) {
                 Ok(t) => {

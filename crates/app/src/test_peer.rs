@@ -56,14 +56,15 @@ impl TestParticipant {
 async fn answer(engine: Arc<Engine>, mut events: tokio::sync::mpsc::UnboundedReceiver<EngineEvent>) {
     let me = engine.peer_id().clone();
     while let Some(ev) = events.recv().await {
-        if let EngineEvent::Call(CallEvent::Chat(m)) = ev {
-            if m.to.as_ref() == Some(&me) && m.from != me {
-                let text: String = m.text.chars().take(200).collect();
-                let _ = engine.command(Command::Chat {
-                    text: format!("I'm a test participant: I got \"{text}\"."),
-                    to: Some(m.from.clone()),
-                });
-            }
+        if let EngineEvent::Call(CallEvent::Chat(m)) = ev
+            && m.to.as_ref() == Some(&me)
+            && m.from != me
+        {
+            let text: String = m.text.chars().take(200).collect();
+            let _ = engine.command(Command::Chat {
+                text: format!("I'm a test participant: I got \"{text}\"."),
+                to: Some(m.from.clone()),
+            });
         }
     }
 }
