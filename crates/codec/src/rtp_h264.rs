@@ -173,6 +173,33 @@ pub fn parse_payload(payload: &[u8]) -> Result<Payload<'_>, PayloadError> {
     }
 }
 
+/// Whether `payload` can be the first packet of an access unit: it opens with an access unit
+/// delimiter or a sequence parameter set (what a keyframe starts with), or with a slice whose
+/// `first_mb_in_slice` is 0 (the first slice of a picture: that ue(v) field is the slice
+/// header's first bit, 1 for the value 0). An IDR slice without the parameter sets before it
+/// does not count: the keyframe's first packet is still missing. Never panics.
+pub fn starts_access_unit(payload: &[u8]) -> bool {
+    let (nal_type, first_byte) = match parse_payload(payload) {
+        Ok(Payload::Single(nal)) => (nal[0] & 0x1f, nal.get(1).copied()),
+        Ok(Payload::Aggregate(stap)) => match stap.units().next() {
+            Some(nal) => (nal[0] & 0x1f, nal.get(1).copied()),
+            None => return false,
+        },
+        Ok(Payload::Fragment { nal_header, start: true, data, .. }) => {
+            (nal_header & 0x1f, data.first().copied())
+        }
+        _ => return false,
+    };
+    match nal_type {
+        nal_type::SPS | AUD => true,
+        nal_type::SLICE => first_byte.is_some_and(|b| b & 0x80 != 0),
+        _ => false,
+    }
+}
+
+/// Access unit delimiter (H.264 table 7-1).
+const AUD: u8 = 9;
+
 /// A complete access unit out of the assembler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessUnit {
@@ -550,6 +577,25 @@ mod tests {
             annexb::push_nal(&mut v, n);
         }
         v
+    }
+
+    #[test]
+    fn what_starts_an_access_unit() {
+        let key = keyframe_payloads();
+        assert!(starts_access_unit(&key[0]), "STAP-A(SPS, PPS)");
+        assert!(!starts_access_unit(&key[1]), "the IDR's first fragment: the parameter sets come before it");
+        assert!(!starts_access_unit(&key[2]), "a middle fragment");
+        assert!(starts_access_unit(SPS));
+        assert!(starts_access_unit(&[0x09, 0xf0]), "an access unit delimiter");
+        assert!(!starts_access_unit(PPS));
+        let p = p_slice(3000);
+        assert!(starts_access_unit(&p), "a P slice with first_mb_in_slice 0");
+        assert!(starts_access_unit(&fu_a(&p, 1000)[0]));
+        assert!(!starts_access_unit(&fu_a(&p, 1000)[1]));
+        assert!(!starts_access_unit(&[0x41, 0x40, 1]), "a later slice of a picture");
+        assert!(!starts_access_unit(&[0x41]), "a slice header cut off");
+        assert!(!starts_access_unit(&[]));
+        assert!(!starts_access_unit(&[0x78, 0, 9]), "a truncated STAP-A");
     }
 
     /// rtc-rtp 0.21.1's depacketizer indexed past the end of this STAP-A (its last length
