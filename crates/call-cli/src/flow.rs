@@ -222,6 +222,15 @@ fn shortfall(st: &StreamStats, kind: TrackKind, secs: f64) -> Option<String> {
 /// What went wrong between us and the peer of `s`, judged at `end_us`, and what was not
 /// checked (see the module's rule).
 pub fn judge(s: &PeerStats, announced: &Announcements, end_us: u64) -> Verdict {
+    judge_until(s, announced, end_us, end_us)
+}
+
+/// As [`judge`], for stats taken at `taken_us` but judged only up to an earlier `end_us` (a peer
+/// that left while its link was down is judged up to when the link went quiet): the age of
+/// its last receiver report is counted at `end_us`, not at the later snapshot, or the outage
+/// after `end_us` would count as reports missing.
+pub fn judge_until(s: &PeerStats, announced: &Announcements, end_us: u64, taken_us: u64) -> Verdict {
+    let later_ms = taken_us.saturating_sub(end_us) as f64 / 1000.0;
     let who = if s.name.is_empty() { s.peer_id.as_str() } else { s.name.as_str() };
     let Some(from_us) = s.connected_at_us.filter(|_| s.connected) else {
         return Verdict { problems: vec![format!("not connected to {who}")], notes: Vec::new() };
@@ -276,7 +285,7 @@ pub fn judge(s: &PeerStats, announced: &Announcements, end_us: u64) -> Verdict {
                     ));
                 }
                 let since = o.packets_sent.saturating_sub(sent);
-                if let Some(age) = age
+                if let Some(age) = age.map(|a| a - later_ms)
                     && !stopped
                     && age > MAX_REPORT_AGE_MS
                     && since >= MIN_PACKETS_JUDGED
@@ -510,6 +519,30 @@ mod tests {
             problems(&s, &announced(on()), 110 * S),
             ["camera to bob: no receiver report in 10.0 s (1000 packets sent)"]
         );
+    }
+
+    /// A peer that left while the link was down, judged up to when the link went quiet: the
+    /// snapshot taken 4.6 s later shows its last report 4.6 s old, which is no problem then.
+    #[test]
+    fn report_age_counts_up_to_the_judged_end_not_the_later_snapshot() {
+        let mut s = stats(300, 500);
+        s.outbound = vec![OutboundStats {
+            kind: Some(TrackKind::Audio),
+            packets_sent: 500,
+            peer_received_packets: Some(150),
+            packets_sent_at_report: 150,
+            report_age_ms: Some(4600.0),
+        }];
+        let a = announced(on());
+        assert_eq!(
+            judge(&s, &a, 110 * S).problems,
+            ["audio to bob: no receiver report for 4.6 s while we sent 350 more packets"]
+        );
+        let v = judge_until(&s, &a, 110 * S - 4_600_000, 110 * S);
+        assert!(!v.problems.iter().any(|p| p.contains("receiver report")), "{:?}", v.problems);
+        // Judged 0.6 s before the snapshot, the report was already 4.0 s old: a problem.
+        let v = judge_until(&s, &a, 110 * S - 600_000, 110 * S);
+        assert!(v.problems.iter().any(|p| p.contains("no receiver report for 4.0 s")), "{:?}", v.problems);
     }
 
     #[test]

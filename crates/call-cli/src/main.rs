@@ -662,7 +662,7 @@ async fn join(a: JoinArgs) -> anyhow::Result<ExitCode> {
             // lost if it left without the link coming back.
             let lost = lost_at.get(id).copied().filter(|&t| departed && t < *at_us);
             let judged_to = if departed { lost.unwrap_or(*at_us) } else { end_us };
-            let v = flow::judge(s, &announced, judged_to);
+            let v = flow::judge_until(s, &announced, judged_to, *at_us);
             (pair.problems, pair.notes) = (v.problems, v.notes);
             if let Some(t) = lost {
                 pair.notes.push(format!(
