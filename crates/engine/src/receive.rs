@@ -148,6 +148,11 @@ impl StreamAcc {
     /// A marker with sequence value `n` (frame number or burst slot), captured at `latency_us`
     /// before now.
     fn marker(&mut self, n: u64, latency_us: u64, reset_gap: u64) {
+        // The same picture again: a keyframe the sender encoded from its last picture (a
+        // peer joined or asked) rather than wait for the next capture. Not a new frame.
+        if self.last_marker == Some(n) {
+            return;
+        }
         self.stats.markers += 1;
         if self.latency_us.len() < MAX_LATENCY_SAMPLES {
             self.latency_us.push(latency_us);

@@ -224,7 +224,10 @@ impl Target {
             layer: AtomicU8::new(MAIN_LAYER),
             layer_changed_at: Mutex::new(None),
             queue,
-            awaiting_keyframe: AtomicBool::new(false),
+            // A new viewer can decode nothing before a keyframe (attaching asks for one). Delta
+            // frames sent first would also take the first-frame copy (`handshake_copy`), which
+            // covers a stream's first frame only, away from the keyframe that matters.
+            awaiting_keyframe: AtomicBool::new(kind != TrackKind::Audio),
             last_keyframe_request: Mutex::new(None),
         });
         // The task holds the target weakly: dropping the target closes the queue and ends it.
@@ -691,6 +694,13 @@ pub(crate) fn open_video(spec: &VideoSpec) -> Result<Box<dyn VideoSource>, Media
     })
 }
 
+/// How often the encoding thread looks for a keyframe wanted between two captured frames.
+const KEYFRAME_POLL: std::time::Duration = std::time::Duration::from_millis(4);
+
+/// Capture on this thread (a camera's handle may not move between threads), encode on a
+/// second one (`encode_loop`), so that a keyframe wanted between two captures (a peer's link
+/// just connected, or a receiver asked) is encoded at once from the last picture instead of
+/// waiting up to a frame interval for the next capture.
 fn video_loop(
     stream: &SendStream,
     spec: &VideoSpec,
@@ -704,49 +714,114 @@ fn video_loop(
     hearth_media::raise_current_thread(hearth_media::MediaThread::Video);
     // The source's own size (what adaptation scales down from).
     let info = source.info();
-    let mut frame = VideoFrame::new(info.width, info.height);
-    let mut main = LayerEncoder::new(stream, MAIN_LAYER, stream.sequencer.clone_to(), &info);
-    let mut shown = FramePool::new(DisplayFrame::MAX_IN_FLIGHT + 2);
-    let mut adapter: Option<(VideoAdapter, (u32, u32))> = None;
-    let mut source_size = (info.width, info.height);
+    let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<VideoFrame>(1);
+    let (spare_tx, spare_rx) = std::sync::mpsc::channel::<VideoFrame>();
+    // The size the encoder wants the source to draw at (synthetic sources draw at any size).
+    let wanted_size = std::sync::atomic::AtomicU64::new(pack_size(info.width, info.height));
+    std::thread::scope(|scope| {
+        let encoder = std::thread::Builder::new()
+            .name(format!("hearth-enc-{}", stream.kind.id()))
+            .spawn_scoped(scope, || {
+                hearth_media::raise_current_thread(hearth_media::MediaThread::Video);
+                encode_loop(stream, &info, clock, frames_rx, spare_tx, &wanted_size, stop)
+            })
+            .map_err(|e| MediaError::Convert(format!("cannot start the encoding thread: {e}")))?;
+        let mut shown = FramePool::new(DisplayFrame::MAX_IN_FLIGHT + 2);
+        let mut source_size = (info.width, info.height);
+        let mut captured = Ok(());
+        while !stop.load(Ordering::Relaxed) && !encoder.is_finished() {
+            let size = unpack_size(wanted_size.load(Ordering::Relaxed));
+            if source_size != size {
+                // Synthetic sources draw at the new size from the next frame; others are scaled.
+                source.set_output_size(size.0, size.1);
+                source_size = size;
+            }
+            let mut frame = spare_rx.try_recv().unwrap_or_else(|_| VideoFrame::new(info.width, info.height));
+            if let Err(e) = source.capture(&mut frame) {
+                captured = Err(e);
+                break;
+            }
+            *worked = true;
+            if !stream.enabled.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Some(view) = stream.self_view.get() {
+                view.show(stream.kind, &frame, &mut shown);
+            }
+            if frames_tx.send(frame).is_err() {
+                break;
+            }
+        }
+        // Closing the channel ends the encoding thread.
+        drop(frames_tx);
+        let encoded = encoder
+            .join()
+            .unwrap_or_else(|_| Err(MediaError::Convert("the encoding thread panicked".into())));
+        captured.and(encoded)
+    })
+}
+
+fn pack_size(width: u32, height: u32) -> u64 {
+    (u64::from(width) << 32) | u64::from(height)
+}
+
+fn unpack_size(packed: u64) -> (u32, u32) {
+    ((packed >> 32) as u32, packed as u32)
+}
+
+/// The encoding half of `video_loop`: sizes and rates from the peers' paths (see `adapt`),
+/// the main encoding and the low layer, and keyframes wanted between captures.
+fn encode_loop(
+    stream: &SendStream,
+    info: &hearth_media::SourceInfo,
+    clock: MediaClock,
+    frames: std::sync::mpsc::Receiver<VideoFrame>,
+    spare: std::sync::mpsc::Sender<VideoFrame>,
+    wanted_size: &std::sync::atomic::AtomicU64,
+    stop: &AtomicBool,
+) -> Result<(), MediaError> {
+    let full = (info.width, info.height);
+    let mut main = LayerEncoder::new(stream, MAIN_LAYER, stream.sequencer.clone_to(), info);
+    let mut adapter = VideoAdapter::new(full.0, full.1, info.fps, info.kind);
     // The low layer, while some peer gets it (see `adapt::split_layers`): its own adapter
     // (size and rate follow those peers' estimates, up to the main encoding's size).
     let mut low: Option<(VideoAdapter, LayerEncoder)> = None;
+    // The last picture the main encoding took, its RTP timestamp, and whether it is a captured
+    // buffer (to go back to the capture thread) or a scaled copy.
+    let mut last: Option<(VideoFrame, u32, bool)> = None;
+    // Stopped: a capture thread blocked in a device read may outlive its stop by seconds, and a
+    // new capture may have started meanwhile; this one's last picture must not be sent then.
     while !stop.load(Ordering::Relaxed) {
-        source.capture(&mut frame)?;
-        *worked = true;
-        if !stream.enabled.load(Ordering::Relaxed) {
-            continue;
-        }
-        if let Some(view) = stream.self_view.get() {
-            view.show(stream.kind, &frame, &mut shown);
-        }
-        // What the paths to the peers carry decides the size and rate (see `adapt`).
-        let full = (info.width, info.height);
-        let adapter = match &mut adapter {
-            Some((a, size)) if *size == full => a,
-            slot => &mut slot.insert((VideoAdapter::new(full.0, full.1, info.fps, info.kind), full)).0,
+        let frame = match frames.recv_timeout(KEYFRAME_POLL) {
+            Ok(frame) => frame,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // A keyframe wanted now (a peer's link just connected, a receiver lost
+                // video): the last picture again, as a keyframe, one tick after it, at the
+                // size and rate the paths want now (a new peer's path may carry far less than
+                // what the picture was encoded for).
+                // Never while the video is off: the last picture is from before.
+                if let Some((picture, ts, _)) = &last
+                    && stream.enabled.load(Ordering::Relaxed)
+                    && main.keyframe_ready(stream)
+                {
+                    encode_main(stream, &mut main, &mut adapter, wanted_size, picture, |_| {
+                        ts.wrapping_add(1)
+                    })?;
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         };
-        let budgets = stream.budgets(Instant::now());
-        let want = adapter.update(budgets.main, Instant::now());
-        let size = (want.width, want.height);
-        if source_size != size {
-            // Synthetic sources draw at the new size from the next frame; others are scaled.
-            source.set_output_size(size.0, size.1);
-            source_size = size;
-        }
-        // Scaled when larger than wanted (a source that resized itself is right from the next
-        // frame on; a smaller frame is never scaled up).
-        let input = scaled_to(&frame, size);
-        let input = input.as_ref().unwrap_or(&frame);
-        let ts = clock.rtp_ts(input.capture_us, 90_000);
-        let bytes = main.send(stream, input, want.bitrate_bps, ts)?;
-        adapter.observe_output(bytes, Instant::now());
+        let (budgets, scaled, ts) =
+            encode_main(stream, &mut main, &mut adapter, wanted_size, &frame, |input| {
+                clock.rtp_ts(input.capture_us, 90_000)
+            })?;
+        let input = scaled.as_ref().unwrap_or(&frame);
         match budgets.low {
             Some(budget) => {
                 let (adapter, layer) = low.get_or_insert_with(|| {
                     let adapter = VideoAdapter::new(full.0, full.1, info.fps, info.kind);
-                    (adapter, LayerEncoder::new(stream, LOW_LAYER, Box::new(new_random_sequencer()), &info))
+                    (adapter, LayerEncoder::new(stream, LOW_LAYER, Box::new(new_random_sequencer()), info))
                 });
                 let want = adapter.update(Some(budget), Instant::now());
                 let smaller = scaled_to(input, (want.width, want.height));
@@ -761,8 +836,42 @@ fn video_loop(
             // Nobody gets it: no second encoder running.
             None => low = None,
         }
+        // Keep what was encoded; a captured buffer no longer needed goes back for reuse.
+        let (picture, captured) = match scaled {
+            Some(scaled) => {
+                let _ = spare.send(frame);
+                (scaled, false)
+            }
+            None => (frame, true),
+        };
+        if let Some((old, _, true)) = last.replace((picture, ts, captured)) {
+            let _ = spare.send(old);
+        }
     }
     Ok(())
+}
+
+/// The main encoding of `picture`, stamped `ts(input)`: what the paths to the peers carry
+/// decides the size and rate (see `adapt`); the picture is scaled when larger than wanted (a
+/// source that resized itself is right from the next frame on; a smaller picture is never
+/// scaled up). Returns the paths' budgets, the scaled copy if one was made, and the stamp.
+fn encode_main(
+    stream: &SendStream,
+    main: &mut LayerEncoder,
+    adapter: &mut VideoAdapter,
+    wanted_size: &std::sync::atomic::AtomicU64,
+    picture: &VideoFrame,
+    ts: impl FnOnce(&VideoFrame) -> u32,
+) -> Result<(LayerBudgets, Option<VideoFrame>, u32), MediaError> {
+    let budgets = stream.budgets(Instant::now());
+    let want = adapter.update(budgets.main, Instant::now());
+    wanted_size.store(pack_size(want.width, want.height), Ordering::Relaxed);
+    let scaled = scaled_to(picture, (want.width, want.height));
+    let input = scaled.as_ref().unwrap_or(picture);
+    let ts = ts(input);
+    let bytes = main.send(stream, input, want.bitrate_bps, ts)?;
+    adapter.observe_output(bytes, Instant::now());
+    Ok((budgets, scaled, ts))
 }
 
 /// `frame` scaled down to fit `size`, or `None` when it already fits (never scaled up). A
@@ -814,6 +923,15 @@ impl LayerEncoder {
             kind: info.kind,
             last_keyframe: None,
         }
+    }
+
+    /// Whether a keyframe is wanted of this layer and may be sent now (spacing allows it).
+    fn keyframe_ready(&self, stream: &SendStream) -> bool {
+        let wanted =
+            if self.layer == MAIN_LAYER { &stream.keyframe_wanted } else { &stream.low_keyframe_wanted };
+        self.encoder.is_some()
+            && wanted.load(Ordering::Relaxed)
+            && self.last_keyframe.is_none_or(|t| t.elapsed() >= KEYFRAME_MIN_INTERVAL)
     }
 
     /// Encode `frame` at `bitrate_bps` and send it as this layer's packets, stamped `ts`;
@@ -1094,6 +1212,91 @@ mod tests {
         assert!(!slow_t.awaiting_keyframe.load(Ordering::Relaxed));
         assert!(!stream.keyframe_wanted.load(Ordering::Relaxed), "no keyframe asked for once it keeps up");
         until("the fast peer to get the rest", || fast.got.lock().len() == 210).await;
+    }
+
+    #[tokio::test]
+    async fn a_new_video_peer_starts_at_a_keyframe_and_audio_at_once() {
+        let video = SendStream::new(TrackKind::Camera, "v".into());
+        let sink = Sink::new(true);
+        let t = video.test_target("new", sink.clone());
+        video.keyframe_wanted.store(false, Ordering::Relaxed);
+        video.attach(t.clone());
+        assert!(video.keyframe_wanted.load(Ordering::Relaxed), "attaching asks for a keyframe");
+        // The encoder's frames in flight when the peer joined are deltas: not sent to it.
+        for f in 0..6 {
+            video.send_batch(frame(f), f == 3);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        until("the keyframe and what follows", || sink.got.lock().len() == 9).await;
+        assert_eq!(sink.frames(), vec![3, 4, 5]);
+        assert_eq!(t.dropped_batches.load(Ordering::Relaxed), 3);
+
+        let audio = SendStream::new(TrackKind::Audio, "a".into());
+        let heard = Sink::new(true);
+        audio.attach(audio.test_target("new", heard.clone()));
+        for f in 0..3 {
+            audio.send_batch(frame(f), false);
+        }
+        until("every audio packet", || heard.got.lock().len() == 9).await;
+    }
+
+    /// A keyframe wanted between two captures (a peer's link just connected) is encoded at
+    /// once from the last picture, not at the next capture: at 2 fps the next one is up to
+    /// 500 ms away.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_peer_gets_a_keyframe_without_waiting_for_the_next_capture() {
+        let stream = SendStream::new(TrackKind::Camera, "v".into());
+        let (events, _rx) = mpsc::unbounded_channel();
+        stream.start_video(
+            VideoSpec::Synthetic { width: 640, height: 360, fps: 2.0 },
+            MediaClock::new(),
+            events,
+        );
+        // Let the encoder take its first picture (no peer yet: nothing is sent).
+        until("the first frame", || stream.encoder_info().is_some()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(stream.encoder_info().map(|e| e.width), Some(640), "no peer: the source's size");
+        let sink = Sink::new(true);
+        let t = stream.test_target("new", sink.clone());
+        // The new peer's path starts at 10 kbit/s (a 640x360 picture at 2 fps needs ~32): its
+        // keyframe is sized for that, not for what the last picture was encoded at.
+        t.estimate.set(10_000.0);
+        let attached = Instant::now();
+        stream.attach(t.clone());
+        until("the keyframe", || !sink.got.lock().is_empty()).await;
+        let waited = attached.elapsed();
+        let width = stream.encoder_info().map(|e| e.width);
+        stream.stop_capture();
+        assert!(
+            waited < Duration::from_millis(200),
+            "the keyframe came {waited:?} after the peer was attached"
+        );
+        assert!(!t.awaiting_keyframe.load(Ordering::Relaxed), "what was sent was a keyframe");
+        assert!(width.is_some_and(|w| w < 640), "keyframe encoded {width:?} wide for a 10 kbit/s path");
+    }
+
+    /// With the video off, a peer that joins gets no keyframe made from the last picture
+    /// taken before it was turned off.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_picture_is_sent_again_while_the_video_is_off() {
+        let stream = SendStream::new(TrackKind::Camera, "v".into());
+        let (events, _rx) = mpsc::unbounded_channel();
+        stream.start_video(
+            VideoSpec::Synthetic { width: 160, height: 90, fps: 2.0 },
+            MediaClock::new(),
+            events,
+        );
+        until("the first frame", || stream.encoder_info().is_some()).await;
+        // The first picture is encoded and sent (to nobody) before the video goes off; the next
+        // capture is 500 ms away.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.enabled.store(false, Ordering::Relaxed);
+        let sink = Sink::new(true);
+        stream.attach(stream.test_target("new", sink.clone()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sent = sink.got.lock().len();
+        stream.stop_capture();
+        assert_eq!(sent, 0, "packets sent while the video was off");
     }
 
     #[tokio::test]
