@@ -291,7 +291,7 @@ impl VideoAdapter {
     }
 }
 
-/// GCC (rtc's), with four changes (the last two: see `QueueDelay` and `Recovery`):
+/// GCC (rtc's), with five changes (see `QueueDelay`, `Recovery` and `Halves` for the last three):
 /// - **held to what the path has shown it carries**: at most 1.5x the rate acknowledged over
 ///   the last second plus 100 kbit/s, and 1.3x plus 60 kbit/s within 30 s of a back-off on a
 ///   queue. GCC's delay-based half only learns of a limit by hitting it; while the encoder
@@ -314,6 +314,7 @@ impl VideoAdapter {
 ///   half did not detect the queue of a 1 Mbit/s bottleneck here, only loss did, once the queue
 ///   had overflowed (a keyframe lost, seconds of freeze).
 /// - **rapid recovery** to 85% of what the path carried, once the queue behind a drop drained.
+/// - **its own loss half** ([`Halves`]): rtc's ratcheted down at 5% random loss.
 pub struct CappedGcc {
     gcc: Halves,
     min: f64,
