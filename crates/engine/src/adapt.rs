@@ -291,7 +291,7 @@ impl VideoAdapter {
     }
 }
 
-/// GCC (rtc's), with five changes (see `QueueDelay`, `Recovery` and `Halves` for the last three):
+/// GCC (rtc's), with four changes (the last two: see `QueueDelay` and `Recovery`):
 /// - **held to what the path has shown it carries**: at most 1.5x the rate acknowledged over
 ///   the last second plus 100 kbit/s, and 1.3x plus 60 kbit/s within 30 s of a back-off on a
 ///   queue. GCC's delay-based half only learns of a limit by hitting it; while the encoder
@@ -314,9 +314,8 @@ impl VideoAdapter {
 ///   half did not detect the queue of a 1 Mbit/s bottleneck here, only loss did, once the queue
 ///   had overflowed (a keyframe lost, seconds of freeze).
 /// - **rapid recovery** to 85% of what the path carried, once the queue behind a drop drained.
-/// - **its own loss half** ([`Halves`]): rtc's ratcheted down at 5% random loss.
 pub struct CappedGcc {
-    gcc: Halves,
+    gcc: Gcc,
     min: f64,
     max: f64,
     /// (arrival on the far end's clock, bytes) of packets reported arrived, the last second.
@@ -381,7 +380,7 @@ const STARTUP_LOSS: f64 = 0.05;
 impl CappedGcc {
     pub fn new(start: f64, min: f64, max: f64) -> CappedGcc {
         CappedGcc {
-            gcc: Halves::new(start, min, max),
+            gcc: Gcc::new(start, min, max),
             min,
             max,
             acked: VecDeque::new(),
@@ -463,7 +462,7 @@ impl BandwidthEstimator for CappedGcc {
             && self.startup.is_none()
             && resume > gcc
         {
-            self.gcc = Halves::new(resume, self.min, self.max);
+            self.gcc = Gcc::new(resume, self.min, self.max);
             gcc = self.gcc.target_bitrate();
         }
         // A queue building on the path: back off to under what arrives before it overflows
@@ -514,7 +513,7 @@ impl BandwidthEstimator for CappedGcc {
                 "queue cut"
             );
             self.queue_cut_at = Some(now);
-            self.gcc = Halves::new(cut.max(self.min), self.min, self.max);
+            self.gcc = Gcc::new(cut.max(self.min), self.min, self.max);
             self.startup = None;
             gcc = self.gcc.target_bitrate();
         }
@@ -532,7 +531,7 @@ impl BandwidthEstimator for CappedGcc {
                     to_kbps = carried / 1000.0,
                     "startup ended"
                 );
-                self.gcc = Halves::new(carried, self.min, self.max);
+                self.gcc = Gcc::new(carried, self.min, self.max);
                 self.startup = None;
                 target = self.gcc.target_bitrate();
             } else {
@@ -578,147 +577,6 @@ impl BandwidthEstimator for CappedGcc {
 
     fn stats(&self) -> EstimatorStats {
         self.gcc.stats()
-    }
-}
-
-/// rtc's GCC with its loss half replaced by [`LossHalf`]. rtc's loss half judges every
-/// feedback batch (5-20 packets here): it lowers the rate when the batch and its moving
-/// average are over 10% lost and raises it only when both are under 2%, so at 5% random loss
-/// the batch is 0% most of the time (no rise) and now and then over 10% (a fall): the estimate
-/// ratcheted from 700 to 255 kbit/s in 20 s on a path with no queue (docs/decisions.md, issue
-/// 13 item 24), helped by lost feedback, whose packets rtc reports lost. rtc's half is given
-/// the arrived packets only (its delay half reads nothing else), so it never falls; ours
-/// decides on enough packets at once and counts runs of losses as unknown.
-struct Halves {
-    delay: Gcc,
-    loss: LossHalf,
-    min: f64,
-    max: f64,
-}
-
-impl Halves {
-    fn new(start: f64, min: f64, max: f64) -> Halves {
-        Halves { delay: Gcc::new(start, min, max), loss: LossHalf::new(start, min, max), min, max }
-    }
-
-    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
-        let arrived: Vec<PacketReport> = reports.iter().filter(|r| r.arrived).cloned().collect();
-        self.delay.on_reports(now, &arrived);
-        // rtc reports a packet lost when a later one is acknowledged and it was not: the
-        // packets of a feedback message lost on the way back (5-20 in a row here) come out
-        // lost, though most arrived. A run of [`LOSS_RUN_UNKNOWN`] or more in a row is counted
-        // as unknown, neither lost nor reported: at 5% random loss such a run happens about
-        // once in 160,000 packets.
-        let (mut lost, mut unknown, mut run) = (0, 0, 0);
-        for r in reports {
-            if r.arrived {
-                if run >= LOSS_RUN_UNKNOWN {
-                    unknown += run;
-                } else {
-                    lost += run;
-                }
-                run = 0;
-            } else {
-                run += 1;
-            }
-        }
-        // A run at the end stays open (its feedback may have been the last one lost).
-        if run >= LOSS_RUN_UNKNOWN {
-            unknown += run;
-        } else {
-            lost += run;
-        }
-        self.loss.update(now, lost, reports.len() - unknown);
-    }
-
-    fn target_bitrate(&self) -> f64 {
-        self.delay.target_bitrate().min(self.loss.target).clamp(self.min, self.max)
-    }
-
-    fn delay_based_bitrate(&self) -> f64 {
-        self.delay.delay_based_bitrate()
-    }
-
-    fn loss_based_bitrate(&self) -> f64 {
-        self.loss.target
-    }
-
-    fn stats(&self) -> EstimatorStats {
-        let mut stats = self.delay.stats();
-        stats.loss_based_bitrate = Some(self.loss.target);
-        stats.packet_loss = self.loss.last_loss;
-        stats
-    }
-}
-
-/// The loss half of GCC (draft-ietf-rmcat-gcc-02 section 5.5: under 2% lost the rate may
-/// climb, over 10% it falls by half the loss, between them it holds), judged over at least
-/// [`LOSS_CHUNK_PACKETS`] packets and [`LOSS_CHUNK_MIN`] at a time, as libwebrtc counts at
-/// least 20 packets per decision.
-#[derive(Debug)]
-struct LossHalf {
-    target: f64,
-    min: f64,
-    max: f64,
-    /// Lost and reported packets since the last decision, and when the first came.
-    lost: usize,
-    total: usize,
-    since: Option<Instant>,
-    /// The last decision (the climb is per time, as rtc's: 5% per 200 ms).
-    decided_at: Option<Instant>,
-    /// The loss of the last chunk judged.
-    last_loss: Option<f64>,
-}
-
-/// Packets per loss decision: at 5% random loss a chunk of 50 is over 10% lost ~4% of the
-/// time (a fall of ~6%) and loses none ~8% of the time (a climb); batches of 10 were over 10%
-/// lost ~9% of the time.
-const LOSS_CHUNK_PACKETS: usize = 50;
-/// At most one loss decision per this long.
-const LOSS_CHUNK_MIN: Duration = Duration::from_millis(200);
-/// Lost packets in a row from this many on are counted as unknown (see `Halves::on_reports`).
-const LOSS_RUN_UNKNOWN: usize = 4;
-const LOSS_LOW: f64 = 0.02;
-const LOSS_HIGH: f64 = 0.10;
-
-impl LossHalf {
-    fn new(start: f64, min: f64, max: f64) -> LossHalf {
-        LossHalf {
-            target: start.clamp(min, max),
-            min,
-            max,
-            lost: 0,
-            total: 0,
-            since: None,
-            decided_at: None,
-            last_loss: None,
-        }
-    }
-
-    /// `lost` of `total` reported packets did not arrive.
-    fn update(&mut self, now: Instant, lost: usize, total: usize) {
-        if total == 0 {
-            return;
-        }
-        self.lost += lost;
-        self.total += total;
-        let since = *self.since.get_or_insert(now);
-        if self.total < LOSS_CHUNK_PACKETS || now.saturating_duration_since(since) < LOSS_CHUNK_MIN {
-            return;
-        }
-        let loss = self.lost as f64 / self.total as f64;
-        (self.lost, self.total, self.since) = (0, 0, None);
-        self.last_loss = Some(loss);
-        let elapsed = self.decided_at.map_or(LOSS_CHUNK_MIN, |t| now.saturating_duration_since(t));
-        self.decided_at = Some(now);
-        if loss < LOSS_LOW {
-            // rtc's climb (5% per 200 ms), for the time since the last decision (at most 1 s).
-            let steps = elapsed.min(Duration::from_secs(1)).as_secs_f64() / LOSS_CHUNK_MIN.as_secs_f64();
-            self.target *= 1.05f64.powf(steps);
-        } else if loss > LOSS_HIGH {
-            self.target *= 1.0 - 0.5 * loss;
-        }
-        self.target = self.target.clamp(self.min, self.max);
     }
 }
 
@@ -997,80 +855,6 @@ mod tests {
             }
         }
         out
-    }
-
-    /// 500 kbit/s of 1000-byte packets in feedback batches every 100 ms over a path with no
-    /// queue, each packet lost with probability `loss` (a fixed pseudo-random sequence), for
-    /// `secs`; returns what `feed` estimates at the end.
-    /// The same loss hits the feedback on its way back: a lost feedback message's packets come
-    /// out lost with the next one's (as rtc reports them).
-    fn random_loss(loss: f64, secs: u64, mut feed: impl FnMut(Instant, &[PacketReport]) -> f64) -> f64 {
-        let t0 = Instant::now();
-        let (mut id, mut seed, mut last) = (0u64, 0x9e37_79b9_7f4a_7c15u64, 0.0);
-        let mut chance = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % 10_000) as f64 / 10_000.0 < loss
-        };
-        let mut unreported: Vec<PacketReport> = Vec::new();
-        for tick in 0..secs * 10 {
-            let now = t0 + Duration::from_millis(tick * 100);
-            let reports: Vec<PacketReport> = (0..6)
-                .map(|i| {
-                    id += 1;
-                    let mut r = report(id, t0, now + Duration::from_millis(i * 16), 1000);
-                    if chance() {
-                        r.arrived = false;
-                        r.arrival = None;
-                    }
-                    r
-                })
-                .collect();
-            if chance() {
-                unreported.extend(reports.into_iter().map(|mut r| {
-                    r.arrived = false;
-                    r.arrival = None;
-                    r
-                }));
-                continue;
-            }
-            unreported.extend(reports);
-            last = feed(now + Duration::from_millis(100), &std::mem::take(&mut unreported));
-        }
-        last
-    }
-
-    /// rtc's loss half ratchets down at 5% random loss (item 24 in docs/decisions.md); ours
-    /// holds, and still falls at 20%.
-    #[test]
-    fn random_loss_of_five_percent_does_not_ratchet_the_estimate_down() {
-        let start = 700_000.0;
-        let mut rtc = Gcc::new(start, 100_000.0, 6_000_000.0);
-        let theirs = random_loss(0.05, 30, |now, r| {
-            rtc.on_reports(now, r);
-            rtc.loss_based_bitrate()
-        });
-        let mut halves = Halves::new(start, 100_000.0, 6_000_000.0);
-        let ours = random_loss(0.05, 30, |now, r| {
-            halves.on_reports(now, r);
-            halves.loss_based_bitrate()
-        });
-        assert!(theirs < start * 0.7, "rtc's loss half: {theirs}");
-        assert!(ours >= start * 0.95, "ours: {ours}");
-        let mut halves = Halves::new(start, 100_000.0, 6_000_000.0);
-        let heavy = random_loss(0.2, 10, |now, r| {
-            halves.on_reports(now, r);
-            halves.target_bitrate()
-        });
-        assert!(heavy < start * 0.5, "20% lost: {heavy}");
-        // No loss: it climbs as rtc's did (5% per 200 ms).
-        let mut halves = Halves::new(start, 100_000.0, 6_000_000.0);
-        let clean = random_loss(0.0, 5, |now, r| {
-            halves.on_reports(now, r);
-            halves.loss_based_bitrate()
-        });
-        assert!(clean > start * 2.5, "no loss: {clean}");
     }
 
     #[test]
